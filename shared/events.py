@@ -55,7 +55,7 @@ class EventEnvelope(BaseModel):
     """One event as it travels through the outbox and Kafka (the Kafka value, JSON).
 
     `data` is the full snapshot of the aggregate after the change (event-carried state);
-    `extra` carries event-specific fields such as `reason`, `order_id` or `quantity`.
+    `reason`, `order_id` and `quantity` are event-specific (rejections, cancellations, stock moves).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -70,7 +70,9 @@ class EventEnvelope(BaseModel):
     trace: str | None = None
     correlation_id: str | None = None
     data: dict[str, Any]
-    extra: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    order_id: int | None = None
+    quantity: int | None = None
 
     @property
     def key(self) -> bytes:
