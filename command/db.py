@@ -1,0 +1,50 @@
+"""The write database: engine, sessions and the transaction every command runs in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from command.outbox import OutboxSignal, outbox_row
+from shared.events import EventEnvelope
+
+
+class Transaction:
+    """One unit of work: the session plus the events it will commit to the outbox."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.events: list[EventEnvelope] = []
+
+    def record(self, event: EventEnvelope) -> None:
+        """Write the event's outbox row; call it after the aggregate row is locked or inserted."""
+        self.events.append(event)
+        self.session.add(outbox_row(event))
+
+
+class WriteDatabase:
+    def __init__(self, dsn: str, *, signal: OutboxSignal | None = None, pool_size: int = 20) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            dsn,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            isolation_level="READ COMMITTED",
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.signal = signal or OutboxSignal()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Commit on success, roll back on any exception; wake the relay when events were written."""
+        async with self.sessions() as session, session.begin():
+            tx = Transaction(session)
+            yield tx
+        if tx.events:
+            self.signal.notify()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

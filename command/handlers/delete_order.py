@@ -1,0 +1,20 @@
+"""deleteOrder: only CANCELED or REJECTED orders; soft delete keeps the history; emits `order.deleted`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from command.db import WriteDatabase
+from command.handlers.common import bump
+from command.models import OrderStatus, db_now
+from command.orders import lock_order, record_order_event, require_status
+from shared.events import Topic
+
+
+async def delete_order(db: WriteDatabase, order_id: int) -> dict[str, Any]:
+    async with db.transaction() as tx:
+        order = await lock_order(tx, order_id)
+        require_status(order, OrderStatus.CANCELED, OrderStatus.REJECTED, action="delete")
+        order.deleted_at = db_now()
+        bump(order)
+        return await record_order_event(tx, order, Topic.ORDER_DELETED)

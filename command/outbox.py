@@ -1,0 +1,59 @@
+"""The outbox writer: events are rows in the same transaction as the entity change."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from command.models import OutboxRow, db_now
+from shared.events import AggregateType, EventEnvelope, Topic
+
+
+class OutboxSignal:
+    """Wakes the relay of this process as soon as a transaction with events commits."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+def new_event(
+    topic: Topic,
+    aggregate_type: AggregateType,
+    snapshot: dict[str, Any],
+    **fields: Any,
+) -> EventEnvelope:
+    """An envelope carrying the aggregate's full snapshot after the change."""
+    return EventEnvelope(
+        event_type=topic,
+        aggregate_type=aggregate_type,
+        aggregate_id=snapshot["id"],
+        aggregate_version=snapshot["version"],
+        data=snapshot,
+        **fields,
+    )
+
+
+def outbox_row(event: EventEnvelope) -> OutboxRow:
+    return OutboxRow(
+        event_id=str(event.event_id),
+        topic=event.event_type.value,
+        key=event.key.decode(),
+        aggregate_type=event.aggregate_type.value,
+        aggregate_id=event.aggregate_id,
+        aggregate_version=event.aggregate_version,
+        payload=event.model_dump(mode="json"),
+        headers={k: v.decode() for k, v in event.kafka_headers()},
+        created_at=db_now(),
+    )

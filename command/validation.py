@@ -1,0 +1,62 @@
+"""Input rules shared by the command handlers; each failure is BAD_USER_INPUT naming the field."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from shared.errors import BadUserInput, Conflict
+from shared.money import MAX_AMOUNT, parse_money
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_ID = 2**63 - 1
+MAX_STOCK = 2**31 - 1
+MAX_QUANTITY = 10_000
+MAX_ORDER_LINES = 100
+
+
+def parse_id(value: object, field: str = "id") -> int:
+    """IDs are the write model's positive integer keys, sent as strings."""
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise BadUserInput(f"{field} must be a positive integer id", field=field)
+    return int(text)
+
+
+def require_text(value: str | None, field: str, *, max_length: int = 255) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise BadUserInput(f"{field} must not be empty", field=field)
+    if len(text) > max_length:
+        raise BadUserInput(f"{field} must be at most {max_length} characters", field=field)
+    return text
+
+
+def normalize_email(value: str | None, field: str = "email") -> str:
+    email = (value or "").strip().lower()
+    if not EMAIL.match(email) or len(email) > 320:
+        raise BadUserInput(f"{field} is not a valid email address", field=field)
+    return email
+
+
+def require_price(value: object, field: str = "price") -> Decimal:
+    try:
+        price = parse_money(value)
+    except ValueError as exc:
+        raise BadUserInput(f"{field}: {exc}", field=field) from exc
+    if price <= 0:
+        raise BadUserInput(f"{field} must be greater than 0", field=field)
+    if price > MAX_AMOUNT:
+        raise BadUserInput(f"{field} must be at most {MAX_AMOUNT}", field=field)
+    return price
+
+
+def require_int(value: int, field: str, *, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise BadUserInput(f"{field} must be between {low} and {high}", field=field)
+    return value
+
+
+def check_expected_version(actual: int, expected: int | None) -> None:
+    if expected is not None and expected != actual:
+        raise Conflict(f"expected version {expected}, found {actual}", actual_version=actual)

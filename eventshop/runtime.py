@@ -1,0 +1,174 @@
+"""Process composition: open the shared resources once, run the chosen components, stop cleanly.
+
+`eventshop all` runs every component in one process; each other command runs one of them.
+SIGINT/SIGTERM set one `stopping` event: the gateway stops accepting, consumers finish and commit
+the batch in hand, the relay finishes its batch, then connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import uvicorn
+from pymongo import AsyncMongoClient
+
+from command.db import WriteDatabase
+from command.relay import OutboxRelay
+from command.stock_worker import StockWorker
+from gateway.app import create_app
+from projection.queries import ReadModel
+from projection.runner import build_projection_runner
+from projection.store import connect_read_model
+from shared.kafka import make_producer, start_with_retry
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+class Component(StrEnum):
+    GATEWAY = "gateway"
+    RELAY = "relay"
+    STOCK_WORKER = "stock-worker"
+    PROJECTOR = "projector"
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    write_db: WriteDatabase
+    mongo: AsyncMongoClient[dict[str, Any]]
+    read_model: ReadModel
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Resources:
+        write_db = WriteDatabase(settings.mysql_dsn)
+        mongo, db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
+        return cls(settings, write_db, mongo, ReadModel(db))
+
+    async def close(self) -> None:
+        await self.write_db.dispose()
+        await self.mongo.close()
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals belong to the runtime, which tells every component to stop
+
+
+async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
+    async def ping_mysql() -> None:
+        async with res.write_db.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def ping_mongo() -> None:
+        await res.mongo.admin.command("ping")
+
+    async def ping_kafka() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=res.settings.kafka_bootstrap, request_timeout_ms=2000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()
+
+    app = create_app(
+        write_db=res.write_db,
+        read_model=res.read_model,
+        settings=res.settings,
+        readiness={"mysql": ping_mysql, "mongodb": ping_mongo, "kafka": ping_kafka},
+    )
+    config = uvicorn.Config(
+        app,
+        host=res.settings.host,
+        port=res.settings.port,
+        log_level="warning",
+        lifespan="off",
+        ws="auto",
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    await _first(stopping.wait(), serving)
+    server.should_exit = True
+    await serving
+
+
+async def run_relay(res: Resources, stopping: asyncio.Event) -> None:
+    producer = make_producer(res.settings)
+    if not await start_with_retry(producer, stopping):
+        return
+    try:
+        await OutboxRelay(res.write_db, producer, res.settings).run(stopping)
+    finally:
+        await producer.stop()
+
+
+async def run_projector(res: Resources, stopping: asyncio.Event) -> None:
+    producer = make_producer(res.settings)
+    if not await start_with_retry(producer, stopping):
+        return
+    try:
+        await build_projection_runner(res.read_model.db, producer, res.settings).run(stopping)
+    finally:
+        await producer.stop()
+
+
+async def run_stock_worker(res: Resources, stopping: asyncio.Event) -> None:
+    producer = make_producer(res.settings)
+    if not await start_with_retry(producer, stopping):
+        return
+    try:
+        await StockWorker(res.write_db, producer, res.settings).run(stopping)
+    finally:
+        await producer.stop()
+
+
+RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Awaitable[None]]] = {
+    Component.GATEWAY: run_gateway,
+    Component.RELAY: run_relay,
+    Component.STOCK_WORKER: run_stock_worker,
+    Component.PROJECTOR: run_projector,
+}
+
+
+async def run(components: list[Component], settings: Settings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    res = await Resources.open(settings)
+    log.info("eventshop.started", components=[c.value for c in components], port=settings.port)
+    tasks = [asyncio.create_task(RUNNERS[c](res, stopping), name=c.value) for c in components]
+    try:
+        done, _ = await asyncio.wait(
+            {*tasks, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                log.error("eventshop.component_failed", component=task.get_name(), error=repr(task.exception()))
+        stopping.set()
+        await asyncio.wait(tasks, timeout=30)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await res.close()
+        log.info("eventshop.stopped")
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,78 @@
+"""The gateway's Starlette app: /graphql (GraphiQL on GET), /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from command.db import WriteDatabase
+from gateway.context import GatewayContext
+from gateway.schema import schema
+from projection.queries import ReadModel
+from shared.settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+class EventshopGraphQL(GraphQL[GatewayContext, None]):
+    def __init__(self, write_db: WriteDatabase, read_model: ReadModel, settings: Settings) -> None:
+        super().__init__(
+            schema, graphql_ide="graphiql", allow_queries_via_get=False, keep_alive=True, keep_alive_interval=10
+        )
+        self.write_db = write_db
+        self.read_model = read_model
+        self.settings = settings
+
+    async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
+        return GatewayContext(self.write_db, self.read_model, self.settings, request, response)
+
+
+def create_app(
+    *,
+    write_db: WriteDatabase,
+    read_model: ReadModel,
+    settings: Settings,
+    readiness: dict[str, ReadinessCheck],
+) -> Starlette:
+    graphql = EventshopGraphQL(write_db, read_model, settings)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        results: dict[str, str] = {}
+
+        async def check(name: str, probe: ReadinessCheck) -> None:
+            try:
+                await asyncio.wait_for(probe(), 2.0)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"unavailable: {type(exc).__name__}"
+
+        await asyncio.gather(*(check(name, probe) for name, probe in readiness.items()))
+        ready = all(v == "ok" for v in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results}, status_code=200 if ready else 503
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ]
+    )
+    app.add_route("/graphql", graphql, methods=["GET", "POST"])
+    app.add_websocket_route("/graphql", graphql)
+    return app

@@ -1,0 +1,230 @@
+"""The Strawberry schema: queries read MongoDB views, mutations call one command handler each."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.types import ExecutionContext
+
+from command.handlers.cancel_order import CancelOrder, cancel_order
+from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_product import CreateProduct, create_product
+from command.handlers.create_user import CreateUser, create_user
+from command.handlers.delete_order import delete_order
+from command.handlers.delete_product import delete_product
+from command.handlers.delete_user import delete_user
+from command.handlers.pay_order import PayOrder, pay_order
+from command.handlers.update_order import UpdateOrder, update_order
+from command.handlers.update_product import UpdateProduct, update_product
+from command.handlers.update_user import UpdateUser, update_user
+from command.snapshots import product_snapshot, user_snapshot
+from command.validation import parse_id
+from gateway.context import Info
+from gateway.errors import ErrorCodes
+from gateway.inputs import (
+    CancelOrderInput,
+    CreateOrderInput,
+    CreateProductInput,
+    CreateUserInput,
+    PayOrderInput,
+    UpdateOrderInput,
+    UpdateProductInput,
+    UpdateUserInput,
+)
+from gateway.reads import wait_for_version
+from gateway.scalars import DecimalScalar
+from gateway.types import (
+    Connection,
+    Deleted,
+    Order,
+    OrderStatus,
+    Product,
+    ProductOrderBy,
+    User,
+    connection,
+)
+from projection.projectors.orders import order_document
+from projection.projectors.products import product_document
+from projection.projectors.users import user_document
+from projection.queries import SortKey
+from shared.money import to_cents
+
+PRODUCT_SORT = {
+    ProductOrderBy.ID_ASC: SortKey("_id", 1),
+    ProductOrderBy.NAME_ASC: SortKey("name_lc", 1),
+    ProductOrderBy.PRICE_ASC: SortKey("price_cents", 1),
+    ProductOrderBy.PRICE_DESC: SortKey("price_cents", -1),
+    ProductOrderBy.NEWEST: SortKey("_id", -1),
+}
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def user(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> User | None:
+        user_id = parse_id(id)
+        ctx = info.context
+        if min_version is not None:
+            await wait_for_version(ctx.read_model, "user", user_id, min_version, ctx.settings.read_wait_timeout)
+        doc = await ctx.read_model.user(user_id)
+        return None if doc is None else User.from_doc(doc)
+
+    @strawberry.field
+    async def users(
+        self, info: Info, first: int = 20, after: str | None = None, search: str | None = None
+    ) -> Connection[User]:
+        page = await info.context.read_model.list_users(first, after, search)
+        return connection(page, User.from_doc)
+
+    @strawberry.field
+    async def product(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Product | None:
+        product_id = parse_id(id)
+        ctx = info.context
+        if min_version is not None:
+            await wait_for_version(ctx.read_model, "product", product_id, min_version, ctx.settings.read_wait_timeout)
+        doc = await ctx.read_model.product(product_id)
+        return None if doc is None else Product.from_doc(doc)
+
+    @strawberry.field
+    async def products(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        search: str | None = None,
+        in_stock: bool | None = None,
+        min_price: Decimal | None = None,
+        max_price: Decimal | None = None,
+        order_by: ProductOrderBy = ProductOrderBy.ID_ASC,
+    ) -> Connection[Product]:
+        page = await info.context.read_model.list_products(
+            first,
+            after,
+            search=search,
+            in_stock=in_stock,
+            min_price_cents=None if min_price is None else to_cents(min_price),
+            max_price_cents=None if max_price is None else to_cents(max_price),
+            sort=PRODUCT_SORT[order_by],
+        )
+        return connection(page, Product.from_doc)
+
+    @strawberry.field
+    async def order(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Order | None:
+        order_id = parse_id(id)
+        ctx = info.context
+        if min_version is not None:
+            await wait_for_version(ctx.read_model, "order", order_id, min_version, ctx.settings.read_wait_timeout)
+        doc = await ctx.read_model.order(order_id)
+        return None if doc is None else Order.from_doc(doc)
+
+    @strawberry.field
+    async def orders(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        user_id: strawberry.ID | None = None,
+        status: OrderStatus | None = None,
+    ) -> Connection[Order]:
+        page = await info.context.read_model.list_orders(
+            first,
+            after,
+            user_id=None if user_id is None else parse_id(user_id, "userId"),
+            status=None if status is None else status.value,
+        )
+        return connection(page, Order.from_doc)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_user(self, info: Info, input: CreateUserInput) -> User:
+        user = await create_user(info.context.write_db, CreateUser(name=input.name, email=input.email))
+        return User.from_doc(user_document(user_snapshot(user)))
+
+    @strawberry.mutation
+    async def update_user(
+        self, info: Info, id: strawberry.ID, input: UpdateUserInput, expected_version: int | None = None
+    ) -> User:
+        command = UpdateUser(parse_id(id), name=input.name, email=input.email, expected_version=expected_version)
+        user = await update_user(info.context.write_db, command)
+        return User.from_doc(user_document(user_snapshot(user)))
+
+    @strawberry.mutation
+    async def delete_user(self, info: Info, id: strawberry.ID) -> Deleted:
+        user = await delete_user(info.context.write_db, parse_id(id))
+        return Deleted(id=strawberry.ID(str(user.id)), version=user.version)
+
+    @strawberry.mutation
+    async def create_product(self, info: Info, input: CreateProductInput) -> Product:
+        command = CreateProduct(name=input.name, description=input.description, price=input.price, stock=input.stock)
+        product = await create_product(info.context.write_db, command)
+        return Product.from_doc(product_document(product_snapshot(product)))
+
+    @strawberry.mutation
+    async def update_product(
+        self, info: Info, id: strawberry.ID, input: UpdateProductInput, expected_version: int | None = None
+    ) -> Product:
+        command = UpdateProduct(
+            parse_id(id),
+            name=input.name,
+            description=input.description,
+            price=input.price,
+            stock=input.stock,
+            expected_version=expected_version,
+        )
+        product = await update_product(info.context.write_db, command)
+        return Product.from_doc(product_document(product_snapshot(product)))
+
+    @strawberry.mutation
+    async def delete_product(self, info: Info, id: strawberry.ID) -> Deleted:
+        product = await delete_product(info.context.write_db, parse_id(id))
+        return Deleted(id=strawberry.ID(str(product.id)), version=product.version)
+
+    @strawberry.mutation
+    async def create_order(self, info: Info, input: CreateOrderInput, idempotency_key: str | None = None) -> Order:
+        lines = tuple(
+            OrderLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
+            for i, item in enumerate(input.items)
+        )
+        snapshot = await create_order(info.context.write_db, CreateOrder(parse_id(input.user_id, "userId"), lines))
+        return Order.from_doc(order_document(snapshot))
+
+    @strawberry.mutation
+    async def update_order(
+        self, info: Info, id: strawberry.ID, input: UpdateOrderInput, expected_version: int | None = None
+    ) -> Order:
+        command = UpdateOrder(parse_id(id), input.status, expected_version=expected_version)
+        return Order.from_doc(order_document(await update_order(info.context.write_db, command)))
+
+    @strawberry.mutation
+    async def pay_order(
+        self, info: Info, id: strawberry.ID, input: PayOrderInput, idempotency_key: str | None = None
+    ) -> Order:
+        command = PayOrder(parse_id(id), input.payment_method)
+        return Order.from_doc(order_document(await pay_order(info.context.write_db, command)))
+
+    @strawberry.mutation
+    async def cancel_order(self, info: Info, id: strawberry.ID, input: CancelOrderInput) -> Order:
+        command = CancelOrder(parse_id(id), input.reason)
+        return Order.from_doc(order_document(await cancel_order(info.context.write_db, command)))
+
+    @strawberry.mutation
+    async def delete_order(self, info: Info, id: strawberry.ID) -> Deleted:
+        snapshot = await delete_order(info.context.write_db, parse_id(id))
+        return Deleted(id=strawberry.ID(str(snapshot["id"])), version=snapshot["version"])
+
+
+class EventshopSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
+
+
+schema = EventshopSchema(
+    query=Query,
+    mutation=Mutation,
+    scalar_overrides={Decimal: DecimalScalar},
+    extensions=[ErrorCodes()],
+)

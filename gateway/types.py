@@ -1,0 +1,197 @@
+"""GraphQL object types of the contract, built from read-model documents (view shape)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from command.models import OrderStatus as DomainOrderStatus
+from command.models import PaymentMethod as DomainPaymentMethod
+from gateway.context import Info
+from projection.queries import Page
+from shared.money import from_cents
+
+Doc = dict[str, Any]
+
+OrderStatus = strawberry.enum(DomainOrderStatus)
+PaymentMethod = strawberry.enum(DomainPaymentMethod)
+
+
+@strawberry.enum
+class ProductOrderBy(Enum):
+    ID_ASC = "ID_ASC"
+    NAME_ASC = "NAME_ASC"
+    PRICE_ASC = "PRICE_ASC"
+    PRICE_DESC = "PRICE_DESC"
+    NEWEST = "NEWEST"
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Deleted:
+    id: strawberry.ID
+    version: int
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    name: str
+    email: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> User:
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            name=doc["name"],
+            email=doc["email"],
+            version=doc["version"],
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+        )
+
+    @strawberry.field
+    async def orders(
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        status: OrderStatus | None = None,
+    ) -> Connection[Order]:
+        page = await info.context.read_model.list_orders(
+            first, after, user_id=int(self.id), status=status.value if status else None
+        )
+        return connection(page, Order.from_doc)
+
+
+@strawberry.type
+class Product:
+    id: strawberry.ID
+    name: str
+    description: str
+    price: Decimal
+    stock: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Product:
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            name=doc["name"],
+            description=doc["description"],
+            price=from_cents(doc["price_cents"]),
+            stock=doc["stock"],
+            version=doc["version"],
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+        )
+
+
+@strawberry.type
+class OrderUser:
+    id: strawberry.ID
+    name: str
+    email: str
+
+
+@strawberry.type
+class OrderItem:
+    product_id: strawberry.ID
+    product_name: str
+    quantity: int
+    unit_price: Decimal
+    subtotal: Decimal
+
+
+@strawberry.type
+class StatusChange:
+    status: OrderStatus
+    at: datetime
+    reason: str | None
+
+
+@strawberry.type
+class Order:
+    id: strawberry.ID
+    user_id: strawberry.ID
+    user: OrderUser
+    items: list[OrderItem]
+    total_amount: Decimal
+    status: OrderStatus
+    payment_method: PaymentMethod | None
+    cancel_reason: str | None
+    reject_reason: str | None
+    history: list[StatusChange]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    paid_at: datetime | None
+    canceled_at: datetime | None
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Order:
+        user = doc["user"]
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            user_id=strawberry.ID(str(doc["user_id"])),
+            user=OrderUser(id=strawberry.ID(str(user["id"])), name=user["name"], email=user["email"]),
+            items=[
+                OrderItem(
+                    product_id=strawberry.ID(str(item["product_id"])),
+                    product_name=item["product_name"],
+                    quantity=item["quantity"],
+                    unit_price=from_cents(item["unit_price_cents"]),
+                    subtotal=from_cents(item["subtotal_cents"]),
+                )
+                for item in doc["items"]
+            ],
+            total_amount=from_cents(doc["total_cents"]),
+            status=OrderStatus[doc["status"]],
+            payment_method=PaymentMethod[doc["payment_method"]] if doc.get("payment_method") else None,
+            cancel_reason=doc.get("cancel_reason"),
+            reject_reason=doc.get("reject_reason"),
+            history=[
+                StatusChange(status=OrderStatus[h["status"]], at=h["at"], reason=h.get("reason"))
+                for h in doc["history"]
+            ],
+            version=doc["version"],
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            paid_at=doc.get("paid_at"),
+            canceled_at=doc.get("canceled_at"),
+        )
+
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    """A Relay-style page; `Connection[User]` is named `UserConnection` in the schema."""
+
+    nodes: list[NodeT]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(page: Page, node: Callable[[Doc], NodeT]) -> Connection[NodeT]:
+    return Connection(
+        nodes=[node(doc) for doc in page.documents],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        total_count=page.total_count,
+    )

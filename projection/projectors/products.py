@@ -1,0 +1,50 @@
+"""ProductProjector: `product.*` and `stock.*` events -> ProductView (every one carries the full product)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from projection.documents import ProductView
+from projection.projectors.base import Doc, ViewChange, parse_time
+from projection.store import upsert_if_newer
+from shared.events import EventEnvelope, Topic
+from shared.money import to_cents
+
+
+def product_document(snapshot: Doc) -> Doc:
+    """The ProductView document for a write-side product snapshot."""
+    return {
+        "_id": snapshot["id"],
+        "name": snapshot["name"],
+        "name_lc": snapshot["name"].lower(),
+        "description": snapshot["description"],
+        "price_cents": to_cents(Decimal(snapshot["price"])),
+        "stock": snapshot["stock"],
+        "version": snapshot["version"],
+        "created_at": parse_time(snapshot["created_at"]),
+        "updated_at": parse_time(snapshot["updated_at"]),
+        "deleted": snapshot.get("deleted_at") is not None,
+    }
+
+
+class ProductProjector:
+    topics = frozenset(
+        {
+            Topic.PRODUCT_CREATED,
+            Topic.PRODUCT_UPDATED,
+            Topic.PRODUCT_DELETED,
+            Topic.STOCK_RESERVED,
+            Topic.STOCK_RELEASED,
+        }
+    )
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.products = db[ProductView.Settings.name]
+
+    async def apply(self, event: EventEnvelope) -> list[ViewChange]:
+        fields = product_document(event.data)
+        del fields["_id"], fields["version"]
+        document = await upsert_if_newer(self.products, event.aggregate_id, event.aggregate_version, fields)
+        return [] if document is None else [ViewChange("product", document)]

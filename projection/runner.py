@@ -1,0 +1,91 @@
+"""ProjectionRunner: routes each event to the projector of its aggregate and announces view changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from projection.projectors.base import Projector, ViewChange
+from projection.projectors.orders import OrderProjector
+from projection.projectors.products import ProductProjector
+from projection.projectors.users import UserProjector
+from shared.events import EventEnvelope, Topic
+from shared.kafka import ConsumerLoop, PoisonMessage, decode_event
+from shared.settings import Settings
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def encode_view_change(change: ViewChange) -> bytes:
+    doc = change.document
+    return json.dumps(
+        {"kind": change.kind, "id": doc["_id"], "version": doc["version"], "document": doc},
+        default=_json_default,
+        separators=(",", ":"),
+    ).encode()
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projectors: Sequence[Projector],
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        *,
+        group_id: str | None = None,
+    ) -> None:
+        self.routes: dict[Topic, Projector] = {}
+        for projector in projectors:
+            for topic in projector.topics:
+                self.routes[topic] = projector
+        self.producer = producer
+        self._announcements: list[asyncio.Future[Any]] = []
+        self.loop: ConsumerLoop[EventEnvelope] = ConsumerLoop(
+            settings=settings,
+            name="projector",
+            group_id=group_id or settings.projector_group,
+            topics=sorted(t.value for t in self.routes),
+            handle=self.handle,
+            decode=decode_event,
+            producer=producer,
+            before_commit=self.flush,
+        )
+
+    async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
+        projector = self.routes.get(event.event_type)
+        if projector is None or event.event_type.value != record.topic:
+            raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
+        for change in await projector.apply(event):
+            self._announcements.append(
+                await self.producer.send(
+                    Topic.VIEWS_CHANGED.value,
+                    encode_view_change(change),
+                    key=f"{change.kind}:{change.document['_id']}".encode(),
+                )
+            )
+
+    async def flush(self) -> None:
+        """Before offsets are committed: every `views.changed` announcement of the batch is acked."""
+        pending, self._announcements = self._announcements, []
+        await asyncio.gather(*pending)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self.loop.run(stopping)
+
+
+def build_projection_runner(
+    db: Any, producer: AIOKafkaProducer, settings: Settings, *, group_id: str | None = None
+) -> ProjectionRunner:
+    """One projector per aggregate, all fed by one consumer group."""
+    return ProjectionRunner(
+        [UserProjector(db), ProductProjector(db), OrderProjector(db)], producer, settings, group_id=group_id
+    )

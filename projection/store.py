@@ -1,0 +1,50 @@
+"""Read-model connection and the version-gated upsert every projector relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from projection.documents import VIEW_DOCUMENTS
+
+Doc = dict[str, Any]
+
+
+async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[Doc], AsyncDatabase[Doc]]:
+    """Connect and initialise Beanie (which creates the indexes of every view)."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    db = client[database]
+    await init_beanie(database=db, document_models=VIEW_DOCUMENTS)
+    return client, db
+
+
+async def upsert_if_newer(
+    collection: AsyncCollection[Doc],
+    doc_id: int,
+    version: int,
+    fields: Doc,
+    *,
+    on_insert: Doc | None = None,
+) -> Doc | None:
+    """Write `fields` only when `version` is newer than the stored one; returns the new document.
+
+    When the stored version is the same or newer the filter misses, the upsert collides on `_id`
+    and the duplicate-key error means "stale event, skip" (None).
+    """
+    update: Doc = {"$set": {**fields, "version": version}}
+    if on_insert:
+        update["$setOnInsert"] = on_insert
+    try:
+        return await collection.find_one_and_update(
+            {"_id": doc_id, "version": {"$lt": version}},
+            update,
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+    except DuplicateKeyError:
+        return None

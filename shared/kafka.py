@@ -1,0 +1,197 @@
+"""Kafka helpers: the idempotent producer, and a consumer loop with retry, backoff and a DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from shared.events import EventEnvelope, dlq_topic
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """acks=all + idempotence: a retried send is never duplicated or reordered within a partition."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "request_timeout_ms": 15_000,
+        "max_batch_size": 256 * 1024,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+class PoisonMessage(Exception):
+    """A message that can never succeed (undecodable, invalid): straight to the DLQ, no retry."""
+
+
+class ConsumerLoop(Generic[T]):
+    """Consume, handle each message in partition order, commit only after every effect is durable.
+
+    Transient failures are retried with exponential backoff and jitter; undecodable messages and
+    messages that exhaust their retries go to `<topic>.dlq` with the error, and the loop moves on.
+    A failed DLQ publish raises: the loop stops without committing, so nothing is dropped silently.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        name: str,
+        group_id: str | None,
+        topics: list[str],
+        handle: Callable[[T, ConsumerRecord[bytes, bytes]], Awaitable[None]],
+        decode: Callable[[bytes | None], T],
+        producer: AIOKafkaProducer,
+        auto_offset_reset: str = "earliest",
+        max_records: int = 500,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.group_id = group_id
+        self.topics = topics
+        self.handle = handle
+        self.decode = decode
+        self.producer = producer
+        self.auto_offset_reset = auto_offset_reset
+        self.max_records = max_records
+        self.before_commit = before_commit
+        self.consumer: AIOKafkaConsumer | None = None
+        self.processed = 0
+        self.dead_lettered = 0
+
+    def _retrying(self) -> AsyncRetrying:
+        s = self.settings
+        return AsyncRetrying(
+            stop=stop_after_attempt(s.consumer_retries + 1),
+            wait=wait_exponential_jitter(
+                initial=s.consumer_retry_initial, max=s.consumer_retry_max, jitter=s.consumer_retry_initial
+            ),
+            retry=retry_if_not_exception_type(PoisonMessage),
+            reraise=True,
+        )
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset,
+            max_poll_records=self.max_records,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=600_000,
+        )
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Poll until `stopping` is set; finishes the batch in hand, commits it, then returns."""
+        if self.consumer is None:
+            await self.start()
+        assert self.consumer is not None
+        try:
+            while not stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                if not batches:
+                    continue
+                await asyncio.gather(*(self._process_partition(records) for records in batches.values()))
+                if self.before_commit is not None:
+                    await self.before_commit()
+                if self.group_id is not None:
+                    await self.consumer.commit()
+        finally:
+            await self.stop()
+
+    async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            await self.process(record)
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        attempts = 0
+        try:
+            message = self.decode(record.value)
+        except Exception as exc:  # undecodable: retrying cannot help
+            await self.dead_letter(record, exc, attempts=0)
+            return
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    await self.handle(message, record)
+        except Exception as exc:
+            log.warning(
+                "consumer.failed",
+                consumer=self.name,
+                topic=record.topic,
+                offset=record.offset,
+                error=repr(exc),
+                attempts=attempts,
+            )
+            await self.dead_letter(record, exc, attempts=attempts)
+            return
+        self.processed += 1
+
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *, attempts: int) -> None:
+        headers = list(record.headers or ())
+        headers += [
+            ("dlq.original_topic", record.topic.encode()),
+            ("dlq.original_partition", str(record.partition).encode()),
+            ("dlq.original_offset", str(record.offset).encode()),
+            ("dlq.error_type", type(exc).__name__.encode()),
+            ("dlq.error_message", str(exc)[:2000].encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.consumer", self.name.encode()),
+        ]
+        # Awaiting the ack: if the DLQ cannot take it, this raises and the offset is never committed.
+        await self.producer.send_and_wait(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
+        self.dead_lettered += 1
+        log.error(
+            "consumer.dead_lettered",
+            consumer=self.name,
+            topic=record.topic,
+            offset=record.offset,
+            error=repr(exc),
+            attempts=attempts,
+        )
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment()) if self.consumer else set()
+
+
+def decode_event(raw: bytes | None) -> EventEnvelope:
+    try:
+        return EventEnvelope.from_bytes(raw)
+    except Exception as exc:
+        raise PoisonMessage(f"cannot decode event: {exc}") from exc
+
+
+async def start_with_retry(client: Any, stopping: asyncio.Event, delay: float = 1.0) -> bool:
+    """Start a Kafka client, waiting for the broker if it is down; False if asked to stop first."""
+    while not stopping.is_set():
+        try:
+            await client.start()
+            return True
+        except Exception as exc:
+            log.warning("kafka.unavailable", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+    return False
