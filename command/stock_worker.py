@@ -101,7 +101,13 @@ def _first_shortfall(items: list[OrderItem], products: dict[int, Product]) -> st
 
 class StockWorker:
     def __init__(
-        self, db: WriteDatabase, producer: AIOKafkaProducer, settings: Settings, *, group_id: str | None = None
+        self,
+        db: WriteDatabase,
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        *,
+        group_id: str | None = None,
+        auto_offset_reset: str = "earliest",
     ) -> None:
         self.db = db
         self.loop: ConsumerLoop[EventEnvelope] = ConsumerLoop(
@@ -112,6 +118,7 @@ class StockWorker:
             handle=self.handle,
             decode=decode_event,
             producer=producer,
+            auto_offset_reset=auto_offset_reset,
         )
 
     async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:

@@ -17,7 +17,6 @@ def _parse_decimal(value: Any) -> Decimal:
 
 
 DecimalScalar = strawberry.scalar(
-    Decimal,
     name="Decimal",
     description='Money: a decimal string with two places, e.g. "5999.99".',
     serialize=format_money,

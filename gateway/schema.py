@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import strawberry
 from graphql.error import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from command.handlers.cancel_order import CancelOrder, cancel_order
@@ -225,6 +226,6 @@ class EventshopSchema(strawberry.Schema):
 schema = EventshopSchema(
     query=Query,
     mutation=Mutation,
-    scalar_overrides={Decimal: DecimalScalar},
-    extensions=[ErrorCodes()],
+    config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
+    extensions=[ErrorCodes],
 )

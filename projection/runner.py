@@ -42,6 +42,7 @@ class ProjectionRunner:
         settings: Settings,
         *,
         group_id: str | None = None,
+        auto_offset_reset: str = "earliest",
     ) -> None:
         self.routes: dict[Topic, Projector] = {}
         for projector in projectors:
@@ -57,6 +58,7 @@ class ProjectionRunner:
             handle=self.handle,
             decode=decode_event,
             producer=producer,
+            auto_offset_reset=auto_offset_reset,
             before_commit=self.flush,
         )
 
@@ -83,9 +85,8 @@ class ProjectionRunner:
 
 
 def build_projection_runner(
-    db: Any, producer: AIOKafkaProducer, settings: Settings, *, group_id: str | None = None
+    db: Any, producer: AIOKafkaProducer, settings: Settings, **options: Any
 ) -> ProjectionRunner:
     """One projector per aggregate, all fed by one consumer group."""
-    return ProjectionRunner(
-        [UserProjector(db), ProductProjector(db), OrderProjector(db)], producer, settings, group_id=group_id
-    )
+    projectors = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
+    return ProjectionRunner(projectors, producer, settings, **options)

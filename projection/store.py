@@ -16,10 +16,17 @@ Doc = dict[str, Any]
 
 
 async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[Doc], AsyncDatabase[Doc]]:
-    """Connect and initialise Beanie (which creates the indexes of every view)."""
+    """Connect, initialise Beanie and ensure the indexes of every view.
+
+    Indexes are created one `createIndexes` call each (idempotent): FerretDB v1 drops the connection
+    when one call names several indexes that already exist, which Beanie's own index sync does.
+    """
     client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     db = client[database]
-    await init_beanie(database=db, document_models=VIEW_DOCUMENTS)
+    await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
+    for document in VIEW_DOCUMENTS:
+        for index in document.Settings.indexes:  # one per call: FerretDB v1 fails on a batch that exists
+            await db[document.Settings.name].create_indexes([index])
     return client, db
 
 

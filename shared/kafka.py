@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from shared.events import EventEnvelope, dlq_topic
@@ -31,6 +31,18 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, assigned: asyncio.Event) -> None:
+        self.assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.assigned.clear()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self.assigned.set()
 
 
 class PoisonMessage(Exception):
@@ -70,6 +82,7 @@ class ConsumerLoop(Generic[T]):
         self.max_records = max_records
         self.before_commit = before_commit
         self.consumer: AIOKafkaConsumer | None = None
+        self._assigned = asyncio.Event()
         self.processed = 0
         self.dead_lettered = 0
 
@@ -78,7 +91,7 @@ class ConsumerLoop(Generic[T]):
         return AsyncRetrying(
             stop=stop_after_attempt(s.consumer_retries + 1),
             wait=wait_exponential_jitter(
-                initial=s.consumer_retry_initial, max=s.consumer_retry_max, jitter=s.consumer_retry_initial
+                multiplier=s.consumer_retry_initial, max=s.consumer_retry_max, jitter=s.consumer_retry_initial
             ),
             retry=retry_if_not_exception_type(PoisonMessage),
             reraise=True,
@@ -86,7 +99,6 @@ class ConsumerLoop(Generic[T]):
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -96,6 +108,10 @@ class ConsumerLoop(Generic[T]):
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
         )
+        if self.group_id is None:
+            self.consumer.subscribe(self.topics)
+        else:
+            self.consumer.subscribe(self.topics, listener=_AssignmentListener(self._assigned))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -175,6 +191,14 @@ class ConsumerLoop(Generic[T]):
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.consumer.assignment()) if self.consumer else set()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until partitions are assigned and their start offsets resolved (tests, rebuilds)."""
+        async with asyncio.timeout(timeout):
+            await self._assigned.wait()
+            assert self.consumer is not None
+            for tp in self.assignment():
+                await self.consumer.position(tp)
 
 
 def decode_event(raw: bytes | None) -> EventEnvelope:

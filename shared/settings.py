@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
@@ -44,11 +43,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @cached_property
+    @property
     def kafka_bootstrap(self) -> list[str]:
         return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
 
-    @cached_property
+    @property
     def mongo_database(self) -> str:
         from pymongo.uri_parser import parse_uri
 

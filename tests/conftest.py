@@ -1,0 +1,197 @@
+"""Fixtures on the real services (MariaDB, Kafka, FerretDB) started by `eventshop devstack up`.
+
+Tests use their own databases (`<name>_test`) and their own consumer groups, so they never touch
+the data of a running development system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from alembic import command as alembic_command
+from alembic.config import Config
+from pymongo.asynchronous.database import AsyncDatabase
+from sqlalchemy.engine import make_url
+
+from command.db import WriteDatabase
+from command.relay import OutboxRelay
+from command.stock_worker import StockWorker
+from gateway.app import create_app
+from projection.queries import ReadModel
+from projection.runner import ProjectionRunner, build_projection_runner
+from projection.store import connect_read_model
+from shared.kafka import make_producer
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def make_test_settings(**overrides: Any) -> Settings:
+    base = Settings()
+    url = make_url(base.mysql_dsn)
+    db_name = url.database if (url.database or "").endswith("_test") else f"{url.database}_test"
+    mongo_db = base.mongo_database if base.mongo_database.endswith("_test") else f"{base.mongo_database}_test"
+    mongo_uri = base.mongo_uri.rsplit("/", 1)[0] + f"/{mongo_db}"
+    values: dict[str, Any] = {
+        "mysql_dsn": url.set(database=db_name).render_as_string(hide_password=False),
+        "mongo_uri": mongo_uri,
+        "consumer_retries": 2,
+        "consumer_retry_initial": 0.05,
+        "consumer_retry_max": 0.2,
+        "outbox_poll_interval": 0.2,
+    }
+    values.update(overrides)
+    return base.model_copy(update=values)
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns a truthy value; fail with its last result after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_test_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated(settings: Settings) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", settings.mysql_dsn.replace("%", "%%"))
+    alembic_command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+async def write_db(settings: Settings) -> AsyncIterator[WriteDatabase]:
+    db = WriteDatabase(settings.mysql_dsn)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def mongo(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client, db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
+    yield db
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+def read_model(mongo: AsyncDatabase[dict[str, Any]]) -> ReadModel:
+    return ReadModel(mongo)
+
+
+@dataclass
+class RunningSystem:
+    relay: OutboxRelay
+    projection: ProjectionRunner
+    stock_worker: StockWorker
+
+
+@pytest.fixture(scope="session")
+async def system(
+    settings: Settings, write_db: WriteDatabase, mongo: AsyncDatabase[dict[str, Any]]
+) -> AsyncIterator[RunningSystem]:
+    """Relay, projector and stock worker running in-process for the whole session.
+
+    Consumer groups are new per session and start at the latest offsets, so events of earlier
+    runs are not replayed; the fixture returns once every consumer has its partitions.
+    """
+    run_id = uuid.uuid4().hex[:8]
+    producer = make_producer(settings)
+    await producer.start()
+    stopping = asyncio.Event()
+    relay = OutboxRelay(write_db, producer, settings)
+    projection = build_projection_runner(
+        mongo, producer, settings, group_id=f"test-projector-{run_id}", auto_offset_reset="latest"
+    )
+    stock = StockWorker(write_db, producer, settings, group_id=f"test-stock-{run_id}", auto_offset_reset="latest")
+    for loop in (projection.loop, stock.loop):
+        await loop.start()
+    tasks = [asyncio.create_task(c.run(stopping)) for c in (relay, projection, stock)]
+    await asyncio.gather(projection.loop.wait_ready(), stock.loop.wait_ready())
+    yield RunningSystem(relay, projection, stock)
+    stopping.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+    await producer.stop()
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
+        return response.json()  # type: ignore[no-any-return]
+
+    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        """The data of a query that must succeed."""
+        body = await self.execute(query, **variables)
+        assert not body.get("errors"), body
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def error_code(self, query: str, **variables: Any) -> str:
+        """The single error code of a query that must fail."""
+        body = await self.execute(query, **variables)
+        assert body.get("errors"), body
+        return body["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+async def gql(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[GraphQLClient]:
+    """The gateway app in-process (no server); the real services behind it."""
+    app = create_app(write_db=write_db, read_model=read_model, settings=settings, readiness={})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield GraphQLClient(http)
+
+
+def unique(prefix: str = "x") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class WriteModelProbe:
+    """Proves that a failed command wrote nothing: no new entity row, no new outbox event."""
+
+    TABLES = ("users", "products", "orders", "order_items", "order_status_history", "outbox")
+
+    def __init__(self, db: WriteDatabase) -> None:
+        self.db = db
+
+    async def high_water(self) -> dict[str, int]:
+        async with self.db.engine.connect() as conn:
+            marks = {}
+            for table in self.TABLES:
+                marks[table] = (await conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar()
+            return marks  # type: ignore[return-value]
+
+    async def new_events(self, since: dict[str, int], topics: tuple[str, ...]) -> list[str]:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.exec_driver_sql("SELECT topic FROM outbox WHERE id > %s", (since["outbox"],))
+            return [r.topic for r in rows if r.topic in topics]
+
+    async def scalar(self, sql: str, *params: Any) -> Any:
+        async with self.db.engine.connect() as conn:
+            return (await conn.exec_driver_sql(sql, params)).scalar()
+
+
+@pytest.fixture
+def probe(write_db: WriteDatabase) -> WriteModelProbe:
+    return WriteModelProbe(write_db)
