@@ -1,0 +1,48 @@
+# eventshop: `make run` starts the whole system, `make test` runs every test on the real services.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ES := $(BIN)/eventshop
+
+.PHONY: run test venv up down status migrate lint schema bench clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+up: venv
+	$(ES) devstack up
+
+down: venv
+	$(ES) devstack down
+
+status: venv
+	$(ES) devstack status
+
+migrate: up
+	$(ES) migrate
+
+run: migrate
+	@echo "GraphiQL: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/graphql"
+	$(ES) all
+
+test: up
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+schema: venv
+	$(ES) export-schema schema.graphql
+
+bench: migrate
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .devstack

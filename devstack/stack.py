@@ -1,0 +1,167 @@
+"""The devstack lifecycle: provision, start, health-check, stop and report the three backing services.
+
+Each service module (mariadb, kafka, ferretdb) provides the same small set of functions; this module
+decides per service whether to reuse what is running, adopt an external server or start a daemon.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from devstack import ferretdb, kafka, mariadb
+from devstack.process import (
+    DevstackError,
+    is_loopback,
+    log_path,
+    port_open,
+    running_pid,
+    service_lock,
+    start_daemon,
+    stop_daemon,
+    wait_for,
+)
+from shared.settings import Settings
+
+SERVICES: dict[str, ModuleType] = {"mariadb": mariadb, "kafka": kafka, "ferretdb": ferretdb}
+EXTERNAL_TIMEOUT = 30.0
+
+
+def _service(name: str) -> ModuleType:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise DevstackError(f"unknown service {name!r}; expected one of {sorted(SERVICES)}") from None
+
+
+def start_service(settings: Settings, name: str) -> str:
+    """Make one service answer at its configured address and return a line saying how it was provided.
+
+    Idempotent: a daemon devstack already runs is reused, a server that something else runs on the
+    port (Docker, a system service) is used as it is, and only otherwise is a daemon started, on the
+    existing data so a restart after stop_service keeps everything.
+    """
+    svc = _service(name)
+    with service_lock(settings, name):
+        return _start(settings, name, svc)
+
+
+def _start(settings: Settings, name: str, svc: ModuleType) -> str:
+    host, port = svc.address(settings)
+    where = f"{host}:{port}"
+    log = log_path(settings, name)
+    started = time.monotonic()
+
+    if (pid := running_pid(settings, name)) is not None:
+        wait_for(lambda: svc.ready(settings), what=f"{name} (pid {pid})", timeout=svc.START_TIMEOUT, log=log, pid=pid)
+        svc.ensure(settings, ours=True)
+        detail = wait_for(lambda: svc.check(settings), what=f"{name} health check", timeout=30, log=log)
+        return f"{name}: already running (devstack pid {pid}) at {where}: {detail}"
+
+    if port_open(host, port):
+        svc.ensure(settings, ours=False)
+        detail = wait_for(
+            lambda: svc.check(settings), what=f"{name} at {where} (not started by devstack)", timeout=EXTERNAL_TIMEOUT
+        )
+        return f"{name}: using the server already listening at {where} (not started by devstack): {detail}"
+
+    if not is_loopback(host):
+        raise DevstackError(f"{name}: nothing answers at {where}; devstack only starts services on loopback")
+
+    svc.provision(settings)
+    argv = svc.prepare(settings)
+    pid = start_daemon(settings, name, argv)
+    wait_for(lambda: svc.ready(settings), what=f"{name} (pid {pid}) start", timeout=svc.START_TIMEOUT, log=log, pid=pid)
+    svc.ensure(settings, ours=True)
+    detail = wait_for(lambda: svc.check(settings), what=f"{name} health check", timeout=30, log=log, pid=pid)
+    elapsed = time.monotonic() - started
+    return f"{name}: started (devstack pid {pid}) at {where} in {elapsed:.1f}s: {detail}; log {log}"
+
+
+def stop_service(settings: Settings, name: str, kill: bool = False) -> bool:
+    """Stop the daemon devstack started for `name` (SIGTERM, or SIGKILL with `kill` to simulate a crash).
+
+    Data stays on disk, so start_service brings the same state back. Returns False if devstack had
+    nothing running for it (an external server is never touched).
+    """
+    svc = _service(name)
+    with service_lock(settings, name):
+        return stop_daemon(settings, name, timeout=svc.STOP_TIMEOUT, kill=kill)
+
+
+def _each(fn: Callable[[str], str]) -> tuple[dict[str, str], dict[str, BaseException]]:
+    # The services are independent; doing them in parallel makes a cold `up` roughly as slow as the
+    # slowest one (the FerretDB build) rather than the sum.
+    results: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
+        futures = {pool.submit(fn, name): name for name in SERVICES}
+        for fut in concurrent.futures.as_completed(futures):
+            name = futures[fut]
+            try:
+                results[name] = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - reported per service below
+                errors[name] = exc
+    return results, errors
+
+
+def _labelled(name: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def up(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Provision, start and health-check every service, then create the Kafka topics.
+
+    Prints one line per service saying how it was provided. Raises DevstackError naming every service
+    that failed (with its log tail) so CI output alone explains the failure.
+    """
+
+    def one(name: str) -> str:
+        line = start_service(settings, name)
+        echo(line)
+        return line
+
+    _, errors = _each(one)
+    if errors:
+        raise DevstackError("\n\n".join(_labelled(name, exc) for name, exc in errors.items()))
+
+
+def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Stop the daemons devstack started (servers it merely used are left alone); data is kept."""
+
+    def one(name: str) -> str:
+        line = f"{name}: stopped" if stop_service(settings, name) else f"{name}: not running under devstack"
+        echo(line)
+        return line
+
+    _, errors = _each(one)
+    if errors:
+        raise DevstackError("\n".join(_labelled(name, exc) for name, exc in errors.items()))
+
+
+def status(settings: Settings) -> dict[str, str]:
+    """Per service: who runs it and whether it answers its real health check right now.
+
+    Values look like "devstack pid 123; answering at 127.0.0.1:3306 (...)", "external; answering ..."
+    or "stopped; not answering ... (error)".
+    """
+
+    def one(name: str) -> str:
+        svc = SERVICES[name]
+        host, port = svc.address(settings)
+        pid = running_pid(settings, name)
+        owner = f"devstack pid {pid}" if pid is not None else ("external" if port_open(host, port) else "stopped")
+        try:
+            health = f"answering at {host}:{port} ({svc.check(settings, timeout=3.0)})"
+        except Exception as exc:  # noqa: BLE001 - any failure means not answering
+            reason = (str(exc).splitlines() or [""])[0][:160]
+            health = f"not answering at {host}:{port} ({type(exc).__name__}: {reason})"
+        return f"{owner}; {health}"
+
+    results, errors = _each(one)
+    for name, exc in errors.items():
+        results[name] = f"unknown; not answering ({exc})"
+    return {name: results[name] for name in SERVICES}
