@@ -24,7 +24,7 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-LOCK_NAME = "eventshop.outbox_relay"
+LOCK_PREFIX = "eventshop.outbox_relay"
 MIN_POLL_INTERVAL = 0.005
 PURGE_EVERY_SECONDS = 60.0
 
@@ -47,6 +47,8 @@ class OutboxRelay:
         self.is_leader = False
         self._lock_conn: AsyncConnection | None = None
         self._last_purge = 0.0
+        # One leader per database (GET_LOCK names are server-wide).
+        self.lock_name = f"{LOCK_PREFIX}.{db.engine.url.database}"
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Wait for leadership, then publish until `stopping` is set (the batch in flight completes)."""
@@ -102,15 +104,18 @@ class OutboxRelay:
             for row in rows
         ]
         await asyncio.gather(*futures)  # every ack (acks=all) before anything is marked
+        await self.mark_published([row.id for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def mark_published(self, ids: list[int]) -> None:
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 text("UPDATE outbox SET published_at = :now WHERE id IN :ids").bindparams(
                     bindparam("ids", expanding=True)
                 ),
-                {"now": db_now(), "ids": [row.id for row in rows]},
+                {"now": db_now(), "ids": ids},
             )
-        self.published += len(rows)
-        return len(rows)
 
     async def purge(self) -> int:
         """Delete published rows older than the retention period, in small batches."""
@@ -148,7 +153,7 @@ class OutboxRelay:
         if self._lock_conn is not None:
             return True
         conn = await self.db.engine.connect()
-        acquired = (await conn.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": LOCK_NAME})).scalar()
+        acquired = (await conn.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": self.lock_name})).scalar()
         if acquired != 1:
             await conn.close()
             return False
@@ -161,7 +166,7 @@ class OutboxRelay:
         assert self._lock_conn is not None
         try:
             owner = (
-                await self._lock_conn.execute(text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": LOCK_NAME})
+                await self._lock_conn.execute(text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": self.lock_name})
             ).scalar()
         except Exception:
             owner = 0
@@ -176,7 +181,7 @@ class OutboxRelay:
         if conn is None:
             return
         try:
-            await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+            await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
             await conn.close()
         except Exception:
             await conn.invalidate()

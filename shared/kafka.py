@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from shared.events import EventEnvelope, dlq_topic
@@ -133,9 +134,18 @@ class ConsumerLoop(Generic[T]):
                 if self.before_commit is not None:
                     await self.before_commit()
                 if self.group_id is not None:
-                    await self.consumer.commit()
+                    await self._commit()
         finally:
             await self.stop()
+
+    async def _commit(self) -> None:
+        """Commit consumed positions. If the broker is unavailable, the next commit covers them;
+        until then a restart only redelivers (consumers are idempotent)."""
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit()
+        except KafkaError as exc:
+            log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
 
     async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:

@@ -195,3 +195,76 @@ class WriteModelProbe:
 @pytest.fixture
 def probe(write_db: WriteDatabase) -> WriteModelProbe:
     return WriteModelProbe(write_db)
+
+
+class TopicTail:
+    """Reads what was appended to a topic after the moment it was created (no consumer group)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.start: dict[Any, int] = {}
+
+    async def __aenter__(self) -> TopicTail:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            (description,) = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        partitions = sorted(p["partition"] for p in description["partitions"])
+        assert partitions, f"topic {self.topic} has no partitions"
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        self.consumer.assign(tps)
+        self.start = await self.consumer.end_offsets(tps)
+        for tp, offset in self.start.items():
+            self.consumer.seek(tp, offset)
+        self.records: list[Any] = []
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def collect(self, done: Callable[[list[Any]], bool], timeout: float = 20.0) -> list[Any]:
+        """Every record appended since entering, read until `done(records)` holds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: condition not met within {timeout}s ({len(self.records)} read)")
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.records.extend(records)
+        return self.records
+
+
+@pytest.fixture(scope="session")
+def relay_settings(settings: Settings) -> Settings:
+    """A database of its own, so relay tests control which relay leads (the lock is per database)."""
+    url = make_url(settings.mysql_dsn)
+    return settings.model_copy(
+        update={"mysql_dsn": url.set(database=f"{url.database}_relay").render_as_string(hide_password=False)}
+    )
+
+
+@pytest.fixture(scope="session")
+async def relay_db(relay_settings: Settings) -> AsyncIterator[WriteDatabase]:
+    url = make_url(relay_settings.mysql_dsn)
+    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False))
+    async with server.engine.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    await server.dispose()
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", relay_settings.mysql_dsn.replace("%", "%%"))
+    await asyncio.to_thread(alembic_command.upgrade, config, "head")
+    db = WriteDatabase(relay_settings.mysql_dsn)
+    async with db.engine.begin() as conn:  # start every session with an empty outbox
+        await conn.exec_driver_sql("DELETE FROM outbox")
+    yield db
+    await db.dispose()

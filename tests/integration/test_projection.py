@@ -1,0 +1,106 @@
+"""The projector on real Kafka and FerretDB: idempotent, order-insensitive, and poison-proof."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from projection.projectors.users import UserProjector
+from projection.queries import ReadModel
+from shared.events import AggregateType, EventEnvelope, Topic, dlq_topic
+from shared.kafka import make_producer
+from shared.settings import Settings
+from tests.conftest import RunningSystem, TopicTail, eventually
+
+FAKE_IDS_FROM = 2 * 10**12
+
+
+def user_event(user_id: int, version: int, topic: Topic = Topic.USER_UPDATED) -> EventEnvelope:
+    stamp = f"2026-01-01T00:00:{version:02d}+00:00"
+    data = {"id": user_id, "name": f"Projected v{version}", "email": f"p{user_id}@example.com",
+            "version": version, "created_at": "2026-01-01T00:00:00+00:00", "updated_at": stamp,
+            "deleted_at": stamp if topic is Topic.USER_DELETED else None}
+    return EventEnvelope(event_type=topic, aggregate_type=AggregateType.USER, aggregate_id=user_id,
+                         aggregate_version=version, data=data)
+
+
+async def test_redelivered_and_out_of_order_events_leave_the_view_at_the_highest_version(mongo) -> None:
+    projector = UserProjector(mongo)
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    events = [user_event(user_id, v, Topic.USER_CREATED if v == 1 else Topic.USER_UPDATED) for v in range(1, 8)]
+    shuffled = events * 3
+    random.shuffle(shuffled)
+    applied = [bool(await projector.apply(e)) for e in shuffled]
+    doc = await mongo["users"].find_one({"_id": user_id})
+    assert doc["version"] == 7 and doc["name"] == "Projected v7"
+    assert sum(applied) <= 7  # a stale or repeated event never writes
+
+    # A late update after the deletion cannot resurrect the user.
+    await projector.apply(user_event(user_id, 8, Topic.USER_DELETED))
+    assert await projector.apply(user_event(user_id, 6)) == []
+    assert await ReadModel(mongo).user(user_id) is None
+
+
+async def test_an_event_arriving_twice_through_kafka_is_applied_once(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        async with TopicTail(settings, Topic.VIEWS_CHANGED) as changes:
+            for event in (user_event(user_id, 2), user_event(user_id, 2), user_event(user_id, 1)):
+                await producer.send_and_wait(event.event_type, event.to_bytes(), key=event.key)
+            doc = await eventually(lambda: read_model.user(user_id))
+            assert doc["version"] == 2
+            announced = await changes.collect(lambda rs: any(json.loads(r.value)["id"] == user_id for r in rs))
+    finally:
+        await producer.stop()
+    assert [json.loads(r.value)["version"] for r in announced if json.loads(r.value)["id"] == user_id] == [2]
+
+
+async def test_a_poison_message_goes_to_the_dlq_and_the_next_message_is_processed(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    good = user_event(user_id, 1, Topic.USER_CREATED)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        async with TopicTail(settings, dlq_topic(Topic.USER_CREATED)) as dlq:
+            key = good.key  # same partition: the poison is right in front of the good event
+            await producer.send_and_wait(Topic.USER_CREATED, b"this is not json", key=key)
+            await producer.send_and_wait(Topic.USER_CREATED, good.to_bytes(), key=key)
+            await eventually(lambda: read_model.user(user_id))
+            (dead,) = await dlq.collect(lambda rs: any(r.value == b"this is not json" for r in rs))
+    finally:
+        await producer.stop()
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert dead.key == key
+    assert headers["dlq.original_topic"] == "user.created"
+    assert headers["dlq.consumer"] == "projector"
+    assert headers["dlq.attempts"] == "0"  # not retried: it can never succeed
+    assert "decode" in headers["dlq.error_message"]
+    assert headers["dlq.error_type"] == "PoisonMessage"
+
+
+async def test_a_message_that_keeps_failing_is_retried_then_dead_lettered(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    """Valid JSON, valid envelope, but a snapshot the projector cannot apply: retried, then DLQ."""
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    broken = user_event(user_id, 1, Topic.USER_CREATED).model_copy(update={"data": {"id": user_id}})
+    good = user_event(user_id, 2)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        async with TopicTail(settings, dlq_topic(Topic.USER_CREATED)) as dlq:
+            await producer.send_and_wait(Topic.USER_CREATED, broken.to_bytes(), key=broken.key)
+            (dead,) = await dlq.collect(lambda rs: any(r.key == broken.key for r in rs))
+            await producer.send_and_wait(Topic.USER_UPDATED, good.to_bytes(), key=good.key)
+            await eventually(lambda: read_model.user(user_id))
+    finally:
+        await producer.stop()
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["dlq.attempts"] == str(settings.consumer_retries + 1)
+    assert headers["dlq.error_type"] == "KeyError"

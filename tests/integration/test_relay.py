@@ -1,0 +1,187 @@
+"""The outbox relay on real MariaDB and Kafka: exactly once in a normal run, in order per key,
+one leader among several relays, and at-least-once (never lost) across a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from command.db import WriteDatabase
+from command.outbox import new_event
+from command.relay import OutboxRelay
+from projection.queries import ReadModel
+from shared.events import AggregateType, Topic
+from shared.kafka import make_producer
+from shared.settings import Settings
+from tests.conftest import RunningSystem, TopicTail, eventually
+
+FAKE_IDS_FROM = 10**12  # far above real ids: these probe users never meet real ones
+
+
+def probe_user(user_id: int, version: int) -> dict[str, Any]:
+    now = "2026-01-01T00:00:00+00:00"
+    return {"id": user_id, "name": f"relay probe v{version}", "email": f"probe{user_id}@example.com",
+            "version": version, "created_at": now, "updated_at": now, "deleted_at": None}
+
+
+async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> list[str]:
+    """One transaction per event, keys interleaved, versions ascending per key."""
+    event_ids = []
+    for version in range(1, versions + 1):
+        for key in keys:
+            async with db.transaction() as tx:
+                event = new_event(Topic.USER_UPDATED, AggregateType.USER, probe_user(key, version))
+                tx.record(event)
+                event_ids.append(str(event.event_id))
+    return event_ids
+
+
+async def unpublished(db: WriteDatabase) -> int:
+    async with db.engine.connect() as conn:
+        return (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")).scalar()
+
+
+class RelayProcess:
+    """A relay with its own producer, as a separate `eventshop relay` process would have."""
+
+    def __init__(self, db: WriteDatabase, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.stopping = asyncio.Event()
+
+    async def __aenter__(self) -> OutboxRelay:
+        self.producer = make_producer(self.settings)
+        await self.producer.start()
+        self.relay = OutboxRelay(self.db, self.producer, self.settings)
+        self.task = asyncio.create_task(self.relay.run(self.stopping))
+        return self.relay
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stopping.set()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.producer.stop()
+
+
+def by_event_id(records: list[Any], wanted: set[str]) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = defaultdict(list)
+    for record in records:
+        event_id = json.loads(record.value)["event_id"]
+        if event_id in wanted:
+            found[event_id].append(record)
+    return found
+
+
+def seen_all(wanted: set[str]) -> Any:
+    return lambda records: wanted <= set(by_event_id(records, wanted))
+
+
+async def test_every_committed_row_is_published_exactly_once_and_in_order_per_key(
+    relay_db: WriteDatabase, relay_settings: Settings
+) -> None:
+    keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(6)]
+    async with TopicTail(relay_settings, Topic.USER_UPDATED) as tail:
+        event_ids = await write_events(relay_db, keys, versions=40)
+        async with RelayProcess(relay_db, relay_settings):
+            records = await tail.collect(seen_all(set(event_ids)))
+            await eventually(lambda: _is_zero(unpublished(relay_db)))
+        await asyncio.sleep(0)  # let late duplicates (there must be none) arrive with the next poll
+        records = await tail.collect(lambda r: True)
+    found = by_event_id(records, set(event_ids))
+    assert all(len(copies) == 1 for copies in found.values())
+    versions_per_key: dict[bytes, list[int]] = defaultdict(list)
+    partitions_per_key: dict[bytes, set[int]] = defaultdict(set)
+    for record in sorted((r for copies in found.values() for r in copies), key=lambda r: (r.partition, r.offset)):
+        versions_per_key[record.key].append(json.loads(record.value)["aggregate_version"])
+        partitions_per_key[record.key].add(record.partition)
+    assert {k: v for k, v in versions_per_key.items()} == {str(k).encode(): list(range(1, 41)) for k in keys}
+    assert all(len(p) == 1 for p in partitions_per_key.values())  # keyed by aggregate id
+
+
+async def test_with_two_relays_only_the_leader_publishes_and_the_standby_takes_over(
+    relay_db: WriteDatabase, relay_settings: Settings
+) -> None:
+    keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(3)]
+    async with TopicTail(relay_settings, Topic.USER_UPDATED) as tail:
+        async with RelayProcess(relay_db, relay_settings) as first:
+            await eventually(lambda: _true(first.is_leader))
+            async with RelayProcess(relay_db, relay_settings) as second:
+                batch = await write_events(relay_db, keys, versions=10)
+                await tail.collect(seen_all(set(batch)))
+                await eventually(lambda: _true(first.published >= len(batch)))
+                assert second.published == 0 and not second.is_leader
+            # Now the leader stops; a new standby takes over the lock and publishes what follows.
+        async with RelayProcess(relay_db, relay_settings) as third:
+            batch2 = await write_events(relay_db, keys, versions=3)
+            records = await tail.collect(seen_all(set(batch2)))
+            await eventually(lambda: _true(third.published >= len(batch2)))
+            assert third.is_leader
+    found = by_event_id(records, set(batch) | set(batch2))
+    assert all(len(copies) == 1 for copies in found.values())
+
+
+async def test_a_relay_killed_between_publish_and_mark_republishes_and_the_view_stays_right(
+    relay_db: WriteDatabase, relay_settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    key = FAKE_IDS_FROM + random.randrange(10**9)
+    async with TopicTail(relay_settings, Topic.USER_UPDATED) as tail:
+        event_ids = await write_events(relay_db, [key], versions=5)
+
+        class Crash(BaseException):
+            pass
+
+        doomed = RelayProcess(relay_db, relay_settings)
+        async with doomed as relay:
+
+            async def crash_before_marking(ids: list[int]) -> None:
+                raise Crash("killed after Kafka acked, before the rows were marked")
+
+            relay.mark_published = crash_before_marking  # type: ignore[method-assign]
+            await tail.collect(seen_all(set(event_ids)))
+            with pytest.raises(Crash):
+                await doomed.task  # the relay dies as a killed process would
+        assert await unpublished(relay_db) == 5  # the crash left every row unmarked
+
+        async with RelayProcess(relay_db, relay_settings):
+            await eventually(lambda: _is_zero(unpublished(relay_db)))
+        records = await tail.collect(lambda r: len(by_event_id(r, set(event_ids))) == 5 and all(
+            len(c) == 2 for c in by_event_id(r, set(event_ids)).values()))
+    # At least once: every event twice, never lost. Idempotent projection: the view is at the last version.
+    assert sorted(len(c) for c in by_event_id(records, set(event_ids)).values()) == [2] * 5
+
+    async def projected() -> bool:
+        doc = await read_model.user(key)
+        return doc is not None and doc["version"] == 5
+
+    await eventually(projected)
+    assert (await read_model.user(key))["name"] == "relay probe v5"  # type: ignore[index]
+
+
+async def test_purge_removes_only_old_published_rows(relay_db: WriteDatabase, relay_settings: Settings) -> None:
+    await write_events(relay_db, [FAKE_IDS_FROM + random.randrange(10**9)], versions=3)
+    async with relay_db.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE outbox SET published_at = NOW(6) - INTERVAL 30 DAY WHERE published_at IS NULL ORDER BY id LIMIT 2"
+        )
+        total_before = (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
+        old = (await conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")).scalar()
+    relay = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
+    assert await relay.purge() == old
+    async with relay_db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar() == total_before - old
+        assert await unpublished(relay_db) >= 1  # unpublished rows are never purged
+    async with RelayProcess(relay_db, relay_settings):  # leave the outbox drained for the next test
+        await eventually(lambda: _is_zero(unpublished(relay_db)))
+
+
+async def _is_zero(count: Any) -> bool:
+    return await count == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
