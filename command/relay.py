@@ -166,7 +166,9 @@ class OutboxRelay:
         assert self._lock_conn is not None
         try:
             owner = (
-                await self._lock_conn.execute(text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": self.lock_name})
+                await self._lock_conn.execute(
+                    text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": self.lock_name}
+                )
             ).scalar()
         except Exception:
             owner = 0

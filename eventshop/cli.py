@@ -27,8 +27,9 @@ def _settings() -> Settings:
     return settings
 
 
-def _run(*components: Component) -> None:
-    asyncio.run(run(list(components), _settings()))
+def _run(*components: Component, settings: Settings | None = None) -> None:
+    if not asyncio.run(run(list(components), settings or _settings())):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -39,7 +40,7 @@ def gateway(
     """GraphQL gateway: /graphql, /healthz, /readyz, /metrics."""
     settings = _settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    asyncio.run(run([Component.GATEWAY], settings.model_copy(update=overrides)))
+    _run(Component.GATEWAY, settings=settings.model_copy(update=overrides))
 
 
 @app.command()

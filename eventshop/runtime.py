@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from gateway.app import create_app
+from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
@@ -45,6 +46,8 @@ class Resources:
     write_db: WriteDatabase
     mongo: AsyncMongoClient[dict[str, Any]]
     read_model: ReadModel
+    # Named checks behind /readyz; each component adds its own when it runs in this process.
+    readiness: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -81,11 +84,15 @@ async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
         finally:
             await admin.close()
 
+    feed = ViewFeed(res.settings)
+    feeding = asyncio.create_task(feed.run(stopping))
+    res.readiness.update(mysql=ping_mysql, mongodb=ping_mongo, kafka=ping_kafka, feed=_flag(feed.ready.is_set))
     app = create_app(
         write_db=res.write_db,
         read_model=res.read_model,
+        feed=feed,
         settings=res.settings,
-        readiness={"mysql": ping_mysql, "mongodb": ping_mongo, "kafka": ping_kafka},
+        readiness=res.readiness,
     )
     config = uvicorn.Config(
         app,
@@ -101,6 +108,7 @@ async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
     await _first(stopping.wait(), serving)
     server.should_exit = True
     await serving
+    await feeding
 
 
 async def run_relay(res: Resources, stopping: asyncio.Event) -> None:
@@ -118,7 +126,11 @@ async def run_projector(res: Resources, stopping: asyncio.Event) -> None:
     if not await start_with_retry(producer, stopping):
         return
     try:
-        await build_projection_runner(res.read_model.db, producer, res.settings).run(stopping)
+        runner = build_projection_runner(
+            res.read_model.db, producer, res.settings, auto_offset_reset=res.settings.consumer_offset_reset
+        )
+        res.readiness["projector"] = _flag(lambda: runner.loop.ready)
+        await runner.run(stopping)
     finally:
         await producer.stop()
 
@@ -128,7 +140,9 @@ async def run_stock_worker(res: Resources, stopping: asyncio.Event) -> None:
     if not await start_with_retry(producer, stopping):
         return
     try:
-        await StockWorker(res.write_db, producer, res.settings).run(stopping)
+        worker = StockWorker(res.write_db, producer, res.settings, auto_offset_reset=res.settings.consumer_offset_reset)
+        res.readiness["stock-worker"] = _flag(lambda: worker.loop.ready)
+        await worker.run(stopping)
     finally:
         await producer.stop()
 
@@ -141,29 +155,37 @@ RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Awaitable[None]]] 
 }
 
 
-async def run(components: list[Component], settings: Settings) -> None:
+async def run(components: list[Component], settings: Settings) -> bool:
+    """Run until SIGINT/SIGTERM or a component fails; True when every component ended cleanly."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     res = await Resources.open(settings)
+    failed: list[asyncio.Task[None]] = []
     log.info("eventshop.started", components=[c.value for c in components], port=settings.port)
     tasks = [asyncio.create_task(RUNNERS[c](res, stopping), name=c.value) for c in components]
     try:
         done, _ = await asyncio.wait(
             {*tasks, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED
         )
-        for task in done:
-            if task in tasks and task.exception() is not None:
-                log.error("eventshop.component_failed", component=task.get_name(), error=repr(task.exception()))
         stopping.set()
         await asyncio.wait(tasks, timeout=30)
+        failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        for task in failed:
+            log.error(
+                "eventshop.component_failed",
+                component=task.get_name(),
+                error=repr(task.exception()),
+                exc_info=task.exception(),
+            )
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await res.close()
         log.info("eventshop.stopped")
+    return not failed
 
 
 async def _first(*aws: Awaitable[Any]) -> None:
@@ -172,3 +194,11 @@ async def _first(*aws: Awaitable[Any]) -> None:
     for task in tasks:
         if not task.done():
             task.cancel()
+
+
+def _flag(is_ready: Callable[[], bool]) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        if not is_ready():
+            raise RuntimeError("not ready yet")
+
+    return check

@@ -15,6 +15,7 @@ from strawberry.asgi import GraphQL
 
 from command.db import WriteDatabase
 from gateway.context import GatewayContext
+from gateway.feed import ViewFeed
 from gateway.schema import schema
 from projection.queries import ReadModel
 from shared.settings import Settings
@@ -23,26 +24,33 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 class EventshopGraphQL(GraphQL[GatewayContext, None]):
-    def __init__(self, write_db: WriteDatabase, read_model: ReadModel, settings: Settings) -> None:
+    def __init__(self, write_db: WriteDatabase, read_model: ReadModel, feed: ViewFeed, settings: Settings) -> None:
         super().__init__(
-            schema, graphql_ide="graphiql", allow_queries_via_get=False, keep_alive=True, keep_alive_interval=10
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=False,
+            keep_alive=True,
+            keep_alive_interval=settings.ws_keep_alive_seconds,
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self.write_db = write_db
         self.read_model = read_model
+        self.feed = feed
         self.settings = settings
 
     async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
-        return GatewayContext(self.write_db, self.read_model, self.settings, request, response)
+        return GatewayContext(self.write_db, self.read_model, self.settings, self.feed, request, response)
 
 
 def create_app(
     *,
     write_db: WriteDatabase,
     read_model: ReadModel,
+    feed: ViewFeed,
     settings: Settings,
     readiness: dict[str, ReadinessCheck],
 ) -> Starlette:
-    graphql = EventshopGraphQL(write_db, read_model, settings)
+    graphql = EventshopGraphQL(write_db, read_model, feed, settings)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 
 from command.db import WriteDatabase
+from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
 
@@ -17,6 +18,7 @@ class GatewayContext:
     write_db: WriteDatabase
     read_model: ReadModel
     settings: Settings
+    feed: ViewFeed
     request: Any = None
     response: Any = None
 

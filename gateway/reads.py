@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from projection.queries import ReadModel
+from gateway.context import GatewayContext
 from shared.errors import BadUserInput, StaleRead
 
 
-async def wait_for_version(read_model: ReadModel, kind: str, doc_id: int, min_version: int, timeout: float) -> None:
+async def wait_for_version(ctx: GatewayContext, kind: str, doc_id: int, min_version: int | None) -> None:
+    """Woken by this instance's `views.changed` feed, not by polling; STALE_READ after the limit."""
+    if min_version is None:
+        return
     if min_version < 1:
         raise BadUserInput("minVersion must be at least 1", field="minVersion")
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        version = await read_model.version_of(kind, doc_id)
-        if version is not None and version >= min_version:
-            return
-        if time.monotonic() >= deadline:
-            raise StaleRead(
-                f"{kind} {doc_id} has not reached version {min_version} in the read model "
-                f"(now {version}) within {timeout:g}s"
-            )
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.1)
+    timeout = ctx.settings.read_wait_timeout
+    seen = await ctx.feed.wait_for_version(
+        kind, doc_id, min_version, lambda: ctx.read_model.version_of(kind, doc_id), timeout
+    )
+    if seen is None or seen < min_version:
+        raise StaleRead(
+            f"{kind} {doc_id} has not reached version {min_version} in the read model (now {seen}) within {timeout:g}s",
+            current_version=seen,
+        )

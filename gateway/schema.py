@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
@@ -24,6 +26,7 @@ from command.snapshots import product_snapshot, user_snapshot
 from command.validation import parse_id
 from gateway.context import Info
 from gateway.errors import ErrorCodes
+from gateway.feed import Listener
 from gateway.inputs import (
     CancelOrderInput,
     CreateOrderInput,
@@ -50,7 +53,10 @@ from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from projection.queries import SortKey
+from shared.errors import NotFound
 from shared.money import to_cents
+
+Doc = dict[str, Any]
 
 PRODUCT_SORT = {
     ProductOrderBy.ID_ASC: SortKey("_id", 1),
@@ -67,8 +73,7 @@ class Query:
     async def user(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> User | None:
         user_id = parse_id(id)
         ctx = info.context
-        if min_version is not None:
-            await wait_for_version(ctx.read_model, "user", user_id, min_version, ctx.settings.read_wait_timeout)
+        await wait_for_version(ctx, "user", user_id, min_version)
         doc = await ctx.read_model.user(user_id)
         return None if doc is None else User.from_doc(doc)
 
@@ -83,8 +88,7 @@ class Query:
     async def product(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Product | None:
         product_id = parse_id(id)
         ctx = info.context
-        if min_version is not None:
-            await wait_for_version(ctx.read_model, "product", product_id, min_version, ctx.settings.read_wait_timeout)
+        await wait_for_version(ctx, "product", product_id, min_version)
         doc = await ctx.read_model.product(product_id)
         return None if doc is None else Product.from_doc(doc)
 
@@ -115,8 +119,7 @@ class Query:
     async def order(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Order | None:
         order_id = parse_id(id)
         ctx = info.context
-        if min_version is not None:
-            await wait_for_version(ctx.read_model, "order", order_id, min_version, ctx.settings.read_wait_timeout)
+        await wait_for_version(ctx, "order", order_id, min_version)
         doc = await ctx.read_model.order(order_id)
         return None if doc is None else Order.from_doc(doc)
 
@@ -218,6 +221,52 @@ class Mutation:
         return Deleted(id=strawberry.ID(str(snapshot["id"])), version=snapshot["version"])
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def order_status_changed(self, info: Info, order_id: strawberry.ID) -> AsyncGenerator[Order, None]:
+        """First the order as the read model has it now, then each newer version, in order."""
+        oid = parse_id(order_id, "orderId")
+        ctx = info.context
+        async with ctx.feed.listen(("order", oid)) as listener:
+            current = await ctx.read_model.order(oid)
+            if current is None:
+                raise NotFound(f"order {oid} not found", field="orderId")
+            yield Order.from_doc(current)
+            async for document in newer_versions(listener, current["version"], lambda: ctx.read_model.order(oid)):
+                yield Order.from_doc(document)
+
+    @strawberry.subscription
+    async def order_updates(self, info: Info, user_id: strawberry.ID | None = None) -> AsyncGenerator[Order, None]:
+        """Every change of every order of one user (or of all orders)."""
+        uid = None if user_id is None else parse_id(user_id, "userId")
+        async with info.context.feed.listen(("order-of-user", uid)) as listener:
+            last_seen: dict[int, int] = {}
+            while True:
+                document = await listener.queue.get()
+                if document["version"] > last_seen.get(document["_id"], 0):
+                    last_seen[document["_id"]] = document["version"]
+                    yield Order.from_doc(document)
+
+
+async def newer_versions(
+    listener: Listener, version: int, reread: Callable[[], Awaitable[Doc | None]]
+) -> AsyncIterator[Doc]:
+    """Announced documents with a version above the last one sent; never a duplicate or a step back."""
+    while True:
+        document = await listener.queue.get()
+        if listener.overflowed:  # the client fell behind: skip to the current state
+            listener.overflowed = False
+            while not listener.queue.empty():
+                listener.queue.get_nowait()
+            document = await reread() or document
+        if document["version"] > version:
+            version = document["version"]
+            yield document
+            if document.get("deleted"):
+                return
+
+
 class EventshopSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
@@ -226,6 +275,7 @@ class EventshopSchema(strawberry.Schema):
 schema = EventshopSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
     extensions=[ErrorCodes],
 )

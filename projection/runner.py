@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from projection.projectors.base import Projector, ViewChange
+from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
-from shared.events import EventEnvelope, Topic
+from shared.events import EventEnvelope, Topic, encode_view_change
 from shared.kafka import ConsumerLoop, PoisonMessage, decode_event
 from shared.settings import Settings
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def encode_view_change(change: ViewChange) -> bytes:
-    doc = change.document
-    return json.dumps(
-        {"kind": change.kind, "id": doc["_id"], "version": doc["version"], "document": doc},
-        default=_json_default,
-        separators=(",", ":"),
-    ).encode()
 
 
 class ProjectionRunner:
@@ -70,7 +53,7 @@ class ProjectionRunner:
             self._announcements.append(
                 await self.producer.send(
                     Topic.VIEWS_CHANGED.value,
-                    encode_view_change(change),
+                    encode_view_change(change.kind, change.document),
                     key=f"{change.kind}:{change.document['_id']}".encode(),
                 )
             )

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from bson import json_util
+from bson.json_util import JSONMode, JSONOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
@@ -99,3 +101,16 @@ class EventEnvelope(BaseModel):
         if self.correlation_id:
             headers.append(("correlation_id", self.correlation_id.encode()))
         return headers
+
+
+def encode_view_change(kind: str, document: dict[str, Any]) -> bytes:
+    """A `views.changed` message: the new view document, with BSON types (dates) preserved."""
+    message = {"kind": kind, "id": document["_id"], "version": document["version"], "document": document}
+    return json_util.dumps(message, json_options=_VIEW_JSON).encode()
+
+
+def decode_view_change(raw: bytes) -> dict[str, Any]:
+    return json_util.loads(raw, json_options=_VIEW_JSON)  # type: ignore[no-any-return]
+
+
+_VIEW_JSON = JSONOptions(tz_aware=True, json_mode=JSONMode.RELAXED)

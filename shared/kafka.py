@@ -84,6 +84,7 @@ class ConsumerLoop(Generic[T]):
         self.before_commit = before_commit
         self.consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
+        self.ready = False
         self.processed = 0
         self.dead_lettered = 0
 
@@ -119,6 +120,7 @@ class ConsumerLoop(Generic[T]):
         if self.consumer is not None:
             await self.consumer.stop()
             self.consumer = None
+            self.ready = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll until `stopping` is set; finishes the batch in hand, commits it, then returns."""
@@ -126,6 +128,9 @@ class ConsumerLoop(Generic[T]):
             await self.start()
         assert self.consumer is not None
         try:
+            while not stopping.is_set() and not self.ready:
+                with contextlib.suppress(TimeoutError):
+                    await self.wait_ready(timeout=1.0)
             while not stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if not batches:
@@ -203,12 +208,14 @@ class ConsumerLoop(Generic[T]):
         return set(self.consumer.assignment()) if self.consumer else set()
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until partitions are assigned and their start offsets resolved (tests, rebuilds)."""
+        """Until partitions are assigned and their start offsets resolved: from then on, nothing
+        published is missed, even by a new group that starts at the latest offsets."""
         async with asyncio.timeout(timeout):
             await self._assigned.wait()
             assert self.consumer is not None
             for tp in self.assignment():
                 await self.consumer.position(tp)
+        self.ready = True
 
 
 def decode_event(raw: bytes | None) -> EventEnvelope:

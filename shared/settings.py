@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     consumer_retries: int = Field(5, ge=0)
     consumer_retry_initial: float = Field(1.0, ge=0)
     consumer_retry_max: float = Field(16.0, ge=0)
+    consumer_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a consumer group without committed offsets starts"
+    )
     projector_group: str = "eventshop-projector"
     stock_worker_group: str = "eventshop-stock-worker"
 
@@ -33,6 +37,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     read_wait_timeout: float = Field(5.0, ge=0, description="max seconds minVersion waits for the read model")
+    ws_keep_alive_seconds: float = Field(10.0, gt=0)
+    max_subscriptions_per_connection: int = Field(20, ge=1)
 
     # Local devstack.
     state_dir: Path = Path(".devstack")

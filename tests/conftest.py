@@ -25,6 +25,7 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from gateway.app import create_app
+from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
@@ -156,11 +157,17 @@ class GraphQLClient:
 
 @pytest.fixture(scope="session")
 async def gql(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[GraphQLClient]:
-    """The gateway app in-process (no server); the real services behind it."""
-    app = create_app(write_db=write_db, read_model=read_model, settings=settings, readiness={})
+    """The gateway app in-process (no server), with its own `views.changed` feed; real services behind it."""
+    feed = ViewFeed(settings)
+    stopping = asyncio.Event()
+    feeding = asyncio.create_task(feed.run(stopping))
+    await asyncio.wait_for(feed.ready.wait(), 30)
+    app = create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield GraphQLClient(http)
+    stopping.set()
+    await feeding
 
 
 def unique(prefix: str = "x") -> str:
@@ -207,7 +214,6 @@ class TopicTail:
 
     async def __aenter__(self) -> TopicTail:
         from aiokafka import AIOKafkaConsumer, TopicPartition
-
         from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)

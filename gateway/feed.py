@@ -1,0 +1,128 @@
+"""ViewFeed: this gateway instance's tap on `views.changed`.
+
+Every gateway consumes the topic itself (no consumer group, from the latest offset), so
+subscriptions and read-your-writes waits work whichever instance a client is connected to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.events import Topic, decode_view_change
+from shared.kafka import start_with_retry
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+Doc = dict[str, Any]
+QUEUE_LIMIT = 1000
+SAFETY_RECHECK_SECONDS = 0.5
+
+
+@dataclass(eq=False)
+class Listener:
+    """One subscription's inbox. If a client falls too far behind, it is told to resynchronise."""
+
+    queue: asyncio.Queue[Doc] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    overflowed: bool = False
+
+    def offer(self, document: Doc) -> None:
+        try:
+            self.queue.put_nowait(document)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class ViewFeed:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._listeners: dict[Hashable, set[Listener]] = defaultdict(set)
+        self._waiters: dict[Hashable, set[asyncio.Event]] = defaultdict(set)
+        self.ready = asyncio.Event()
+
+    @property
+    def listener_count(self) -> int:
+        return sum(len(s) for s in self._listeners.values())
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            Topic.VIEWS_CHANGED.value,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )
+        if not await start_with_retry(consumer, stopping):
+            return
+        try:
+            for tp in consumer.assignment():
+                await consumer.position(tp)  # resolve "latest" now: nothing after this point is missed
+            self.ready.set()
+            while not stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        self.dispatch(record.value)
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+
+    def dispatch(self, raw: bytes | None) -> None:
+        try:
+            message = decode_view_change(raw or b"")
+            kind, doc_id, document = message["kind"], message["id"], message["document"]
+        except Exception as exc:
+            log.warning("feed.undecodable", error=repr(exc))
+            return
+        for event in self._waiters.get((kind, doc_id), ()):
+            event.set()
+        keys: list[Hashable] = [(kind, doc_id)]
+        if kind == "order":
+            keys += [("order-of-user", document.get("user_id")), ("order-of-user", None)]
+        for key in keys:
+            for listener in self._listeners.get(key, ()):
+                listener.offer(document)
+
+    @contextlib.asynccontextmanager
+    async def listen(self, key: Hashable) -> AsyncIterator[Listener]:
+        """Register before reading the current state, so no change falls between the two."""
+        listener = Listener()
+        self._listeners[key].add(listener)
+        try:
+            yield listener
+        finally:
+            self._listeners[key].discard(listener)
+            if not self._listeners[key]:
+                del self._listeners[key]
+
+    async def wait_for_version(
+        self, kind: str, doc_id: int, version: int, current: Callable[[], Awaitable[int | None]], timeout: float
+    ) -> int | None:
+        """Wait until `current()` reaches `version`, re-checking on each announcement for (kind, id)."""
+        changed = asyncio.Event()
+        key = (kind, doc_id)
+        self._waiters[key].add(changed)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    seen = await current()
+                    if seen is not None and seen >= version:
+                        return seen
+                    # Woken by the announcement; the slow re-check only matters if the feed is down.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), SAFETY_RECHECK_SECONDS)
+        except TimeoutError:
+            return await current()
+        finally:
+            self._waiters[key].discard(changed)
+            if not self._waiters[key]:
+                del self._waiters[key]

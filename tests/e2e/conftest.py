@@ -1,0 +1,175 @@
+"""The running processes, black-box: `eventshop all` (and a second gateway) over HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    """An eventshop process on its own port, with its log kept for failures."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.proc = subprocess.Popen(
+            [EVENTSHOP, *args], env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"process exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"not ready within {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as an orchestrator would; returns the exit code of the graceful shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"no clean shutdown within {timeout}s:\n{self.log.read_text()[-3000:]}") from None
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def process_env(settings: Settings) -> dict[str, str]:
+    run_id = uuid.uuid4().hex[:8]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_"))}
+    env.update(
+        MYSQL_DSN=settings.mysql_dsn,
+        MONGO_URI=settings.mongo_uri,
+        KAFKA_BROKERS=settings.kafka_brokers,
+        PROJECTOR_GROUP=f"e2e-projector-{run_id}",
+        STOCK_WORKER_GROUP=f"e2e-stock-{run_id}",
+        CONSUMER_OFFSET_RESET="latest",  # ready (/readyz) means assigned: nothing later is missed
+        CONSUMER_RETRIES="2",
+        CONSUMER_RETRY_INITIAL="0.05",
+        CONSUMER_RETRY_MAX="0.2",
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def eventshop_all(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "all.log"
+    process = Process(["all"], {**process_env, "PORT": str(port)}, port, log)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        code = process.stop()
+    assert code == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def second_gateway(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "gateway2.log"
+    process = Process(["gateway", "--port", str(port)], process_env, port, log)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+class Client:
+    """A GraphQL client as any team would write one: JSON over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+
+    async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
+        return response.json()  # type: ignore[no-any-return]
+
+    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = await self.execute(query, **variables)
+        assert not body.get("errors"), body
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def error_code(self, query: str, **variables: Any) -> str:
+        body = await self.execute(query, **variables)
+        assert body.get("errors"), body
+        return body["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def client(eventshop_all: Process) -> AsyncIterator[Client]:
+    c = Client(eventshop_all.url)
+    yield c
+    await c.http.aclose()
+
+
+class Subscription:
+    """graphql-transport-ws (or the legacy graphql-ws) over a real WebSocket."""
+
+    def __init__(self, url: str, query: str, variables: dict[str, Any], protocol: str = "graphql-transport-ws"):
+        self.url = url.replace("http://", "ws://") + "/graphql"
+        self.query = query
+        self.variables = variables
+        self.protocol = protocol
+
+    async def __aenter__(self) -> Subscription:
+        self.ws = await websockets.connect(self.url, subprotocols=[self.protocol])  # type: ignore[list-item]
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        ack = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+        assert ack["type"] == "connection_ack", ack
+        start = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
+        await self.ws.send(
+            json.dumps({"id": "1", "type": start, "payload": {"query": self.query, "variables": self.variables}})
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ws.close()
+
+    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
+        """The next payload (data or errors); keep-alive pings are answered and skipped."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self.ws.recv())
+                kind = message["type"]
+                if kind == "ping":
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                elif kind in ("next", "data", "error", "complete"):
+                    return message
