@@ -132,7 +132,13 @@ class OutboxRelay:
                 )
             removed += result.rowcount
             if result.rowcount < self.settings.outbox_purge_batch:
-                return removed
+                break
+        async with self.db.engine.begin() as conn:  # write-side housekeeping rides along: expired keys
+            await conn.execute(
+                text("DELETE FROM idempotency_keys WHERE expires_at < :now ORDER BY expires_at LIMIT :limit"),
+                {"now": db_now(), "limit": self.settings.outbox_purge_batch},
+            )
+        return removed
 
     async def _maybe_purge(self) -> None:
         now = time.monotonic()

@@ -35,7 +35,7 @@ class ErrorCodes(MaskErrors):
         original = error.original_error
         if isinstance(original, DomainError):
             return error
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):  # parse, validation, variable coercion
             if error.extensions and "code" in error.extensions:
                 return error
             return _with_code(error, ErrorCode.BAD_USER_INPUT)

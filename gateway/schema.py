@@ -22,6 +22,7 @@ from command.handlers.pay_order import PayOrder, pay_order
 from command.handlers.update_order import UpdateOrder, update_order
 from command.handlers.update_product import UpdateProduct, update_product
 from command.handlers.update_user import UpdateUser, update_user
+from command.idempotency import Idempotency
 from command.snapshots import product_snapshot, user_snapshot
 from command.validation import parse_id
 from gateway.context import Info
@@ -193,7 +194,10 @@ class Mutation:
             OrderLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
             for i, item in enumerate(input.items)
         )
-        snapshot = await create_order(info.context.write_db, CreateOrder(parse_id(input.user_id, "userId"), lines))
+        command = CreateOrder(parse_id(input.user_id, "userId"), lines)
+        ctx = info.context
+        idem = Idempotency.of("createOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
+        snapshot = await create_order(ctx.write_db, command, idem)
         return Order.from_doc(order_document(snapshot))
 
     @strawberry.mutation
@@ -208,7 +212,9 @@ class Mutation:
         self, info: Info, id: strawberry.ID, input: PayOrderInput, idempotency_key: str | None = None
     ) -> Order:
         command = PayOrder(parse_id(id), input.payment_method)
-        return Order.from_doc(order_document(await pay_order(info.context.write_db, command)))
+        ctx = info.context
+        idem = Idempotency.of("payOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
+        return Order.from_doc(order_document(await pay_order(ctx.write_db, command, idem)))
 
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID, input: CancelOrderInput) -> Order:

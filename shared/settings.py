@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
     outbox_purge_batch: int = Field(1000, ge=1)
 
+    idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long idempotency keys are kept")
+
     # Consumers: retry with exponential backoff, then the DLQ.
     consumer_retries: int = Field(5, ge=0)
     consumer_retry_initial: float = Field(1.0, ge=0)

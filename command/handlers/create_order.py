@@ -13,6 +13,7 @@ from typing import Any
 from sqlmodel import select
 
 from command.db import WriteDatabase
+from command.idempotency import Idempotency, recall, remember, retry_on_key_race
 from command.models import Order, OrderItem, OrderStatus, Product, User
 from command.orders import add_history, record_order_event
 from command.validation import MAX_ORDER_LINES, MAX_QUANTITY, require_int, require_price
@@ -47,10 +48,16 @@ def validate_lines(lines: tuple[OrderLine, ...]) -> None:
         seen.add(line.product_id)
 
 
-async def create_order(db: WriteDatabase, command: CreateOrder) -> dict[str, Any]:
+async def create_order(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None = None) -> dict[str, Any]:
     """Returns the committed order snapshot."""
     validate_lines(command.lines)
+    return await retry_on_key_race(lambda: _create(db, command, idem))
+
+
+async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None) -> dict[str, Any]:
     async with db.transaction() as tx:
+        if (earlier := await recall(tx, idem)) is not None:
+            return earlier
         user = await tx.session.get(User, command.user_id)
         if user is None or user.deleted_at is not None:
             raise NotFound(f"user {command.user_id} not found", field="userId")
@@ -95,4 +102,6 @@ async def create_order(db: WriteDatabase, command: CreateOrder) -> dict[str, Any
             item.order_id = order.id  # type: ignore[assignment]
         tx.session.add_all(items)
         add_history(tx, order)
-        return await record_order_event(tx, order, Topic.ORDER_CREATED)
+        data = await record_order_event(tx, order, Topic.ORDER_CREATED)
+        await remember(tx, idem, data)
+        return data

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from command.db import WriteDatabase
+from command.idempotency import Idempotency, recall, remember, retry_on_key_race
 from command.models import OrderStatus, PaymentMethod
 from command.orders import lock_order, record_order_event, require_status, transition
 from shared.events import Topic
@@ -20,11 +21,19 @@ class PayOrder:
     payment_method: PaymentMethod
 
 
-async def pay_order(db: WriteDatabase, command: PayOrder) -> dict[str, Any]:
+async def pay_order(db: WriteDatabase, command: PayOrder, idem: Idempotency | None = None) -> dict[str, Any]:
+    return await retry_on_key_race(lambda: _pay(db, command, idem))
+
+
+async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -> dict[str, Any]:
     async with db.transaction() as tx:
+        if (earlier := await recall(tx, idem)) is not None:
+            return earlier
         order = await lock_order(tx, command.order_id)
         require_status(order, OrderStatus.RESERVED, action="pay")
         transition(tx, order, OrderStatus.PAID)
         order.payment_method = command.payment_method
         order.paid_at = order.updated_at
-        return await record_order_event(tx, order, Topic.ORDER_PAID)
+        data = await record_order_event(tx, order, Topic.ORDER_PAID)
+        await remember(tx, idem, data)
+        return data
