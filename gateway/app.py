@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -16,17 +18,19 @@ from strawberry.asgi import GraphQL
 from command.db import WriteDatabase
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
-from gateway.schema import schema
+from gateway.middleware import BodySizeLimit, RequestTimeout
+from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+SUBSCRIPTIONS = Gauge("eventshop_subscriptions_active", "Open GraphQL subscriptions on this gateway")
 
 
 class EventshopGraphQL(GraphQL[GatewayContext, None]):
     def __init__(self, write_db: WriteDatabase, read_model: ReadModel, feed: ViewFeed, settings: Settings) -> None:
         super().__init__(
-            schema,
+            create_schema(settings),
             graphql_ide="graphiql",
             allow_queries_via_get=False,
             keep_alive=True,
@@ -51,6 +55,7 @@ def create_app(
     readiness: dict[str, ReadinessCheck],
 ) -> Starlette:
     graphql = EventshopGraphQL(write_db, read_model, feed, settings)
+    SUBSCRIPTIONS.set_function(lambda: feed.listener_count)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -81,6 +86,16 @@ def create_app(
             Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
-        ]
+        ],
+        middleware=[
+            Middleware(RequestTimeout, seconds=settings.request_timeout),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=[o.strip() for o in settings.allowed_origins.split(",") if o.strip()],
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            ),
+        ],
     )
     return app

@@ -11,6 +11,7 @@ from shared.errors import DomainError, ErrorCode
 from shared.logging import get_logger
 
 log = get_logger("gateway.errors")
+TOKEN_LIMIT = "tokens. Parsing aborted"  # graphql-core's message when MaxTokensLimiter trips
 
 
 def _with_code(error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: str) -> GraphQLError:
@@ -38,6 +39,8 @@ class ErrorCodes(MaskErrors):
         if original is None or isinstance(original, GraphQLError):  # parse, validation, variable coercion
             if error.extensions and "code" in error.extensions:
                 return error
+            if TOKEN_LIMIT in error.message:
+                return _with_code(error, ErrorCode.QUERY_REJECTED)
             return _with_code(error, ErrorCode.BAD_USER_INPUT)
         if isinstance(original, ValueError | TypeError) and error.path is None:
             return _with_code(error, ErrorCode.BAD_USER_INPUT)  # scalar parsing of variables

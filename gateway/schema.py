@@ -38,6 +38,7 @@ from gateway.inputs import (
     UpdateProductInput,
     UpdateUserInput,
 )
+from gateway.limits import limit_extensions
 from gateway.reads import wait_for_version
 from gateway.scalars import DecimalScalar
 from gateway.types import (
@@ -56,6 +57,7 @@ from projection.projectors.users import user_document
 from projection.queries import SortKey
 from shared.errors import NotFound
 from shared.money import to_cents
+from shared.settings import Settings
 
 Doc = dict[str, Any]
 
@@ -236,6 +238,11 @@ class Subscription:
         ctx = info.context
         async with ctx.feed.listen(("order", oid)) as listener:
             current = await ctx.read_model.order(oid)
+            if current is None:  # perhaps just created: give the projector the read-your-writes wait
+                await ctx.feed.wait_for_version(
+                    "order", oid, 1, lambda: ctx.read_model.version_of("order", oid), ctx.settings.read_wait_timeout
+                )
+                current = await ctx.read_model.order(oid)
             if current is None:
                 raise NotFound(f"order {oid} not found", field="orderId")
             yield Order.from_doc(current)
@@ -278,10 +285,21 @@ class EventshopSchema(strawberry.Schema):
         """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
 
 
-schema = EventshopSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
-    extensions=[ErrorCodes],
-)
+def create_schema(settings: Settings) -> strawberry.Schema:
+    return EventshopSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
+        extensions=[
+            ErrorCodes,
+            *limit_extensions(
+                max_depth=settings.max_query_depth,
+                max_aliases=settings.max_query_aliases,
+                max_tokens=settings.max_query_tokens,
+            ),
+        ],
+    )
+
+
+schema = create_schema(Settings())

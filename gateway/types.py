@@ -71,9 +71,12 @@ class User:
         after: str | None = None,
         status: OrderStatus | None = None,
     ) -> Connection[Order]:
-        page = await info.context.read_model.list_orders(
-            first, after, user_id=int(self.id), status=status.value if status else None
-        )
+        ctx = info.context
+        status_value = status.value if status else None
+        if after is None:  # the usual case, batched across every user of the page (DataLoader)
+            page = await ctx.user_orders.load((int(self.id), first, status_value))
+        else:
+            page = await ctx.read_model.list_orders(first, after, user_id=int(self.id), status=status_value)
         return connection(page, Order.from_doc)
 
 

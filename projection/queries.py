@@ -16,6 +16,7 @@ from shared.errors import BadUserInput
 
 Doc = dict[str, Any]
 MAX_PAGE = 100
+BATCH_ROWS_PER_USER = 100  # users with more orders than this get a query of their own
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,37 @@ class ReadModel:
         if status is not None:
             query["status"] = status
         return await paginate(self.orders, query, SortKey("_id", -1), first, after)
+
+
+    async def first_orders_of_users(self, user_ids: list[int], first: int, status: str | None) -> dict[int, Page]:
+        """The first page of orders of many users (newest first) in two queries instead of 2 per user.
+
+        One aggregate counts each user's orders; one `$in` find fetches the orders of every user whose
+        count is small. The rare user with many orders gets a bounded query of its own.
+        """
+        check_first(first)
+        query: Doc = {"deleted": False, "user_id": {"$in": user_ids}}
+        if status is not None:
+            query["status"] = status
+        counts = {
+            row["_id"]: row["count"]
+            async for row in await self.orders.aggregate(
+                [{"$match": query}, {"$group": {"_id": "$user_id", "count": {"$sum": 1}}}]
+            )
+        }
+        light = [u for u in user_ids if counts.get(u, 0) <= max(first, BATCH_ROWS_PER_USER)]
+        pages: dict[int, Page] = {u: Page([], False, None, 0) for u in user_ids}
+        by_user: dict[int, list[Doc]] = {u: [] for u in light}
+        if any(counts.get(u) for u in light):
+            async for doc in self.orders.find({**query, "user_id": {"$in": light}}).sort("_id", -1):
+                by_user[doc["user_id"]].append(doc)
+        for user_id, docs in by_user.items():
+            page_docs = docs[:first]
+            cursor = encode_cursor([page_docs[-1]["_id"]]) if page_docs else None
+            pages[user_id] = Page(page_docs, len(docs) > first, cursor, counts.get(user_id, 0))
+        for user_id in set(user_ids) - set(light):
+            pages[user_id] = await self.list_orders(first, None, user_id=user_id, status=status)
+        return pages
 
 
 async def paginate(collection: Any, query: Doc, sort: SortKey, first: int, after: str | None) -> Page:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from pymongo.asynchronous.collection import AsyncCollection
+
+from projection.store import upsert_if_newer
 from shared.events import EventEnvelope, Topic
 
 Doc = dict[str, Any]
@@ -27,3 +30,18 @@ class Projector(Protocol):
 
 def parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+async def apply_if_newer(
+    collection: AsyncCollection[Doc], doc_id: int, version: int, fields: Doc, *, on_insert: Doc | None = None
+) -> Doc | None:
+    """`upsert_if_newer`, once more when the first try collided on `_id`.
+
+    Two events of one aggregate on different topics are projected concurrently; when both find no view yet,
+    both upsert and one collides on `_id` although it may be the newer one. Now that the view exists, the
+    second try updates it if this event is newer, and collides again only if it is really stale.
+    """
+    document = await upsert_if_newer(collection, doc_id, version, fields, on_insert=on_insert)
+    if document is None:
+        document = await upsert_if_newer(collection, doc_id, version, fields, on_insert=on_insert)
+    return document

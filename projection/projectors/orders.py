@@ -12,8 +12,7 @@ from decimal import Decimal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView
-from projection.projectors.base import Doc, ViewChange, parse_time
-from projection.store import upsert_if_newer
+from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 from shared.money import to_cents
 
@@ -71,7 +70,7 @@ class OrderProjector:
         fields = order_document(event.data)
         user = fields.pop("user")
         del fields["_id"], fields["version"]
-        document = await upsert_if_newer(
+        document = await apply_if_newer(
             self.orders, event.aggregate_id, event.aggregate_version, fields, on_insert={"user": user}
         )
         # A newer user snapshot than the stored one (never an older one) replaces it.

@@ -7,8 +7,7 @@ from decimal import Decimal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import ProductView
-from projection.projectors.base import Doc, ViewChange, parse_time
-from projection.store import upsert_if_newer
+from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 from shared.money import to_cents
 
@@ -46,5 +45,5 @@ class ProductProjector:
     async def apply(self, event: EventEnvelope) -> list[ViewChange]:
         fields = product_document(event.data)
         del fields["_id"], fields["version"]
-        document = await upsert_if_newer(self.products, event.aggregate_id, event.aggregate_version, fields)
+        document = await apply_if_newer(self.products, event.aggregate_id, event.aggregate_version, fields)
         return [] if document is None else [ViewChange("product", document)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView, UserView
-from projection.projectors.base import Doc, ViewChange, parse_time
-from projection.store import upsert_if_newer
+from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 
 
@@ -35,7 +34,7 @@ class UserProjector:
         data = event.data
         fields = user_document(data)
         del fields["_id"], fields["version"]
-        document = await upsert_if_newer(self.users, event.aggregate_id, event.aggregate_version, fields)
+        document = await apply_if_newer(self.users, event.aggregate_id, event.aggregate_version, fields)
         # Orders carry a snapshot of their user; refresh those holding an older one.
         await self.orders.update_many(
             {"user_id": event.aggregate_id, "user.version": {"$lt": event.aggregate_version}},

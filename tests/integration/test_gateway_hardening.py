@@ -1,0 +1,131 @@
+"""A hardened gateway: bombs are rejected before execution, errors are masked, reads wait for writes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from command.db import WriteDatabase
+from gateway.app import create_app
+from gateway.feed import ViewFeed
+from projection.queries import ReadModel
+from shared.settings import Settings
+from tests.conftest import GraphQLClient, WriteModelProbe, unique
+
+CREATE = "mutation($input: CreateUserInput!) { createUser(input: $input) { id version } }"
+UPDATE = "mutation($id: ID!, $name: String!) { updateUser(id: $id, input: {name: $name}) { id version } }"
+READ = "query($id: ID!, $v: Int) { user(id: $id, minVersion: $v) { id name version } }"
+
+
+async def test_a_normal_nested_query_and_graphiql_introspection_pass_the_default_limits(gql: GraphQLClient) -> None:
+    nested = """
+      query { users(first: 2) { nodes { ...Buyer } } }
+      fragment Buyer on User { id orders(first: 2) { nodes { id user { id } items { productId subtotal } } } }
+    """
+    assert "errors" not in await gql.execute(nested)
+    from graphql import get_introspection_query
+
+    assert "errors" not in await gql.execute(get_introspection_query(descriptions=True))
+
+
+async def test_depth_alias_and_token_bombs_are_query_rejected_and_write_nothing(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, probe: WriteModelProbe
+) -> None:
+    strict = settings.model_copy(update={"max_query_depth": 4, "max_query_aliases": 5, "max_query_tokens": 300})
+    async with _client(strict, write_db, read_model) as client:
+        deep = "{ users { nodes { orders { nodes { items { productId } } } } } }"
+        assert await client.error_code(deep) == "QUERY_REJECTED"
+        before = await probe.high_water()
+        aliases = " ".join(
+            f'a{i}: createUser(input: {{name: "Bomb", email: "{unique("bomb")}@example.com"}}) {{ id }}'
+            for i in range(6)
+        )
+        assert await client.error_code("mutation { " + aliases + " }") == "QUERY_REJECTED"
+        assert (await probe.high_water())["users"] == before["users"]  # rejected before execution
+        tokens = "{ " + " ".join("__typename" for _ in range(400)) + " }"
+        assert await client.error_code(tokens) == "QUERY_REJECTED"
+        assert "errors" not in await client.execute("{ users(first: 1) { nodes { id } } }")
+
+
+async def test_an_oversized_body_is_refused_with_413(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 2048})
+    async with _client(small, write_db, read_model) as client:
+        padding = "#" + "x" * 5000 + "\n"
+        response = await client.http.post("/graphql", json={"query": padding + "{ __typename }"})
+        assert response.status_code == 413
+        assert response.json()["errors"][0]["extensions"]["code"] == "QUERY_REJECTED"
+
+
+async def test_syntax_and_type_errors_are_bad_user_input(gql: GraphQLClient) -> None:
+    assert await gql.error_code("{ users { nodes { id } ") == "BAD_USER_INPUT"
+    assert await gql.error_code("{ nosuchfield }") == "BAD_USER_INPUT"
+    assert await gql.error_code("query($id: ID!) { user(id: $id) { id } }") == "BAD_USER_INPUT"  # missing variable
+    assert await gql.error_code("{ users(first: 101) { totalCount } }") == "BAD_USER_INPUT"
+    assert await gql.error_code('{ users(after: "garbage!") { totalCount } }') == "BAD_USER_INPUT"
+
+
+async def test_unexpected_errors_are_masked_as_internal(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> None:
+    class Broken(ReadModel):
+        async def user(self, user_id: int) -> Any:
+            raise RuntimeError("secret connection string mysql://root:hunter2@db")
+
+    async with _client(settings, write_db, Broken(read_model.db)) as client:
+        body = await client.execute('{ user(id: "1") { id } }')
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL"
+    assert error["message"] == "Internal error" and "hunter2" not in str(body)
+    assert error["extensions"]["correlation_id"]
+
+
+async def test_min_version_returns_at_once_when_current_and_waits_for_a_change_in_flight(
+    gql: GraphQLClient, system
+) -> None:
+    created = await gql.data(CREATE, input={"name": "Reader", "email": f"{unique('reader')}@example.com"})
+    user = created["createUser"]
+    assert (await gql.data(READ, id=user["id"], v=1))["user"]["version"] == 1  # waits for the projector
+    assert (await gql.data(READ, id=user["id"], v=1))["user"]["version"] == 1  # current: no wait
+    updated = (await gql.data(UPDATE, id=user["id"], name="Reader II"))["updateUser"]
+    seen = (await gql.data(READ, id=user["id"], v=updated["version"]))["user"]
+    assert seen == {"id": user["id"], "name": "Reader II", "version": 2}
+
+
+async def test_min_version_the_read_model_does_not_reach_is_stale_read(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, gql: GraphQLClient, system
+) -> None:
+    user = (await gql.data(CREATE, input={"name": "Stale", "email": f"{unique('stale')}@example.com"}))["createUser"]
+    await gql.data(READ, id=user["id"], v=1)
+    impatient = settings.model_copy(update={"read_wait_timeout": 0.3})
+    async with _client(impatient, write_db, read_model) as client:
+        body = await client.execute(READ, id=user["id"], v=2)  # no write will ever make version 2
+    assert body["errors"][0]["extensions"]["code"] == "STALE_READ"
+    assert body["errors"][0]["extensions"]["current_version"] == 1
+    assert await gql.error_code(READ, id=user["id"], v=0) == "BAD_USER_INPUT"
+
+
+class _client:
+    """A gateway app with other settings, in-process, with its own feed."""
+
+    def __init__(self, settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> None:
+        self.settings, self.write_db, self.read_model = settings, write_db, read_model
+
+    async def __aenter__(self) -> GraphQLClient:
+        self.feed = ViewFeed(self.settings)
+        self.stopping = asyncio.Event()
+        self.feeding = asyncio.create_task(self.feed.run(self.stopping))
+        await asyncio.wait_for(self.feed.ready.wait(), 30)
+        app = create_app(
+            write_db=self.write_db, read_model=self.read_model, feed=self.feed, settings=self.settings, readiness={}
+        )
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+        return GraphQLClient(self.http)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+        self.stopping.set()
+        await self.feeding
