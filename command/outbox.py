@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from command.models import OutboxRow, db_now
+from shared import tracing
 from shared.events import AggregateType, EventEnvelope, Topic
 
 
@@ -41,6 +42,8 @@ def new_event(
         aggregate_id=snapshot["id"],
         aggregate_version=snapshot["version"],
         data=snapshot,
+        correlation_id=tracing.correlation_id.get(),
+        trace=tracing.traceparent.get(),
         **fields,
     )
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from command.db import WriteDatabase
 from command.models import db_now
 from shared.logging import get_logger
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_PUBLISHED
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -27,6 +28,7 @@ log = get_logger(__name__)
 LOCK_PREFIX = "eventshop.outbox_relay"
 MIN_POLL_INTERVAL = 0.005
 PURGE_EVERY_SECONDS = 60.0
+MEASURE_EVERY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class OutboxRelay:
         self.is_leader = False
         self._lock_conn: AsyncConnection | None = None
         self._last_purge = 0.0
+        self._last_measure = 0.0
         # One leader per database (GET_LOCK names are server-wide).
         self.lock_name = f"{LOCK_PREFIX}.{db.engine.url.database}"
 
@@ -70,7 +73,7 @@ class OutboxRelay:
         interval = MIN_POLL_INTERVAL
         while not stopping.is_set():
             published = await self.publish_batch()
-            await self._maybe_purge()
+            await self._housekeeping()
             if published:
                 interval = MIN_POLL_INTERVAL
                 continue
@@ -106,6 +109,7 @@ class OutboxRelay:
         await asyncio.gather(*futures)  # every ack (acks=all) before anything is marked
         await self.mark_published([row.id for row in rows])
         self.published += len(rows)
+        RELAY_PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def mark_published(self, ids: list[int]) -> None:
@@ -140,8 +144,21 @@ class OutboxRelay:
             )
         return removed
 
-    async def _maybe_purge(self) -> None:
+    async def measure_backlog(self) -> None:
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL")
+                )
+            ).one()
+        OUTBOX_BACKLOG.set(row.n)
+        OUTBOX_OLDEST_AGE.set(0 if row.oldest is None else max(0.0, (db_now() - row.oldest).total_seconds()))
+
+    async def _housekeeping(self) -> None:
         now = time.monotonic()
+        if now - self._last_measure >= MEASURE_EVERY_SECONDS:
+            self._last_measure = now
+            await self.measure_backlog()
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
             removed = await self.purge()

@@ -18,7 +18,7 @@ from strawberry.asgi import GraphQL
 from command.db import WriteDatabase
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
-from gateway.middleware import BodySizeLimit, RequestTimeout
+from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout
 from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.settings import Settings
@@ -88,6 +88,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
         ],
         middleware=[
+            Middleware(Correlation),
             Middleware(RequestTimeout, seconds=settings.request_timeout),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(

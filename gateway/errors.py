@@ -7,6 +7,7 @@ import uuid
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from shared import tracing
 from shared.errors import DomainError, ErrorCode
 from shared.logging import get_logger
 
@@ -44,7 +45,7 @@ class ErrorCodes(MaskErrors):
             return _with_code(error, ErrorCode.BAD_USER_INPUT)
         if isinstance(original, ValueError | TypeError) and error.path is None:
             return _with_code(error, ErrorCode.BAD_USER_INPUT)  # scalar parsing of variables
-        correlation_id = uuid.uuid4().hex
+        correlation_id = tracing.correlation_id.get() or uuid.uuid4().hex
         log.error(
             "graphql.internal_error",
             correlation_id=correlation_id,

@@ -7,6 +7,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import tracing
 from shared.errors import ErrorCode
 
 
@@ -81,3 +82,26 @@ class RequestTimeout:
         except TimeoutError:
             if not started:
                 await _error(send, 504, ErrorCode.INTERNAL, f"request took longer than {self.seconds:g}s")
+
+
+class Correlation:
+    """Bind the request's correlation id and trace context (or new ones) for logs and the events it writes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-correlation-id", b"").decode(errors="replace")[:100] or None
+        tracing.bind(incoming, headers.get(b"traceparent", b"").decode(errors="replace") or None)
+        cid = (tracing.correlation_id.get() or "").encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-correlation-id", cid)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -39,6 +39,7 @@ from gateway.inputs import (
     UpdateUserInput,
 )
 from gateway.limits import limit_extensions
+from gateway.observability import OperationMetrics
 from gateway.reads import wait_for_version
 from gateway.scalars import DecimalScalar
 from gateway.types import (
@@ -292,6 +293,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
         extensions=[
+            OperationMetrics,
             ErrorCodes,
             *limit_extensions(
                 max_depth=settings.max_query_depth,

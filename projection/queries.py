@@ -123,7 +123,6 @@ class ReadModel:
             query["status"] = status
         return await paginate(self.orders, query, SortKey("_id", -1), first, after)
 
-
     async def first_orders_of_users(self, user_ids: list[int], first: int, status: str | None) -> dict[int, Page]:
         """The first page of orders of many users (newest first) in two queries instead of 2 per user.
 

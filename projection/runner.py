@@ -12,8 +12,9 @@ from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
-from shared.events import EventEnvelope, Topic, encode_view_change
+from shared.events import EventEnvelope, Topic, encode_view_change, utcnow
 from shared.kafka import ConsumerLoop, PoisonMessage, decode_event
+from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
 
 
@@ -49,7 +50,10 @@ class ProjectionRunner:
         projector = self.routes.get(event.event_type)
         if projector is None or event.event_type.value != record.topic:
             raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
-        for change in await projector.apply(event):
+        changes = await projector.apply(event)
+        if changes:
+            PROJECTION_LAG.labels(topic=record.topic).observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
+        for change in changes:
             self._announcements.append(
                 await self.producer.send(
                     Topic.VIEWS_CHANGED.value,

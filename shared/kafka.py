@@ -11,8 +11,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from shared import tracing
 from shared.events import EventEnvelope, dlq_topic
 from shared.logging import get_logger
+from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -136,6 +138,7 @@ class ConsumerLoop(Generic[T]):
                 if not batches:
                     continue
                 await asyncio.gather(*(self._process_partition(records) for records in batches.values()))
+                self._measure_lag(batches)
                 if self.before_commit is not None:
                     await self.before_commit()
                 if self.group_id is not None:
@@ -152,12 +155,22 @@ class ConsumerLoop(Generic[T]):
         except KafkaError as exc:
             log.warning("consumer.commit_failed", consumer=self.name, error=repr(exc))
 
+    def _measure_lag(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        assert self.consumer is not None
+        for tp, records in batches.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lag = highwater - (records[-1].offset + 1)
+                CONSUMER_LAG.labels(group=self.group_id or "-", topic=tp.topic, partition=tp.partition).set(lag)
+
     async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             await self.process(record)
 
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         attempts = 0
+        headers = dict(record.headers or ())
+        tracing.bind(_text(headers.get("correlation_id")), _text(headers.get("traceparent")))
         try:
             message = self.decode(record.value)
         except Exception as exc:  # undecodable: retrying cannot help
@@ -195,6 +208,7 @@ class ConsumerLoop(Generic[T]):
         # Awaiting the ack: if the DLQ cannot take it, this raises and the offset is never committed.
         await self.producer.send_and_wait(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
         self.dead_lettered += 1
+        DLQ_MESSAGES.labels(topic=record.topic, consumer=self.name).inc()
         log.error(
             "consumer.dead_lettered",
             consumer=self.name,
@@ -216,6 +230,10 @@ class ConsumerLoop(Generic[T]):
             for tp in self.assignment():
                 await self.consumer.position(tp)
         self.ready = True
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode(errors="replace")
 
 
 def decode_event(raw: bytes | None) -> EventEnvelope:

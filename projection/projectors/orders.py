@@ -12,7 +12,7 @@ from decimal import Decimal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
+from projection.projectors.base import VIEW_WRITES, Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 from shared.money import to_cents
 
@@ -70,13 +70,15 @@ class OrderProjector:
         fields = order_document(event.data)
         user = fields.pop("user")
         del fields["_id"], fields["version"]
-        document = await apply_if_newer(
-            self.orders, event.aggregate_id, event.aggregate_version, fields, on_insert={"user": user}
-        )
-        # A newer user snapshot than the stored one (never an older one) replaces it.
-        refreshed = await self.orders.update_one(
-            {"_id": event.aggregate_id, "user.version": {"$lt": user["version"]}}, {"$set": {"user": user}}
-        )
+        # Held by user: the user projector rewrites the user snapshot inside this user's orders.
+        async with VIEW_WRITES.hold(("user", event.data["user_id"])):
+            document = await apply_if_newer(
+                self.orders, event.aggregate_id, event.aggregate_version, fields, on_insert={"user": user}
+            )
+            # A newer user snapshot than the stored one (never an older one) replaces it.
+            refreshed = await self.orders.update_one(
+                {"_id": event.aggregate_id, "user.version": {"$lt": user["version"]}}, {"$set": {"user": user}}
+            )
         if document is not None and refreshed.modified_count:
             document["user"] = user
         return [] if document is None else [ViewChange("order", document)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView, UserView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
+from projection.projectors.base import VIEW_WRITES, Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 
 
@@ -34,19 +34,20 @@ class UserProjector:
         data = event.data
         fields = user_document(data)
         del fields["_id"], fields["version"]
-        document = await apply_if_newer(self.users, event.aggregate_id, event.aggregate_version, fields)
-        # Orders carry a snapshot of their user; refresh those holding an older one.
-        await self.orders.update_many(
-            {"user_id": event.aggregate_id, "user.version": {"$lt": event.aggregate_version}},
-            {
-                "$set": {
-                    "user": {
-                        "id": data["id"],
-                        "name": data["name"],
-                        "email": data["email"],
-                        "version": event.aggregate_version,
+        async with VIEW_WRITES.hold(("user", event.aggregate_id)):
+            document = await apply_if_newer(self.users, event.aggregate_id, event.aggregate_version, fields)
+            # Orders carry a snapshot of their user; refresh those holding an older one.
+            await self.orders.update_many(
+                {"user_id": event.aggregate_id, "user.version": {"$lt": event.aggregate_version}},
+                {
+                    "$set": {
+                        "user": {
+                            "id": data["id"],
+                            "name": data["name"],
+                            "email": data["email"],
+                            "version": event.aggregate_version,
+                        }
                     }
-                }
-            },
-        )
+                },
+            )
         return [] if document is None else [ViewChange("user", document)]

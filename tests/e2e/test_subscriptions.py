@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import eventually
 from tests.e2e.conftest import Client, Process, Subscription
 
 ORDER_STATUS = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id status version } }"
@@ -135,6 +136,7 @@ async def _active(process: Process) -> int:
 
 
 async def _subscribed(process: Process, expected: int, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while await _active(process) != expected:
-            await asyncio.sleep(0.05)
+    async def settled() -> bool:
+        return await _active(process) == expected
+
+    await eventually(settled, timeout=timeout)

@@ -1,0 +1,90 @@
+"""Operators' view: every metric on /metrics of `eventshop all`, and one correlation id from request to saga."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+
+from command.db import WriteDatabase
+from shared.settings import Settings
+from tests.conftest import eventually
+from tests.e2e.conftest import Client, Process
+
+METRICS = (
+    "eventshop_outbox_backlog",
+    "eventshop_outbox_oldest_age_seconds",
+    "eventshop_relay_published_total",
+    "eventshop_consumer_lag",
+    "eventshop_projection_lag_seconds",
+    "eventshop_dlq_messages_total",
+    "eventshop_graphql_request_duration_seconds",
+    "eventshop_subscriptions_active",
+)
+
+
+async def test_metrics_of_every_component_are_on_the_gateway(client: Client, eventshop_all: Process) -> None:
+    await client.data(
+        'mutation($e: String!) { createUser(input: {name: "Metric", email: $e}) { id } }',
+        e=f"metric-{uuid.uuid4().hex[:8]}@example.com",
+    )
+
+    async def exposed() -> list[str]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{eventshop_all.url}/metrics")).text
+        missing = [m for m in METRICS if f"# TYPE {m} " not in text]
+        return [] if missing else ["ok"]
+
+    await eventually(exposed, timeout=30)
+
+
+async def test_one_correlation_id_follows_an_order_through_the_outbox_kafka_and_the_stock_worker(
+    eventshop_all: Process, settings: Settings
+) -> None:
+    cid = f"checkout-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=eventshop_all.url, headers={"X-Correlation-ID": cid}) as http:
+
+        async def run(query: str, **variables: object) -> dict:
+            response = await http.post("/graphql", json={"query": query, "variables": variables})
+            assert response.headers["x-correlation-id"] == cid
+            body = response.json()
+            assert "errors" not in body, body
+            return body["data"]
+
+        user = (
+            await run(
+                'mutation($e: String!) { createUser(input: {name: "Trace", email: $e}) { id } }',
+                e=f"trace-{uuid.uuid4().hex[:8]}@example.com",
+            )
+        )["createUser"]
+        product = (await run('mutation { createProduct(input: {name: "Trace", price: "1.00", stock: 3}) { id } }'))[
+            "createProduct"
+        ]
+        order = (
+            await run(
+                "mutation($u: ID!, $p: ID!) { createOrder(input: {userId: $u, items: "
+                "[{productId: $p, quantity: 1}]}) { id } }",
+                u=user["id"],
+                p=product["id"],
+            )
+        )["createOrder"]
+    db = WriteDatabase(settings.mysql_dsn)
+    try:
+
+        async def saga_events() -> list[tuple[str, str]]:
+            async with db.engine.connect() as conn:
+                rows = await conn.exec_driver_sql(
+                    "SELECT topic, headers FROM outbox WHERE (aggregate_type = 'order' AND aggregate_id = %s) "
+                    "OR (aggregate_type = 'product' AND aggregate_id = %s) ORDER BY id",
+                    (int(order["id"]), int(product["id"])),
+                )
+                found = [(r.topic, json.loads(r.headers).get("correlation_id")) for r in rows]
+            return found if any(t == "order.reserved" for t, _ in found) else []
+
+        events = await eventually(saga_events, timeout=30)
+    finally:
+        await db.dispose()
+    # The order's creation and the stock worker's reaction, through Kafka, carry the request's id.
+    assert {t for t, _ in events} >= {"product.created", "order.created", "stock.reserved", "order.reserved"}
+    assert {c for _, c in events} == {cid}
