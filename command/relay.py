@@ -99,7 +99,7 @@ class OutboxRelay:
             return 0
         futures = [
             await self.producer.send(
-                row.topic,
+                self.settings.topic(row.topic),
                 value=row.payload.encode() if isinstance(row.payload, str) else row.payload,
                 key=row.key.encode(),
                 headers=[(k, v.encode()) for k, v in row.headers.items()],

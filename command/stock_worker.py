@@ -114,7 +114,7 @@ class StockWorker:
             settings=settings,
             name=CONSUMER,
             group_id=group_id or settings.stock_worker_group,
-            topics=[Topic.ORDER_CREATED.value, Topic.ORDER_CANCELED.value],
+            topics=[settings.topic(Topic.ORDER_CREATED), settings.topic(Topic.ORDER_CANCELED)],
             handle=self.handle,
             decode=decode_event,
             producer=producer,

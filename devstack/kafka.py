@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from devstack.process import DevstackError, log_path, port_open, run, run_async, service_dir
 from shared.events import ALL_TOPICS
+from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 NAME = "kafka"
@@ -209,30 +210,20 @@ def ready(settings: Settings, timeout: float = 5.0) -> None:
 
 
 def ensure(settings: Settings, *, ours: bool) -> None:
-    """Create every topic in ALL_TOPICS that is missing (3 partitions, replication 1)."""
-    from aiokafka.admin import NewTopic
-
-    async def create(admin: Any) -> None:
-        existing = set(await admin.list_topics())
-        missing = [t for t in ALL_TOPICS if t not in existing]
-        if not missing:
-            return
-        resp = await admin.create_topics(
-            [NewTopic(name=t, num_partitions=PARTITIONS, replication_factor=1) for t in missing]
-        )
-        errors = [e for e in resp.topic_errors if e[1] not in (0, 36)]  # 36: TOPIC_ALREADY_EXISTS
-        if errors:
-            raise DevstackError(f"kafka: topic creation failed: {errors}")
-
-    run_async(lambda: _with_admin(settings, 30.0, create))
+    """Create every catalog topic of this environment that is missing (3 partitions, replication 1)."""
+    try:
+        run_async(lambda: ensure_topics(settings, PARTITIONS))
+    except RuntimeError as exc:
+        raise DevstackError(f"kafka: {exc}") from exc
 
 
 def check(settings: Settings, timeout: float = 5.0) -> str:
     """Metadata answers, every topic exists and every partition has a leader (usable right away)."""
 
     async def probe(admin: Any) -> str:
-        topics = {t["topic"]: t for t in await admin.describe_topics(list(ALL_TOPICS))}
-        missing = [t for t in ALL_TOPICS if t not in topics or topics[t]["error_code"] != 0]
+        wanted = [settings.topic(t) for t in ALL_TOPICS]
+        topics = {t["topic"]: t for t in await admin.describe_topics(wanted)}
+        missing = [t for t in wanted if t not in topics or topics[t]["error_code"] != 0]
         if missing:
             raise DevstackError(f"kafka: topics missing: {missing}")
         leaderless = [t for t, d in topics.items() if any(p["leader"] < 0 for p in d["partitions"])]

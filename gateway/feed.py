@@ -54,7 +54,7 @@ class ViewFeed:
 
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            Topic.VIEWS_CHANGED.value,
+            self.settings.topic(Topic.VIEWS_CHANGED),
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=None,
             auto_offset_reset="latest",

@@ -1,11 +1,13 @@
-"""Abuse limits checked before execution: query depth, alias count and token count -> QUERY_REJECTED."""
+"""Abuse limits: query depth, alias and token counts, introspection (-> QUERY_REJECTED, before execution),
+and the per-client mutation rate (-> RATE_LIMITED, applied by the access policy)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLError, ValidationContext, ValidationRule
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, ValidationContext, ValidationRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
@@ -35,7 +37,45 @@ def rejecting(rule: type[ValidationRule]) -> type[ValidationRule]:
     return Rejecting
 
 
-def limit_extensions(*, max_depth: int, max_aliases: int, max_tokens: int) -> list[Callable[[], SchemaExtension]]:
-    introspection = lambda ignore: ignore.field_name.startswith("__")  # noqa: E731 - GraphiQL's own query
-    rules = [rejecting(depth_rule(max_depth, introspection, None)), rejecting(alias_rule(max_aliases))]
+def limit_extensions(
+    *, max_depth: int, max_aliases: int, max_tokens: int, introspection: bool = True
+) -> list[Callable[[], SchemaExtension]]:
+    meta = lambda ignore: ignore.field_name.startswith("__")  # noqa: E731 - GraphiQL's own query
+    rules = [rejecting(depth_rule(max_depth, meta, None)), rejecting(alias_rule(max_aliases))]
+    if not introspection:  # __schema and __type are refused; __typename stays
+        rules.append(rejecting(NoSchemaIntrospectionCustomRule))
     return [lambda: AddValidationRules(rules), lambda: MaxTokensLimiter(max_token_count=max_tokens)]
+
+
+class RateLimiter:
+    """A token bucket per client: `rate` tokens a second refill it, up to `burst`; each mutation takes one.
+
+    Buckets live in this gateway instance (N instances behind a balancer allow N times the rate).
+    """
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when counted)
+
+    def take(self, client: str) -> float:
+        """0.0 when a token was taken; otherwise the seconds until the next one (nothing is taken)."""
+        now = self.clock()
+        tokens, counted = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - counted) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > self.MAX_CLIENTS:
+                self._forget_idle(now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        """A full bucket is the same as no bucket: drop those so memory stays bounded."""
+        full = [c for c, (tokens, counted) in self._buckets.items() if tokens + (now - counted) * self.rate >= self.burst]
+        for client in full:
+            del self._buckets[client]

@@ -33,12 +33,14 @@ class ProjectionRunner:
             for topic in projector.topics:
                 self.routes[topic] = projector
         self.producer = producer
+        self.settings = settings
+        self.views_changed = settings.topic(Topic.VIEWS_CHANGED)
         self._announcements: list[asyncio.Future[Any]] = []
         self.loop: ConsumerLoop[EventEnvelope] = ConsumerLoop(
             settings=settings,
             name="projector",
             group_id=group_id or settings.projector_group,
-            topics=sorted(t.value for t in self.routes),
+            topics=sorted(settings.topic(t) for t in self.routes),
             handle=self.handle,
             decode=decode_event,
             producer=producer,
@@ -48,7 +50,7 @@ class ProjectionRunner:
 
     async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
         projector = self.routes.get(event.event_type)
-        if projector is None or event.event_type.value != record.topic:
+        if projector is None or self.settings.topic(event.event_type) != record.topic:
             raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
         changes = await projector.apply(event)
         if changes:
@@ -56,7 +58,7 @@ class ProjectionRunner:
         for change in changes:
             self._announcements.append(
                 await self.producer.send(
-                    Topic.VIEWS_CHANGED.value,
+                    self.views_changed,
                     encode_view_change(change.kind, change.document),
                     key=f"{change.kind}:{change.document['_id']}".encode(),
                 )

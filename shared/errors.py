@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     STALE_READ = "STALE_READ"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
     QUERY_REJECTED = "QUERY_REJECTED"
     INTERNAL = "INTERNAL"
 
@@ -60,3 +61,24 @@ class PriceChanged(DomainError):
 
 class StaleRead(DomainError):
     code = ErrorCode.STALE_READ
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials: the bearer token is missing, malformed, expired or not ours."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(DomainError):
+    """Valid credentials that do not allow this operation on this resource."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class RateLimited(DomainError):
+    """Too many mutations from one client; `retryAfter` says how many seconds until the next one is accepted."""
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retryAfter=retry_after)

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from shared import tracing
-from shared.events import EventEnvelope, dlq_topic
+from shared.events import ALL_TOPICS, EventEnvelope, dlq_topic
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from shared.settings import Settings
@@ -254,3 +254,28 @@ async def start_with_retry(client: Any, stopping: asyncio.Event, delay: float = 
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
     return False
+
+
+PARTITIONS = 3
+
+
+async def ensure_topics(settings: Settings, partitions: int = PARTITIONS) -> list[str]:
+    """Create every catalog topic (and its DLQ twin) of this environment that is missing."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    wanted = [settings.topic(t) for t in ALL_TOPICS]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+            )
+            errors = [e for e in response.topic_errors if e[1] not in (0, 36)]  # 36: already exists
+            if errors:
+                raise RuntimeError(f"topic creation failed: {errors}")
+        return wanted
+    finally:
+        await admin.close()

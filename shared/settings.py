@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The JWT secret `.env.example` ships for local development; a production gateway refuses to start with it.
+DEV_JWT_SECRET = "eventshop-dev-only-secret-change-me-in-production"
+SIGNING_ALGORITHMS = frozenset(
+    {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+_DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@/\s]*@")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|secret|token|access_token)=)[^&;#\s]*", re.I)
+
+
+def mask_dsn(text: str) -> str:
+    """`scheme://user:secret@host` -> `scheme://user:***@host` (also `?password=...`), anywhere in `text`.
+
+    For everything that might print a connection string: start-up logs, error messages, /readyz.
+    """
+    return _QUERY_SECRET.sub(r"\g<head>***", _DSN_PASSWORD.sub(r"\g<head>:***@", text))
 
 
 class Settings(BaseSettings):
@@ -16,6 +34,7 @@ class Settings(BaseSettings):
     mysql_dsn: str = "mysql+asyncmy://eventshop:eventshop@127.0.0.1:3306/eventshop"
     mongo_uri: str = "mongodb://127.0.0.1:27017/eventshop"
     kafka_brokers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = Field("", description="prepended to every topic name (isolates environments)")
 
     # Outbox relay.
     outbox_poll_interval: float = Field(0.5, gt=0, description="max seconds between outbox polls")
@@ -48,6 +67,21 @@ class Settings(BaseSettings):
     allowed_origins: str = Field("", description="comma-separated origins allowed by CORS (browsers)")
     max_subscriptions_per_connection: int = Field(20, ge=1)
 
+    # Security (issue 6): who may call what, and how often.
+    env: str = Field("development", description="deployment environment; `production` refuses development defaults")
+    auth_enabled: bool = Field(True, description="require bearer JWTs; false only for local experiments")
+    jwt_secret: SecretStr | None = Field(None, description="HMAC secret for HS256/384/512 tokens")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS*/PS*/ES* tokens")
+    jwt_jwks_file: Path | None = Field(None, description="local JWKS file (keys chosen by `kid`); never fetched")
+    jwt_algorithms: str = Field("HS256,RS256,ES256", description="comma-separated allow-list; `none` is refused")
+    jwt_issuer: str = "eventshop"
+    jwt_audience: str = "eventshop"
+    jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of clock skew allowed on exp/nbf/iat")
+    mutation_rate: float = Field(5.0, gt=0, description="mutations per second refilled into each client's bucket")
+    mutation_burst: int = Field(20, ge=1, description="mutations a client may send at once")
+    max_ws_connections_per_client: int = Field(100, ge=1, description="open WebSockets per client IP")
+    graphql_introspection: bool = Field(True, description="allow __schema/__type queries; turn off in production")
+
     # Local devstack.
     state_dir: Path = Path(".devstack")
     cache_dir: Path = Path.home() / ".cache" / "eventshop"
@@ -56,6 +90,39 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic of a catalog name in this environment."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    @field_validator("jwt_secret", "jwt_public_key_file", "jwt_jwks_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _signing_algorithms_only(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if any(name.lower() == "none" for name in names):
+            raise ValueError("the `none` algorithm is never accepted")
+        unknown = sorted(set(names) - SIGNING_ALGORITHMS)
+        if unknown or not names:
+            raise ValueError(f"unsupported JWT algorithms {unknown}; choose from {sorted(SIGNING_ALGORITHMS)}")
+        return ",".join(names)
+
+    @property
+    def jwt_algorithm_list(self) -> list[str]:
+        return self.jwt_algorithms.split(",")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env.strip().lower() in ("production", "prod")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:  # type: ignore[override]
+        """repr/str never show a DSN password (SecretStr already hides jwt_secret)."""
+        for name, value in super().__repr_args__():
+            yield name, mask_dsn(value) if isinstance(value, str) else value
 
     @property
     def kafka_bootstrap(self) -> list[str]:

@@ -29,7 +29,7 @@ from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
-from shared.kafka import make_producer
+from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,8 @@ def make_test_settings(**overrides: Any) -> Settings:
         "consumer_retry_initial": 0.05,
         "consumer_retry_max": 0.2,
         "outbox_poll_interval": 0.2,
+        # Topics of their own: a development system on the same Kafka never sees test events.
+        "kafka_topic_prefix": base.kafka_topic_prefix or "test.",
     }
     values.update(overrides)
     return base.model_copy(update=values)
@@ -70,6 +72,11 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return make_test_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def topics(settings: Settings) -> None:
+    await ensure_topics(settings)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -209,7 +216,7 @@ class TopicTail:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.settings = settings
-        self.topic = topic
+        self.topic = settings.topic(topic)
         self.start: dict[Any, int] = {}
 
     async def __aenter__(self) -> TopicTail:

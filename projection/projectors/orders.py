@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projection.documents import OrderView
+from projection.documents import OrderView, UserView
 from projection.projectors.base import VIEW_WRITES, Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 from shared.money import to_cents
@@ -65,6 +65,15 @@ class OrderProjector:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.orders = db[OrderView.Settings.name]
+        self.users = db[UserView.Settings.name]
+
+    async def newest_user(self, user: Doc) -> Doc:
+        """The event's user snapshot, or the user view when it is newer: a `user.updated` projected before the
+        order's first event found no order view to refresh, so the order must pick it up here."""
+        view = await self.users.find_one({"_id": user["id"]}, {"name": 1, "email": 1, "version": 1})
+        if view is None or view["version"] <= user["version"]:
+            return user
+        return {"id": user["id"], "name": view["name"], "email": view["email"], "version": view["version"]}
 
     async def apply(self, event: EventEnvelope) -> list[ViewChange]:
         fields = order_document(event.data)
@@ -72,6 +81,7 @@ class OrderProjector:
         del fields["_id"], fields["version"]
         # Held by user: the user projector rewrites the user snapshot inside this user's orders.
         async with VIEW_WRITES.hold(("user", event.data["user_id"])):
+            user = await self.newest_user(user)
             document = await apply_if_newer(
                 self.orders, event.aggregate_id, event.aggregate_version, fields, on_insert={"user": user}
             )

@@ -76,6 +76,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         MYSQL_DSN=settings.mysql_dsn,
         MONGO_URI=settings.mongo_uri,
         KAFKA_BROKERS=settings.kafka_brokers,
+        KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
         PROJECTOR_GROUP=f"e2e-projector-{run_id}",
         STOCK_WORKER_GROUP=f"e2e-stock-{run_id}",
         CONSUMER_OFFSET_RESET="latest",  # ready (/readyz) means assigned: nothing later is missed

@@ -50,7 +50,7 @@ async def test_an_event_arriving_twice_through_kafka_is_applied_once(
     try:
         async with TopicTail(settings, Topic.VIEWS_CHANGED) as changes:
             for event in (user_event(user_id, 2), user_event(user_id, 2), user_event(user_id, 1)):
-                await producer.send_and_wait(event.event_type, event.to_bytes(), key=event.key)
+                await producer.send_and_wait(settings.topic(event.event_type), event.to_bytes(), key=event.key)
             doc = await eventually(lambda: read_model.user(user_id))
             assert doc["version"] == 2
             announced = await changes.collect(lambda rs: any(json.loads(r.value)["id"] == user_id for r in rs))
@@ -69,8 +69,8 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_message_is_processe
     try:
         async with TopicTail(settings, dlq_topic(Topic.USER_CREATED)) as dlq:
             key = good.key  # same partition: the poison is right in front of the good event
-            await producer.send_and_wait(Topic.USER_CREATED, b"this is not json", key=key)
-            await producer.send_and_wait(Topic.USER_CREATED, good.to_bytes(), key=key)
+            await producer.send_and_wait(settings.topic(Topic.USER_CREATED), b"this is not json", key=key)
+            await producer.send_and_wait(settings.topic(Topic.USER_CREATED), good.to_bytes(), key=key)
             await eventually(lambda: read_model.user(user_id))
             records = await dlq.collect(lambda rs: any(r.value == b"this is not json" for r in rs))
             # Every projector group that saw it dead-letters it once (other test processes may run one).
@@ -79,7 +79,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_message_is_processe
         await producer.stop()
     headers = {k: v.decode() for k, v in dead.headers}
     assert dead.key == key
-    assert headers["dlq.original_topic"] == "user.created"
+    assert headers["dlq.original_topic"] == settings.topic("user.created")
     assert headers["dlq.consumer"] == "projector"
     assert headers["dlq.attempts"] == "0"  # not retried: it can never succeed
     assert "decode" in headers["dlq.error_message"]
@@ -97,10 +97,10 @@ async def test_a_message_that_keeps_failing_is_retried_then_dead_lettered(
     await producer.start()
     try:
         async with TopicTail(settings, dlq_topic(Topic.USER_CREATED)) as dlq:
-            await producer.send_and_wait(Topic.USER_CREATED, broken.to_bytes(), key=broken.key)
+            await producer.send_and_wait(settings.topic(Topic.USER_CREATED), broken.to_bytes(), key=broken.key)
             records = await dlq.collect(lambda rs: any(r.key == broken.key for r in rs))
             dead = next(r for r in records if r.key == broken.key)
-            await producer.send_and_wait(Topic.USER_UPDATED, good.to_bytes(), key=good.key)
+            await producer.send_and_wait(settings.topic(Topic.USER_UPDATED), good.to_bytes(), key=good.key)
             await eventually(lambda: read_model.user(user_id))
     finally:
         await producer.stop()
