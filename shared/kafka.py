@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_exponential_jitter
 
 from shared import tracing
 from shared.events import ALL_TOPICS, EventEnvelope, dlq_topic
@@ -86,14 +86,27 @@ class ConsumerLoop(Generic[T]):
         self.before_commit = before_commit
         self.consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.ready = False
         self.processed = 0
         self.dead_lettered = 0
 
-    def _retrying(self) -> AsyncRetrying:
+    def _retrying(self, failures: list[BaseException]) -> AsyncRetrying:
+        """Backoff with jitter. A failing message gets `consumer_retries` retries, then the DLQ;
+        an unavailable database or broker is waited for without limit: it is not the message's fault."""
         s = self.settings
+
+        def give_up(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            if is_infrastructure_outage(error):
+                if not self._stopping.is_set():
+                    log.warning("consumer.waiting_for_infrastructure", consumer=self.name, error=repr(error))
+                return self._stopping.is_set()
+            failures.append(error)  # type: ignore[arg-type]
+            return len(failures) > s.consumer_retries
+
         return AsyncRetrying(
-            stop=stop_after_attempt(s.consumer_retries + 1),
+            stop=give_up,
             wait=wait_exponential_jitter(
                 multiplier=s.consumer_retry_initial, max=s.consumer_retry_max, jitter=s.consumer_retry_initial
             ),
@@ -126,6 +139,7 @@ class ConsumerLoop(Generic[T]):
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll until `stopping` is set; finishes the batch in hand, commits it, then returns."""
+        self._stopping = stopping
         if self.consumer is None:
             await self.start()
         assert self.consumer is not None
@@ -137,7 +151,12 @@ class ConsumerLoop(Generic[T]):
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if not batches:
                     continue
-                await asyncio.gather(*(self._process_partition(records) for records in batches.values()))
+                try:
+                    await asyncio.gather(*(self._process_partition(r) for r in batches.values()))
+                except Exception as exc:
+                    if stopping.is_set() and is_infrastructure_outage(exc):
+                        return  # asked to stop while waiting for a store: nothing committed, redelivered later
+                    raise
                 self._measure_lag(batches)
                 if self.before_commit is not None:
                     await self.before_commit()
@@ -168,7 +187,6 @@ class ConsumerLoop(Generic[T]):
             await self.process(record)
 
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        attempts = 0
         headers = dict(record.headers or ())
         tracing.bind(_text(headers.get("correlation_id")), _text(headers.get("traceparent")))
         try:
@@ -176,12 +194,15 @@ class ConsumerLoop(Generic[T]):
         except Exception as exc:  # undecodable: retrying cannot help
             await self.dead_letter(record, exc, attempts=0)
             return
+        failures: list[BaseException] = []
         try:
-            async for attempt in self._retrying():
+            async for attempt in self._retrying(failures):
                 with attempt:
-                    attempts = attempt.retry_state.attempt_number
                     await self.handle(message, record)
         except Exception as exc:
+            if is_infrastructure_outage(exc):
+                raise  # shutting down while waiting: no DLQ, no commit; redelivered after restart
+            attempts = len(failures) if not isinstance(exc, PoisonMessage) else 0
             log.warning(
                 "consumer.failed",
                 consumer=self.name,
@@ -230,6 +251,23 @@ class ConsumerLoop(Generic[T]):
             for tp in self.assignment():
                 await self.consumer.position(tp)
         self.ready = True
+
+
+def is_infrastructure_outage(error: BaseException | None) -> bool:
+    """A store or broker that cannot be reached right now (as opposed to a message that cannot work)."""
+    from pymongo.errors import ConnectionFailure
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OperationalError):
+        code = getattr(error.orig, "args", (None,))[0]
+        return code in MYSQL_CONNECTION_ERRORS or not isinstance(code, int)
+    return isinstance(error, ConnectionFailure | InterfaceError | KafkaConnectionError | ConnectionError)
+
+
+# Can't connect, lost connection, server gone away, server shutting down, too many connections.
+MYSQL_CONNECTION_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055, 1053, 1040, 1927})
 
 
 def _text(value: bytes | None) -> str | None:
