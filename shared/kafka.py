@@ -121,7 +121,7 @@ class ConsumerLoop(Generic[T]):
             enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset,
             max_poll_records=self.max_records,
-            session_timeout_ms=30_000,
+            session_timeout_ms=10_000,  # a crashed consumer's partitions move on within seconds
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
         )
