@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from command.outbox import OutboxSignal, outbox_row
 from shared.events import EventEnvelope
+
+DUPLICATE_KEY = 1062
+
+
+def is_duplicate_key(exc: BaseException, index: str) -> bool:
+    """A unique-key violation (MySQL error 1062) on the named index ("PRIMARY" for the primary key)."""
+    args: tuple[Any, ...] = getattr(getattr(exc, "orig", None), "args", ())
+    return len(args) >= 2 and args[0] == DUPLICATE_KEY and index in str(args[-1])
 
 
 class Transaction:

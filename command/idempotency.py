@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
-from command.db import Transaction
+from command.db import Transaction, is_duplicate_key
 from command.models import IdempotencyKey, db_now
 from shared.errors import BadUserInput, Conflict
 
@@ -56,8 +56,10 @@ async def recall(tx: Transaction, idem: Idempotency | None) -> dict[str, Any] | 
     row = (await tx.session.execute(stmt)).scalars().first()
     if row is not None and row.expires_at <= now:
         await tx.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.operation == idem.operation, IdempotencyKey.key == idem.key)
-        )  # type: ignore[arg-type]
+            delete(IdempotencyKey).where(
+                col(IdempotencyKey.operation) == idem.operation, col(IdempotencyKey.key) == idem.key
+            )
+        )
         row = None
     if row is None:
         # Claim the key now: a concurrent call with the same key blocks here until this one commits.
@@ -92,6 +94,6 @@ async def retry_on_key_race(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except IntegrityError as exc:
-        if getattr(exc.orig, "args", (None,))[0] != 1062:
+        if not is_duplicate_key(exc, "PRIMARY"):
             raise
         return await call()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from command.db import Transaction
 from command.handlers.common import bump, lock_live
@@ -29,6 +29,7 @@ def require_status(order: Order, *allowed: OrderStatus, action: str) -> None:
 
 
 def add_history(tx: Transaction, order: Order, reason: str | None = None) -> None:
+    assert order.id is not None, "flush the order first"
     tx.session.add(OrderStatusChange(order_id=order.id, status=order.status, reason=reason, at=order.updated_at))
 
 
@@ -40,7 +41,9 @@ def transition(tx: Transaction, order: Order, status: OrderStatus, reason: str |
 
 
 async def order_items(tx: Transaction, order_id: int) -> list[OrderItem]:
-    result = await tx.session.execute(select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.id))
+    result = await tx.session.execute(
+        select(OrderItem).where(OrderItem.order_id == order_id).order_by(col(OrderItem.id))
+    )
     return list(result.scalars())
 
 
@@ -49,7 +52,7 @@ async def snapshot(tx: Transaction, order: Order) -> dict[str, Any]:
     await tx.session.flush()
     items = await order_items(tx, order.id)  # type: ignore[arg-type]
     history = await tx.session.execute(
-        select(OrderStatusChange).where(OrderStatusChange.order_id == order.id).order_by(OrderStatusChange.id)
+        select(OrderStatusChange).where(OrderStatusChange.order_id == order.id).order_by(col(OrderStatusChange.id))
     )
     user = await tx.session.get(User, order.user_id)
     assert user is not None

@@ -11,9 +11,9 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
-from command.db import Transaction, WriteDatabase
+from command.db import Transaction, WriteDatabase, is_duplicate_key
 from command.handlers.common import bump
 from command.models import Order, OrderItem, OrderStatus, ProcessedEvent, Product
 from command.orders import order_items, record_order_event, transition
@@ -82,7 +82,7 @@ async def release_stock(tx: Transaction, order_id: int) -> None:
 
 async def _lock_products(tx: Transaction, items: list[OrderItem]) -> dict[int, Product]:
     ids = sorted(item.product_id for item in items)
-    stmt = select(Product).where(Product.id.in_(ids)).order_by(Product.id).with_for_update()  # type: ignore[union-attr]
+    stmt = select(Product).where(col(Product.id).in_(ids)).order_by(col(Product.id)).with_for_update()  # type: ignore[union-attr]
     return {p.id: p for p in (await tx.session.execute(stmt)).scalars()}  # type: ignore[misc]
 
 
@@ -132,14 +132,9 @@ class StockWorker:
                 await tx.session.flush()
                 await action(tx, event.aggregate_id)
         except IntegrityError as exc:
-            if _already_processed(exc):
+            if is_duplicate_key(exc, "PRIMARY"):  # already processed
                 return
             raise
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.loop.run(stopping)
-
-
-def _already_processed(exc: IntegrityError) -> bool:
-    args = getattr(exc.orig, "args", ())
-    return bool(args) and args[0] == 1062 and "PRIMARY" in str(args[-1])

@@ -77,5 +77,5 @@ def build_projection_runner(
     db: Any, producer: AIOKafkaProducer, settings: Settings, **options: Any
 ) -> ProjectionRunner:
     """One projector per aggregate, all fed by one consumer group."""
-    projectors = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
+    projectors: list[Projector] = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
     return ProjectionRunner(projectors, producer, settings, **options)

@@ -7,13 +7,11 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 
-from command.db import Transaction
+from command.db import Transaction, is_duplicate_key
 from command.models import db_now
 from shared.errors import Conflict, NotFound
 
 Row = TypeVar("Row", bound=SQLModel)
-
-DUPLICATE_KEY = 1062
 
 
 async def lock_live(tx: Transaction, model: type[Row], row_id: int, label: str) -> Row:
@@ -31,13 +29,7 @@ def bump(row: SQLModel) -> None:
     row.updated_at = db_now()  # type: ignore[attr-defined]
 
 
-def is_duplicate(exc: IntegrityError, index: str) -> bool:
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    return bool(args) and args[0] == DUPLICATE_KEY and index in str(args[-1])
-
-
 def email_conflict(exc: IntegrityError) -> Exception:
-    if is_duplicate(exc, "active_email"):
+    if is_duplicate_key(exc, "active_email"):
         return Conflict("email is already taken", field="email")
     return exc

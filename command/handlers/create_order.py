@@ -84,23 +84,25 @@ async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | N
                 )
             subtotal = product.price * line.quantity
             total += subtotal
-            items.append(
-                OrderItem(
-                    product_id=product.id,
-                    product_name=product.name,
-                    quantity=line.quantity,
-                    unit_price=product.price,
-                    subtotal=subtotal,
-                )
-            )
+            items.append((line.product_id, product.name, line.quantity, product.price, subtotal))
         if total > MAX_AMOUNT:
             raise BadUserInput(f"order total {total} exceeds {MAX_AMOUNT}", field="items")
         order = Order(user_id=user.id, status=OrderStatus.CREATED, total_amount=total)  # type: ignore[arg-type]
         tx.session.add(order)
         await tx.session.flush()
-        for item in items:
-            item.order_id = order.id  # type: ignore[assignment]
-        tx.session.add_all(items)
+        order_id = order.id
+        assert order_id is not None
+        tx.session.add_all(
+            OrderItem(
+                order_id=order_id,
+                product_id=product_id,
+                product_name=name,
+                quantity=quantity,
+                unit_price=price,
+                subtotal=subtotal,
+            )
+            for product_id, name, quantity, price, subtotal in items
+        )
         add_history(tx, order)
         data = await record_order_event(tx, order, Topic.ORDER_CREATED)
         await remember(tx, idem, data)
