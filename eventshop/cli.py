@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
+import structlog
 import typer
 
+from eventshop.ops.cli import dlq_app, projection_app, verify
 from eventshop.runtime import Component, run
+from gateway.auth import AuthConfigError, Role, issue_token
 from shared.logging import configure_logging
-from shared.settings import Settings
+from shared.settings import Settings, mask_dsn
 
 app = typer.Typer(help="eventshop: event-driven e-commerce backend (GraphQL over CQRS).", no_args_is_help=True)
 
@@ -24,7 +29,21 @@ except ImportError:  # pragma: no cover - devstack is part of the distribution
 def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    _mask_credentials_in_logs()
     return settings
+
+
+def _mask_credentials_in_logs() -> None:
+    """No log line shows a DSN password, whatever printed it (tracebacks included): masked before rendering."""
+    processors = list(structlog.get_config()["processors"])
+    structlog.configure(processors=[*processors[:-1], _masked, processors[-1]])
+
+
+def _masked(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = mask_dsn(value)
+    return event
 
 
 def _run(*components: Component, settings: Settings | None = None) -> None:
@@ -82,6 +101,27 @@ def migrate(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"migrated to {revision}")
 
 
+@app.command()
+def token(
+    role: Role = typer.Option(..., help="admin or customer"),
+    user_id: int = typer.Option(None, "--user-id", help="the customer's user id (customer tokens)"),
+    ttl: int = typer.Option(3600, "--ttl", min=1, help="seconds until the token expires"),
+    subject: str = typer.Option("admin", help="the subject of an admin token"),
+) -> None:
+    """Print a bearer token signed with JWT_SECRET (HS256) as the last line: for local use and tests."""
+    if role is Role.CUSTOMER and (user_id is None or user_id < 1):
+        raise typer.BadParameter("a customer token needs --user-id (a positive user id)", param_hint="--user-id")
+    if role is Role.ADMIN and user_id is not None:
+        raise typer.BadParameter("--user-id is for customer tokens", param_hint="--user-id")
+    try:
+        signed = issue_token(Settings(), role, str(user_id) if role is Role.CUSTOMER else subject, ttl)
+    except AuthConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo('GraphiQL headers: {"Authorization": "Bearer <the token below>"}', err=True)
+    typer.echo(signed)
+
+
 @app.command("export-schema")
 def export_schema(output: Path = typer.Argument(Path("schema.graphql"))) -> None:
     """Write the GraphQL SDL exported from the code."""
@@ -90,6 +130,10 @@ def export_schema(output: Path = typer.Argument(Path("schema.graphql"))) -> None
     output.write_text(schema.as_str() + "\n")
     typer.echo(f"wrote {output}")
 
+
+app.add_typer(dlq_app, name="dlq", help="Inspect dead-letter topics and redrive their messages.")
+app.add_typer(projection_app, name="projection", help="Maintain the read model: rebuild and switch over.")
+app.command("verify")(verify)
 
 if __name__ == "__main__":
     app()

@@ -22,13 +22,14 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from gateway.app import create_app
+from gateway.auth import AuthConfigError, TokenVerifier
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
 from shared.kafka import make_producer, start_with_retry
 from shared.logging import get_logger
-from shared.settings import Settings
+from shared.settings import Settings, mask_dsn
 
 log = get_logger(__name__)
 
@@ -157,13 +158,21 @@ RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Awaitable[None]]] 
 
 async def run(components: list[Component], settings: Settings) -> bool:
     """Run until SIGINT/SIGTERM or a component fails; True when every component ended cleanly."""
+    if Component.GATEWAY in components and not gateway_may_start(settings):
+        return False
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     res = await Resources.open(settings)
     failed: list[asyncio.Task[None]] = []
-    log.info("eventshop.started", components=[c.value for c in components], port=settings.port)
+    log.info(
+        "eventshop.started",
+        components=[c.value for c in components],
+        port=settings.port,
+        mysql=mask_dsn(settings.mysql_dsn),
+        mongodb=mask_dsn(settings.mongo_uri),
+    )
     tasks = [asyncio.create_task(RUNNERS[c](res, stopping), name=c.value) for c in components]
     try:
         done, _ = await asyncio.wait(
@@ -176,7 +185,7 @@ async def run(components: list[Component], settings: Settings) -> bool:
             log.error(
                 "eventshop.component_failed",
                 component=task.get_name(),
-                error=repr(task.exception()),
+                error=mask_dsn(repr(task.exception())),
                 exc_info=task.exception(),
             )
     finally:
@@ -186,6 +195,22 @@ async def run(components: list[Component], settings: Settings) -> bool:
         await res.close()
         log.info("eventshop.stopped")
     return not failed
+
+
+def gateway_may_start(settings: Settings) -> bool:
+    """Refuse an unsafe security configuration before anything opens; warn about a merely risky one."""
+    try:
+        TokenVerifier.from_settings(settings)
+    except AuthConfigError as exc:
+        log.error("gateway.refused_to_start", reason=str(exc))
+        return False
+    if not settings.auth_enabled:
+        log.warning(
+            "gateway.auth_disabled", detail="AUTH_ENABLED=false: every caller acts as admin; never in production"
+        )
+    elif settings.is_production and settings.graphql_introspection:
+        log.warning("gateway.introspection_enabled", detail="set GRAPHQL_INTROSPECTION=false in production")
+    return True
 
 
 async def _first(*aws: Awaitable[Any]) -> None:

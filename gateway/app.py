@@ -14,17 +14,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from command.db import WriteDatabase
+from gateway.auth import UNCHECKED, TokenVerifier, bearer_token, connection_token
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
-from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout
+from gateway.limits import RateLimiter
+from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, WebSocketCap
 from gateway.schema import create_schema
 from projection.queries import ReadModel
-from shared.settings import Settings
+from shared.errors import Unauthenticated
+from shared.logging import get_logger
+from shared.settings import Settings, mask_dsn
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 SUBSCRIPTIONS = Gauge("eventshop_subscriptions_active", "Open GraphQL subscriptions on this gateway")
+log = get_logger(__name__)
 
 
 class EventshopGraphQL(GraphQL[GatewayContext, None]):
@@ -41,9 +48,47 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         self.read_model = read_model
         self.feed = feed
         self.settings = settings
+        self.verifier = TokenVerifier.from_settings(settings)
+        self.limiter = RateLimiter(settings.mutation_rate, settings.mutation_burst)
 
     async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
-        return GatewayContext(self.write_db, self.read_model, self.settings, self.feed, request, response)
+        client = getattr(request, "client", None)
+        context = GatewayContext(
+            self.write_db,
+            self.read_model,
+            self.settings,
+            self.feed,
+            request,
+            response,
+            limiter=self.limiter,
+            client_ip=client.host if client else "unknown",
+        )
+        self.authenticate(context, lambda: bearer_token(request.headers.get("authorization")))
+        return context
+
+    async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:
+        """The connection_init payload's token (else the handshake's Authorization header) names the principal.
+
+        A bad token refuses the connection; no token at all gives an anonymous connection, which may
+        subscribe to nothing (each operation then answers UNAUTHENTICATED).
+        """
+        self.authenticate(context, lambda: connection_token(context.connection_params))
+        if context.auth_error is not None:
+            error = context.auth_error
+            raise ConnectionRejectionError({"message": error.message, "extensions": error.extensions})
+        return UNSET
+
+    def authenticate(self, context: GatewayContext, read_token: Callable[[], str | None]) -> None:
+        """Verify the token `read_token` finds; when it finds none, the context stays as it was."""
+        if not self.settings.auth_enabled:
+            context.principal, context.auth_error = UNCHECKED, None
+            return
+        try:
+            token = read_token()
+            if token is not None:
+                context.principal, context.auth_error = self.verifier.verify(token), None
+        except Unauthenticated as exc:
+            context.principal, context.auth_error = None, exc
 
 
 def create_app(
@@ -67,8 +112,9 @@ def create_app(
             try:
                 await asyncio.wait_for(probe(), 2.0)
                 results[name] = "ok"
-            except Exception as exc:
+            except Exception as exc:  # the class only: messages may carry hosts or credentials
                 results[name] = f"unavailable: {type(exc).__name__}"
+                log.warning("readyz.unavailable", check=name, error=mask_dsn(repr(exc)))
 
         await asyncio.gather(*(check(name, probe) for name, probe in readiness.items()))
         ready = all(v == "ok" for v in results.values())
@@ -89,6 +135,7 @@ def create_app(
         ],
         middleware=[
             Middleware(Correlation),
+            Middleware(WebSocketCap, max_per_client=settings.max_ws_connections_per_client),
             Middleware(RequestTimeout, seconds=settings.request_timeout),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(

@@ -171,7 +171,7 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 def _principal(claims: Mapping[str, Any], leeway: float) -> Principal:
     try:
-        role = Role(claims.get("role"))
+        role = Role(str(claims.get("role")))
     except ValueError:
         raise Unauthenticated("token has no known role") from None
     subject = claims["sub"]

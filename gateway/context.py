@@ -1,4 +1,5 @@
-"""What every resolver gets: explicit handles on the write and read models, made per request."""
+"""What every resolver gets: explicit handles on the write and read models, and who is calling; made per
+request (per connection for WebSockets)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from command.db import WriteDatabase
+from gateway.auth import Principal
 from gateway.feed import ViewFeed
+from gateway.limits import RateLimiter
 from projection.queries import Page, ReadModel
+from shared.errors import Unauthenticated
 from shared.settings import Settings
 
 UserOrdersKey = tuple[int, int, str | None]  # user id, first, status
@@ -26,10 +30,22 @@ class GatewayContext:
     feed: ViewFeed
     request: Any = None
     response: Any = None
+    principal: Principal | None = None  # None: anonymous
+    auth_error: Unauthenticated | None = None  # a token was sent but is not valid
+    limiter: RateLimiter | None = None
+    client_ip: str = "unknown"
+    connection_params: dict[str, Any] | None = None  # WebSocket connection_init payload (set by Strawberry)
     user_orders: DataLoader[UserOrdersKey, Page] = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_orders = DataLoader(load_fn=self._load_user_orders)
+
+    @property
+    def client(self) -> str:
+        """The rate-limit key: the token's principal, or the client address when anonymous."""
+        if self.principal is not None and self.principal.from_token:
+            return f"{self.principal.role.value}:{self.principal.subject}"
+        return f"ip:{self.client_ip}"
 
     async def _load_user_orders(self, keys: Sequence[UserOrdersKey]) -> list[Page]:
         groups: dict[tuple[int, str | None], list[int]] = defaultdict(list)

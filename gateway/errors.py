@@ -10,6 +10,7 @@ from strawberry.extensions import MaskErrors
 from shared import tracing
 from shared.errors import DomainError, ErrorCode
 from shared.logging import get_logger
+from shared.settings import mask_dsn
 
 log = get_logger("gateway.errors")
 TOKEN_LIMIT = "tokens. Parsing aborted"  # graphql-core's message when MaxTokensLimiter trips
@@ -50,7 +51,7 @@ class ErrorCodes(MaskErrors):
             "graphql.internal_error",
             correlation_id=correlation_id,
             path=error.path,
-            error=repr(original),
+            error=mask_dsn(repr(original)),
             exc_info=original,
         )
         return _with_code(error, ErrorCode.INTERNAL, "Internal error", correlation_id=correlation_id)

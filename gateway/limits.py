@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLError, NoSchemaIntrospectionCustomRule, ValidationContext, ValidationRule
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule, ValidationContext, ValidationRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
@@ -41,7 +41,10 @@ def limit_extensions(
     *, max_depth: int, max_aliases: int, max_tokens: int, introspection: bool = True
 ) -> list[Callable[[], SchemaExtension]]:
     meta = lambda ignore: ignore.field_name.startswith("__")  # noqa: E731 - GraphiQL's own query
-    rules = [rejecting(depth_rule(max_depth, meta, None)), rejecting(alias_rule(max_aliases))]
+    rules: list[type[ASTValidationRule]] = [
+        rejecting(depth_rule(max_depth, meta, None)),
+        rejecting(alias_rule(max_aliases)),
+    ]
     if not introspection:  # __schema and __type are refused; __typename stays
         rules.append(rejecting(NoSchemaIntrospectionCustomRule))
     return [lambda: AddValidationRules(rules), lambda: MaxTokensLimiter(max_token_count=max_tokens)]
@@ -76,6 +79,8 @@ class RateLimiter:
 
     def _forget_idle(self, now: float) -> None:
         """A full bucket is the same as no bucket: drop those so memory stays bounded."""
-        full = [c for c, (tokens, counted) in self._buckets.items() if tokens + (now - counted) * self.rate >= self.burst]
+        full = [
+            c for c, (tokens, counted) in self._buckets.items() if tokens + (now - counted) * self.rate >= self.burst
+        ]
         for client in full:
             del self._buckets[client]

@@ -1,9 +1,10 @@
-"""HTTP guards in front of GraphQL: body size limit and per-request timeout (plain ASGI middleware)."""
+"""Guards in front of GraphQL: body size limit, per-request timeout, WebSocket cap (plain ASGI middleware)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,3 +106,48 @@ class Correlation:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class WebSocketCap:
+    """At most `max_per_client` open WebSockets per client address; an extra handshake is refused.
+
+    Counted at the handshake, before any message, so sockets that never send connection_init count too.
+    The refusal is HTTP 429 with a RATE_LIMITED body where the server supports it, otherwise 403.
+    """
+
+    def __init__(self, app: ASGIApp, max_per_client: int) -> None:
+        self.app = app
+        self.max_per_client = max_per_client
+        self.open: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        if self.open[client] >= self.max_per_client:
+            await self._refuse(scope, receive, send)
+            return
+        self.open[client] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open[client] -= 1
+            if self.open[client] <= 0:
+                del self.open[client]
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        message = f"more than {self.max_per_client} WebSocket connections from this client"
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        body = json.dumps({"errors": [{"message": message, "extensions": {"code": ErrorCode.RATE_LIMITED.value}}]})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 429,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body.encode()})

@@ -40,6 +40,7 @@ from gateway.inputs import (
 )
 from gateway.limits import limit_extensions
 from gateway.observability import OperationMetrics
+from gateway.policy import enforce, owner_scope
 from gateway.reads import wait_for_version
 from gateway.scalars import DecimalScalar
 from gateway.types import (
@@ -139,7 +140,7 @@ class Query:
         page = await info.context.read_model.list_orders(
             first,
             after,
-            user_id=None if user_id is None else parse_id(user_id, "userId"),
+            user_id=owner_scope(info, user_id),  # a customer who names no user gets their own orders
             status=None if status is None else status.value,
         )
         return connection(page, Order.from_doc)
@@ -252,8 +253,8 @@ class Subscription:
 
     @strawberry.subscription
     async def order_updates(self, info: Info, user_id: strawberry.ID | None = None) -> AsyncGenerator[Order, None]:
-        """Every change of every order of one user (or of all orders)."""
-        uid = None if user_id is None else parse_id(user_id, "userId")
+        """Every change of every order of one user (or of all orders: admins; customers get their own)."""
+        uid = owner_scope(info, user_id)
         async with info.context.feed.listen(("order-of-user", uid)) as listener:
             last_seen: dict[int, int] = {}
             while True:
@@ -281,6 +282,10 @@ async def newer_versions(
                 return
 
 
+# Every operation passes the access policy (gateway/policy.py); a field without a rule is refused.
+enforce(Query, Mutation, Subscription, User)
+
+
 class EventshopSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
@@ -299,6 +304,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
                 max_depth=settings.max_query_depth,
                 max_aliases=settings.max_query_aliases,
                 max_tokens=settings.max_query_tokens,
+                introspection=settings.graphql_introspection,
             ),
         ],
     )

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from alembic import command as alembic_command
 from alembic.config import Config
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy.engine import make_url
 
@@ -25,6 +26,7 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from gateway.app import create_app
+from gateway.auth import Role, issue_token
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
@@ -34,6 +36,7 @@ from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+TEST_JWT_SECRET = "eventshop-test-secret-0123456789abcdef0123456789"
 
 
 def make_test_settings(**overrides: Any) -> Settings:
@@ -51,9 +54,31 @@ def make_test_settings(**overrides: Any) -> Settings:
         "outbox_poll_interval": 0.2,
         # Topics of their own: a development system on the same Kafka never sees test events.
         "kafka_topic_prefix": base.kafka_topic_prefix or "test.",
+        # Authentication stays on in tests: clients send tokens signed with the test secret.
+        "env": "test",
+        "auth_enabled": True,
+        "jwt_secret": SecretStr(TEST_JWT_SECRET),
+        "jwt_public_key_file": None,
+        "jwt_jwks_file": None,
+        "jwt_algorithms": "HS256,RS256,ES256",
+        "jwt_issuer": "eventshop",
+        "jwt_audience": "eventshop",
+        "graphql_introspection": True,
+        # The suites act as one admin for hundreds of mutations; the limits have tests of their own.
+        "mutation_rate": 10_000.0,
+        "mutation_burst": 10_000,
     }
     values.update(overrides)
     return base.model_copy(update=values)
+
+
+def token_for(settings: Settings, role: Role = Role.ADMIN, user_id: int | str | None = None) -> str:
+    """A bearer token the test gateway accepts (customers: `user_id` is their user id)."""
+    return issue_token(settings, role, "test-admin" if role is Role.ADMIN else str(user_id), 3600)
+
+
+def bearer(settings: Settings, role: Role = Role.ADMIN, user_id: int | str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(settings, role, user_id)}"}
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05) -> T:
@@ -79,12 +104,17 @@ async def topics(settings: Settings) -> None:
     await ensure_topics(settings)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def migrated(settings: Settings) -> None:
+def migrate(settings: Settings) -> None:
+    """Alembic upgrade to head of the database in `settings` (synchronous: run it in a thread from async code)."""
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", settings.mysql_dsn.replace("%", "%%"))
     alembic_command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated(settings: Settings) -> None:
+    migrate(settings)
 
 
 @pytest.fixture(scope="session")
@@ -171,8 +201,8 @@ async def gql(settings: Settings, write_db: WriteDatabase, read_model: ReadModel
     await asyncio.wait_for(feed.ready.wait(), 30)
     app = create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={})
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield GraphQLClient(http)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+        yield GraphQLClient(http)  # as an admin
     stopping.set()
     await feeding
 
@@ -272,10 +302,7 @@ async def relay_db(relay_settings: Settings) -> AsyncIterator[WriteDatabase]:
     async with server.engine.begin() as conn:
         await conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
     await server.dispose()
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", relay_settings.mysql_dsn.replace("%", "%%"))
-    await asyncio.to_thread(alembic_command.upgrade, config, "head")
+    await asyncio.to_thread(migrate, relay_settings)
     db = WriteDatabase(relay_settings.mysql_dsn)
     async with db.engine.begin() as conn:  # start every session with an empty outbox
         await conn.exec_driver_sql("DELETE FROM outbox")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -19,10 +20,17 @@ import httpx
 import pytest
 import websockets
 
+from gateway.auth import Role
 from shared.settings import Settings
+from tests.conftest import TEST_JWT_SECRET, make_test_settings, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
+
+
+@functools.cache
+def admin_token() -> str:
+    return token_for(make_test_settings(), Role.ADMIN)
 
 
 def free_port() -> int:
@@ -71,7 +79,7 @@ class Process:
 @pytest.fixture(scope="session")
 def process_env(settings: Settings) -> dict[str, str]:
     run_id = uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_", "JWT_", "AUTH_"))}
     env.update(
         MYSQL_DSN=settings.mysql_dsn,
         MONGO_URI=settings.mongo_uri,
@@ -84,6 +92,14 @@ def process_env(settings: Settings) -> dict[str, str]:
         CONSUMER_RETRY_INITIAL="0.05",
         CONSUMER_RETRY_MAX="0.2",
         LOG_LEVEL="INFO",
+        # Authentication on, as in production; clients below send tokens signed with the test secret.
+        ENV="test",
+        AUTH_ENABLED="true",
+        JWT_SECRET=TEST_JWT_SECRET,
+        GRAPHQL_INTROSPECTION="true",
+        MUTATION_RATE="10000",  # one admin drives every story; the limits have tests of their own
+        MUTATION_BURST="10000",
+        MAX_WS_CONNECTIONS_PER_CLIENT="1000",  # the 200-subscriber test connects from one address
     )
     return env
 
@@ -114,10 +130,11 @@ def second_gateway(process_env: dict[str, str], tmp_path_factory: pytest.TempPat
 
 
 class Client:
-    """A GraphQL client as any team would write one: JSON over HTTP."""
+    """A GraphQL client as any team would write one: JSON over HTTP (as an admin unless told otherwise)."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+    def __init__(self, url: str, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token or admin_token()}"}
+        self.http = httpx.AsyncClient(base_url=url, timeout=30, headers=headers)
 
     async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
         response = await self.http.post("/graphql", json={"query": query, "variables": variables})
@@ -142,17 +159,26 @@ async def client(eventshop_all: Process) -> AsyncIterator[Client]:
 
 
 class Subscription:
-    """graphql-transport-ws (or the legacy graphql-ws) over a real WebSocket."""
+    """graphql-transport-ws (or the legacy graphql-ws) over a real WebSocket; the token goes in connection_init."""
 
-    def __init__(self, url: str, query: str, variables: dict[str, Any], protocol: str = "graphql-transport-ws"):
+    def __init__(
+        self,
+        url: str,
+        query: str,
+        variables: dict[str, Any],
+        protocol: str = "graphql-transport-ws",
+        token: str | None = None,
+    ):
         self.url = url.replace("http://", "ws://") + "/graphql"
         self.query = query
         self.variables = variables
         self.protocol = protocol
+        self.token = token or admin_token()
 
     async def __aenter__(self) -> Subscription:
         self.ws = await websockets.connect(self.url, subprotocols=[self.protocol])  # type: ignore[list-item]
-        await self.ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        payload = {"Authorization": f"Bearer {self.token}"}
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         assert ack["type"] == "connection_ack", ack
         start = "subscribe" if self.protocol == "graphql-transport-ws" else "start"

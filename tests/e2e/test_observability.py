@@ -10,7 +10,7 @@ import httpx
 from command.db import WriteDatabase
 from shared.settings import Settings
 from tests.conftest import eventually
-from tests.e2e.conftest import Client, Process
+from tests.e2e.conftest import Client, Process, admin_token
 
 METRICS = (
     "eventshop_outbox_backlog",
@@ -43,7 +43,8 @@ async def test_one_correlation_id_follows_an_order_through_the_outbox_kafka_and_
     eventshop_all: Process, settings: Settings
 ) -> None:
     cid = f"checkout-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=eventshop_all.url, headers={"X-Correlation-ID": cid}) as http:
+    headers = {"X-Correlation-ID": cid, "Authorization": f"Bearer {admin_token()}"}
+    async with httpx.AsyncClient(base_url=eventshop_all.url, headers=headers) as http:
 
         async def run(query: str, **variables: object) -> dict:
             response = await http.post("/graphql", json={"query": query, "variables": variables})

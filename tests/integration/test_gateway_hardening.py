@@ -12,7 +12,7 @@ from gateway.app import create_app
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, WriteModelProbe, unique
+from tests.conftest import GraphQLClient, WriteModelProbe, bearer, unique
 
 CREATE = "mutation($input: CreateUserInput!) { createUser(input: $input) { id version } }"
 UPDATE = "mutation($id: ID!, $name: String!) { updateUser(id: $id, input: {name: $name}) { id version } }"
@@ -122,7 +122,9 @@ class _client:
         app = create_app(
             write_db=self.write_db, read_model=self.read_model, feed=self.feed, settings=self.settings, readiness={}
         )
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers=bearer(self.settings)
+        )
         return GraphQLClient(self.http)
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,7 +7,9 @@ import asyncio
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, unique
 from tests.integration.shop import decided, order_input, register_customer, stock_product
 
-CREATE = "mutation($input: CreateOrderInput!, $key: String) { createOrder(input: $input, idempotencyKey: $key) { id version status } }"
+CREATE = """mutation($input: CreateOrderInput!, $key: String) {
+  createOrder(input: $input, idempotencyKey: $key) { id version status }
+}"""
 PAY = """mutation($id: ID!, $method: PaymentMethod!, $key: String) {
   payOrder(id: $id, input: {paymentMethod: $method}, idempotencyKey: $key) { id version status paymentMethod }
 }"""

@@ -17,11 +17,18 @@ FAKE_IDS_FROM = 2 * 10**12
 
 def user_event(user_id: int, version: int, topic: Topic = Topic.USER_UPDATED) -> EventEnvelope:
     stamp = f"2026-01-01T00:00:{version:02d}+00:00"
-    data = {"id": user_id, "name": f"Projected v{version}", "email": f"p{user_id}@example.com",
-            "version": version, "created_at": "2026-01-01T00:00:00+00:00", "updated_at": stamp,
-            "deleted_at": stamp if topic is Topic.USER_DELETED else None}
-    return EventEnvelope(event_type=topic, aggregate_type=AggregateType.USER, aggregate_id=user_id,
-                         aggregate_version=version, data=data)
+    data = {
+        "id": user_id,
+        "name": f"Projected v{version}",
+        "email": f"p{user_id}@example.com",
+        "version": version,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": stamp,
+        "deleted_at": stamp if topic is Topic.USER_DELETED else None,
+    }
+    return EventEnvelope(
+        event_type=topic, aggregate_type=AggregateType.USER, aggregate_id=user_id, aggregate_version=version, data=data
+    )
 
 
 async def test_redelivered_and_out_of_order_events_leave_the_view_at_the_highest_version(mongo) -> None:

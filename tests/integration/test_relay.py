@@ -25,8 +25,15 @@ FAKE_IDS_FROM = 10**12  # far above real ids: these probe users never meet real 
 
 def probe_user(user_id: int, version: int) -> dict[str, Any]:
     now = "2026-01-01T00:00:00+00:00"
-    return {"id": user_id, "name": f"relay probe v{version}", "email": f"probe{user_id}@example.com",
-            "version": version, "created_at": now, "updated_at": now, "deleted_at": None}
+    return {
+        "id": user_id,
+        "name": f"relay probe v{version}",
+        "email": f"probe{user_id}@example.com",
+        "version": version,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
 
 
 async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> list[str]:
@@ -148,8 +155,12 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_and_the_view_
 
         async with RelayProcess(relay_db, relay_settings):
             await eventually(lambda: _is_zero(unpublished(relay_db)))
-        records = await tail.collect(lambda r: len(by_event_id(r, set(event_ids))) == 5 and all(
-            len(c) == 2 for c in by_event_id(r, set(event_ids)).values()))
+        records = await tail.collect(
+            lambda r: (
+                len(by_event_id(r, set(event_ids))) == 5
+                and all(len(c) == 2 for c in by_event_id(r, set(event_ids)).values())
+            )
+        )
     # At least once: every event twice, never lost. Idempotent projection: the view is at the last version.
     assert sorted(len(c) for c in by_event_id(records, set(event_ids)).values()) == [2] * 5
 
@@ -168,8 +179,9 @@ async def test_purge_removes_only_old_published_rows(relay_db: WriteDatabase, re
             "UPDATE outbox SET published_at = NOW(6) - INTERVAL 30 DAY WHERE published_at IS NULL ORDER BY id LIMIT 2"
         )
         total_before = (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
-        old = (await conn.exec_driver_sql(
-            "SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")).scalar()
+        old = (
+            await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")
+        ).scalar()
     relay = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
     assert await relay.purge() == old
     async with relay_db.engine.connect() as conn:

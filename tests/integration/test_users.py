@@ -93,8 +93,15 @@ async def test_a_deleted_user_frees_its_email(gql: GraphQLClient) -> None:
 
 @pytest.mark.parametrize(
     ("name", "email"),
-    [("", "a@example.com"), ("   ", "a@example.com"), ("x" * 256, "a@example.com"), ("Ann", "not-an-email"),
-     ("Ann", ""), ("Ann", "a@b"), ("Ann", "two@@example.com")],
+    [
+        ("", "a@example.com"),
+        ("   ", "a@example.com"),
+        ("x" * 256, "a@example.com"),
+        ("Ann", "not-an-email"),
+        ("Ann", ""),
+        ("Ann", "a@b"),
+        ("Ann", "two@@example.com"),
+    ],
 )
 async def test_invalid_user_input_is_rejected_and_writes_nothing(
     gql: GraphQLClient, probe: WriteModelProbe, name: str, email: str
@@ -151,6 +158,12 @@ async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(writ
             raise RuntimeError("crash after the outbox row was written")
     after = await probe.high_water()
     assert await probe.scalar("SELECT COUNT(*) FROM users WHERE id > %s", before["users"]) == 0
-    assert await probe.scalar("SELECT COUNT(*) FROM outbox WHERE id > %s AND topic = 'user.created' "
-                              "AND aggregate_id > %s", before["outbox"], before["users"]) == 0
+    assert (
+        await probe.scalar(
+            "SELECT COUNT(*) FROM outbox WHERE id > %s AND topic = 'user.created' AND aggregate_id > %s",
+            before["outbox"],
+            before["users"],
+        )
+        == 0
+    )
     assert after["users"] >= before["users"]

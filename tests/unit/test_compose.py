@@ -288,3 +288,7 @@ def test_dockerfile_copies_every_package_the_distribution_installs() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert not needed & ignored, f".dockerignore hides {sorted(needed & ignored)} from the build"
+
+
+def test_the_gateway_can_verify_tokens() -> None:
+    assert environment("gateway")["JWT_SECRET"].strip()

@@ -57,7 +57,8 @@ def contract_differences(contract: GraphQLSchema, ours: GraphQLSchema) -> list[s
                     elif arg.default_value is not None and our_arg.default_value != arg.default_value:
                         problems.append(f"{name}.{field_name}({arg_name}) default differs")
                 extra_required = [
-                    a for a, v in getattr(theirs, "args", {}).items()
+                    a
+                    for a, v in getattr(theirs, "args", {}).items()
                     if a not in getattr(field, "args", {}) and str(v.type).endswith("!") and v.default_value is None
                 ]
                 if extra_required:

@@ -1,0 +1,97 @@
+"""The read-path baseline server: a bare Strawberry schema with the gateway's own types (Product, Order,
+Connection, the Decimal scalar) answering `products(first)` and `order(id)` from objects built once in memory.
+
+No MongoDB at request time, no extensions (limits, error masking, metrics, permissions), no middleware;
+served by uvicorn with the gateway's Config, in the default asyncio loop as `eventshop gateway` runs.
+Run by bench/reads.py: `python -m bench.bare --port P --mongo-uri URI --database DB`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+import uvicorn
+from pymongo import MongoClient
+from starlette.applications import Starlette
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+from strawberry.schema.config import StrawberryConfig
+
+from gateway.scalars import DecimalScalar
+from gateway.types import Connection, Order, Product, connection
+from projection.documents import OrderView, ProductView
+from projection.queries import Page, encode_cursor
+
+Doc = dict[str, Any]
+
+
+def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
+    ordered = sorted(products, key=lambda d: d["_id"])
+    pages: dict[int, Connection[Product]] = {}
+    by_id = {doc["_id"]: Order.from_doc(doc) for doc in orders}
+
+    def page(first: int) -> Connection[Product]:
+        if first not in pages:
+            docs = ordered[:first]
+            cursor = encode_cursor([docs[-1]["_id"]]) if docs else None
+            pages[first] = connection(Page(docs, len(ordered) > first, cursor, len(ordered)), Product.from_doc)
+        return pages[first]
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def products(self, first: int = 20) -> Connection[Product]:
+            return page(first)
+
+        @strawberry.field
+        def order(self, id: strawberry.ID) -> Order | None:
+            return by_id.get(int(id))
+
+    page(20)
+    return strawberry.Schema(query=Query, config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}))
+
+
+def load(mongo_uri: str, database: str) -> tuple[list[Doc], list[Doc]]:
+    client: MongoClient[Doc] = MongoClient(mongo_uri, tz_aware=True)
+    try:
+        db = client[database]
+        return list(db[ProductView.Settings.name].find({"deleted": False})), list(
+            db[OrderView.Settings.name].find({"deleted": False})
+        )
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mongo-uri", required=True)
+    parser.add_argument("--database", required=True)
+    args = parser.parse_args()
+    products, orders = load(args.mongo_uri, args.database)
+    graphql = GraphQL(build_schema(products, orders), graphql_ide=None, allow_queries_via_get=False)
+
+    async def healthz(request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok", "products": len(products), "orders": len(orders)})
+
+    app = Starlette(routes=[Route("/readyz", healthz), Route("/graphql", graphql, methods=["GET", "POST"])])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        lifespan="off",
+        ws="auto",
+        timeout_graceful_shutdown=5,
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""GraphQL read throughput: `products(first: 20)` and `order(id)` through the real gateway vs a bare schema.
+
+Both servers are uvicorn subprocesses with the same Config on free loopback ports: `eventshop gateway` on
+the bench databases, and `python -m bench.bare` (the gateway's types answering from memory, see bare.py),
+loaded with the very documents the gateway reads. The same httpx client drives both with CONCURRENCY
+keep-alive connections for a fixed time; the first answer of each server is compared, so both serve
+identical data. `order(id)` is asked by the order's owner (a customer token: the access policy looks the
+owner up in MySQL) and by an admin (no lookup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from bench.env import BenchEnv, Process, free_port
+from bench.stats import Figure, latency_summary, rate
+from command.db import WriteDatabase
+from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_product import CreateProduct, create_product
+from command.handlers.create_user import CreateUser, create_user
+from command.snapshots import product_snapshot
+from gateway.auth import Role
+from projection.documents import OrderView, ProductView
+from projection.projectors.orders import order_document
+from projection.projectors.products import product_document
+
+CONCURRENCY = 8
+PRODUCTS = (
+    "query { products(first: 20) { nodes { id name description price stock version createdAt updatedAt } "
+    "pageInfo { hasNextPage endCursor } totalCount } }"
+)
+ORDER = (
+    "query($id: ID!) { order(id: $id) { id userId user { id name email } "
+    "items { productId productName quantity unitPrice subtotal } totalAmount status paymentMethod cancelReason "
+    "rejectReason history { status at reason } version createdAt updatedAt paidAt canceledAt } }"
+)
+Request = tuple[str, dict[str, Any], dict[str, str]]  # query, variables, headers
+
+
+async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int, int]:
+    """Products and orders written by the real handlers, their views written as the projectors would.
+    Returns order id -> owner."""
+    db = WriteDatabase(env.settings.mysql_dsn)
+    try:
+        users = [
+            (await create_user(db, CreateUser(f"Reader {i}", f"reader{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
+            for i in range(5)
+        ]
+        made = [
+            await create_product(db, CreateProduct(f"Read bench {i:03d}", Decimal("3.99") + i, 1_000_000, "x" * 80))
+            for i in range(products)
+        ]
+        rng = random.Random(5)
+        snapshots = []
+        for i in range(orders):
+            lines = tuple(OrderLine(p.id, 1 + i % 3) for p in rng.sample(made, 3))  # type: ignore[arg-type]
+            snapshots.append(await create_order(db, CreateOrder(users[i % len(users)], lines)))  # type: ignore[arg-type]
+    finally:
+        await db.dispose()
+    client, read_db = await env.reset_read_model()
+    try:
+        product_docs = [product_document(product_snapshot(p)) for p in made]
+        order_docs = [order_document(s) for s in snapshots]
+        for name, docs in ((ProductView.Settings.name, product_docs), (OrderView.Settings.name, order_docs)):
+            for start in range(0, len(docs), 50):
+                await read_db[name].insert_many(docs[start : start + 50])
+    finally:
+        await client.close()
+    return {s["id"]: s["user_id"] for s in snapshots}
+
+
+async def drive(url: str, next_request: Callable[[], Request], seconds: float) -> tuple[float, list[float]]:
+    """CONCURRENCY clients in a closed loop for `seconds` (after a short warm-up); (requests/s, latencies)."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+
+        async def one() -> float:
+            query, variables, headers = next_request()
+            t0 = time.perf_counter()
+            response = await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+            took = time.perf_counter() - t0
+            body = response.json()
+            if response.status_code != 200 or body.get("errors") or not body.get("data"):
+                raise RuntimeError(f"{url}: {response.status_code} {str(body)[:500]}")
+            return took
+
+        async def worker(until: float, took: list[float]) -> None:
+            while time.perf_counter() < until:
+                took.append(await one())
+
+        warm: list[float] = []
+        await asyncio.gather(*(worker(time.perf_counter() + min(0.5, seconds / 4), warm) for _ in range(CONCURRENCY)))
+        took: list[float] = []
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds, took) for _ in range(CONCURRENCY)))
+        return rate(len(took), time.perf_counter() - started), took
+
+
+async def answer(url: str, request: Request) -> Any:
+    query, variables, headers = request
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        return (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
+
+
+async def run(env: BenchEnv, seconds: float = 3.0) -> list[Figure]:
+    owners = await seed(env)
+    order_ids = sorted(owners)
+    customer = {uid: env.headers(Role.CUSTOMER, uid) for uid in set(owners.values())}
+    admin = env.headers(Role.ADMIN)
+    rng = random.Random(9)
+
+    def products() -> Request:
+        return PRODUCTS, {}, {}
+
+    def order_as_owner() -> Request:
+        oid = rng.choice(order_ids)
+        return ORDER, {"id": str(oid)}, customer[owners[oid]]
+
+    def order_as_admin() -> Request:
+        return ORDER, {"id": str(rng.choice(order_ids))}, admin
+
+    settings = env.settings
+    logs = env.log_dir
+    gateway = Process.eventshop(["gateway"], env.process_env(settings), logs / "reads-gateway.log")
+    port = free_port()
+    bare = Process(
+        [
+            sys.executable,
+            "-m",
+            "bench.bare",
+            "--port",
+            str(port),
+            "--mongo-uri",
+            settings.mongo_uri,
+            "--database",
+            settings.mongo_database,
+        ],
+        dict(os.environ),
+        logs / "reads-bare.log",
+        port,
+    )
+    figures = []
+    try:
+        await asyncio.gather(gateway.wait_ready(), bare.wait_ready())
+        for name, make in (
+            ("products(first: 20), anonymous", products),
+            ("order(id) as its owner (customer token)", order_as_owner),
+            ("order(id) as admin", order_as_admin),
+        ):
+            sample = make()
+            same = (await answer(gateway.url, sample)).get("data") == (await answer(bare.url, sample)).get("data")
+            es_rate, es_took = await drive(gateway.url, make, seconds)
+            bl_rate, bl_took = await drive(bare.url, make, seconds)
+            es, bl = latency_summary(es_took), latency_summary(bl_took)
+            figures.append(
+                Figure(
+                    "reads",
+                    f"GraphQL {name}, {CONCURRENCY} clients",
+                    "req/s",
+                    es_rate,
+                    bl_rate,
+                    "bare Strawberry schema, same types, objects in memory, same uvicorn setup",
+                    note=f"p50 {es['p50']:.1f} vs {bl['p50']:.1f} ms, p99 {es['p99']:.1f} vs {bl['p99']:.1f} ms"
+                    + ("" if same else "; ANSWERS DIFFER"),
+                    details={"eventshop_latency_ms": es, "baseline_latency_ms": bl, "same_answer": same},
+                )
+            )
+    finally:
+        gateway.stop()
+        bare.stop()
+    return figures

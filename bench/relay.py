@@ -1,0 +1,147 @@
+"""Relay throughput: committed outbox rows -> acked in Kafka, vs a raw aiokafka producer with the same acks.
+
+The outbox of `<db>_bench` is filled with N order events (as the write side writes them, via `outbox_row`);
+`OutboxRelay.publish_batch()` is then called until it returns 0. The baselines send the same (topic, key,
+value, headers) from memory with a bare AIOKafkaProducer (acks=all, idempotence, the same linger and batch
+size): once in batches of `outbox_batch_size` awaiting the acks of each batch (the relay's flow), once as one
+pipeline. Rounds alternate eventshop and baseline; the best round of each is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import insert, text
+
+from bench.env import BenchEnv
+from bench.samples import relay_payloads
+from bench.stats import Figure, rate
+from command.db import WriteDatabase
+from command.models import OutboxRow
+from command.outbox import outbox_row
+from command.relay import OutboxRelay
+from shared.kafka import make_producer
+from shared.settings import Settings
+
+Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+
+
+def raw_producer(settings: Settings) -> AIOKafkaProducer:
+    """What the relay's producer is, spelled out: acks=all, idempotence, the same linger and batch size."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=15_000,
+    )
+
+
+async def fill_outbox(db: WriteDatabase, rows: int) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM outbox"))
+    events = relay_payloads(rows)
+    table: Any = OutboxRow.__table__  # type: ignore[attr-defined]
+    columns = [c.name for c in table.columns if c.name not in ("id", "published_at")]
+    for start in range(0, rows, 2000):
+        chunk = [outbox_row(e) for e in events[start : start + 2000]]
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(table), [{c: getattr(r, c) for c in columns} for r in chunk])
+
+
+async def outbox_messages(db: WriteDatabase, settings: Settings) -> list[Message]:
+    """The rows as the relay will send them (read once, outside the timing)."""
+    async with db.engine.connect() as conn:
+        result = await conn.execute(text("SELECT topic, `key`, payload, headers FROM outbox ORDER BY id"))
+        rows = result.all()
+    import json
+
+    messages = []
+    for r in rows:
+        headers = json.loads(r.headers) if isinstance(r.headers, str | bytes) else r.headers
+        payload = r.payload.encode() if isinstance(r.payload, str) else r.payload
+        messages.append(
+            (settings.topic(r.topic), r.key.encode(), payload, [(k, str(v).encode()) for k, v in headers.items()])
+        )
+    return messages
+
+
+async def unpublished(db: WriteDatabase) -> int:
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL"))).scalar_one())
+
+
+async def relay_round(db: WriteDatabase, relay: OutboxRelay) -> float:
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE outbox SET published_at = NULL"))
+    started = time.perf_counter()
+    sent = 0
+    while published := await relay.publish_batch():
+        sent += published
+    elapsed = time.perf_counter() - started
+    assert await unpublished(db) == 0, "the relay left rows unpublished"
+    return rate(sent, elapsed)
+
+
+async def raw_round(producer: AIOKafkaProducer, messages: list[Message], batch: int | None) -> float:
+    started = time.perf_counter()
+    step = batch or len(messages)
+    for start in range(0, len(messages), step):
+        futures = [
+            await producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in messages[start : start + step]
+        ]
+        await asyncio.gather(*futures)
+    return rate(len(messages), time.perf_counter() - started)
+
+
+async def run(env: BenchEnv, rows: int = 20_000, rounds: int = 2) -> list[Figure]:
+    settings = env.namespace("relay")
+    await env.create_topics(settings)
+    db = WriteDatabase(settings.mysql_dsn)
+    relay_producer = make_producer(settings)
+    baseline = raw_producer(settings)
+    await relay_producer.start()
+    await baseline.start()
+    try:
+        await fill_outbox(db, rows)
+        messages = await outbox_messages(db, settings)
+        relay = OutboxRelay(db, relay_producer, settings)
+        # Warm both producers (metadata, connections, idempotence ids) outside the timing.
+        await raw_round(baseline, messages[:500], None)
+        await raw_round(relay_producer, messages[:500], None)
+        relay_rates, batched_rates, pipelined_rates = [], [], []
+        for _ in range(rounds):
+            relay_rates.append(await relay_round(db, relay))
+            batched_rates.append(await raw_round(baseline, messages, settings.outbox_batch_size))
+            pipelined_rates.append(await raw_round(baseline, messages, None))
+    finally:
+        await relay_producer.stop()
+        await baseline.stop()
+        await db.dispose()
+    best = max(relay_rates)
+    details = {"rows": rows, "rounds": rounds, "batch_size": settings.outbox_batch_size, "relay_rounds": relay_rates}
+    return [
+        Figure(
+            "relay",
+            f"relay throughput, {rows} outbox rows (batches of {settings.outbox_batch_size})",
+            "events/s",
+            best,
+            max(batched_rates),
+            "raw aiokafka producer, same batches, acks awaited per batch",
+            details={**details, "baseline_rounds": batched_rates},
+        ),
+        Figure(
+            "relay",
+            "relay throughput vs one unbatched producer pipeline",
+            "events/s",
+            best,
+            max(pipelined_rates),
+            "raw aiokafka producer, all sends then all acks",
+            details={**details, "baseline_rounds": pipelined_rates},
+        ),
+    ]

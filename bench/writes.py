@@ -1,0 +1,314 @@
+"""createOrder throughput and write amplification (SQL statements per command).
+
+Three ways to place the same two-line orders with the same concurrency, on `<db>_bench`, each counted by
+a SQLAlchemy `before_cursor_execute` listener on the engine (plus the `commit` event):
+- through the gateway: the real Starlette/Strawberry app in-process (httpx.ASGITransport), customer tokens;
+- the `create_order` handler called directly (no GraphQL), to split gateway cost from handler cost;
+- the baseline: the same rows written by hand-written SQL in one transaction (SELECT the user, SELECT the
+  products, INSERT the order, its items (one multi-row INSERT), its history line and its outbox row).
+The relay does not run here: the outbox only grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.env import BenchEnv
+from bench.stats import Figure, latency_summary, rate
+from command.db import WriteDatabase
+from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_product import CreateProduct, create_product
+from command.handlers.create_user import CreateUser, create_user
+from command.models import db_now
+from gateway.app import create_app
+from gateway.auth import Role
+from gateway.feed import ViewFeed
+from projection.queries import ReadModel
+from projection.store import connect_read_model
+from shared.events import AggregateType, EventEnvelope, Topic
+
+CONCURRENCY = 8
+CREATE_ORDER = """
+mutation($input: CreateOrderInput!, $key: String) {
+  createOrder(input: $input, idempotencyKey: $key) {
+    id userId user { id name email } items { productId productName quantity unitPrice subtotal }
+    totalAmount status version createdAt
+  }
+}
+"""
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+`?(\w+)`?", re.IGNORECASE)
+
+
+class StatementCounter:
+    """Counts what the engine sends: cursor executions (by verb and table) and commits."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements = 0
+        self.commits = 0
+        self.kinds: Counter[str] = Counter()
+        event.listen(engine.sync_engine, "before_cursor_execute", self._execute)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        self.statements += 1
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        table = _TABLE.search(statement)
+        self.kinds[f"{verb} {table.group(1) if table else ''}".strip() + (" (executemany)" if many else "")] += 1
+
+    def _commit(self, conn: Any) -> None:
+        self.commits += 1
+
+    def mark(self) -> tuple[int, int, Counter[str]]:
+        return self.statements, self.commits, Counter(self.kinds)
+
+
+async def concurrently(total: int, call: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
+    """Run `call(i)` for i in range(total) on CONCURRENCY workers; (orders/s, per-call seconds)."""
+    queue = list(range(total))
+    took: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            t0 = time.perf_counter()
+            await call(i)
+            took.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return rate(total, time.perf_counter() - started), took
+
+
+async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[int, int]]) -> None:
+    """The floor: the same rows and the same outbox event, in plain SQL, one transaction."""
+    now = db_now()
+    async with db.engine.begin() as conn:
+        user = (
+            await conn.exec_driver_sql(
+                "SELECT id, name, email, version FROM users WHERE id = %s AND deleted_at IS NULL", (user_id,)
+            )
+        ).one()
+        ids = [pid for pid, _ in lines]
+        placeholders = ", ".join(["%s"] * len(ids))
+        products = {
+            r.id: r
+            for r in await conn.exec_driver_sql(
+                f"SELECT id, name, price, stock FROM products WHERE id IN ({placeholders}) AND deleted_at IS NULL",
+                tuple(ids),
+            )
+        }
+        items = []
+        for pid, quantity in lines:
+            p = products[pid]
+            assert quantity <= p.stock
+            items.append((pid, p.name, quantity, p.price, p.price * quantity))
+        total = sum((i[4] for i in items), Decimal("0.00"))
+        result = await conn.exec_driver_sql(
+            "INSERT INTO orders (user_id, status, total_amount, stock_held, version, created_at, updated_at) "
+            "VALUES (%s, 'CREATED', %s, 0, 1, %s, %s)",
+            (user_id, total, now, now),
+        )
+        order_id = result.lastrowid
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
+        await conn.exec_driver_sql(
+            f"INSERT INTO order_items (order_id, product_id, product_name, quantity, unit_price, subtotal) "
+            f"VALUES {values}",
+            tuple(v for item in items for v in (order_id, *item)),
+        )
+        await conn.exec_driver_sql(
+            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'CREATED', %s)", (order_id, now)
+        )
+        stamp = now.isoformat() + "+00:00"
+        snapshot = {
+            "id": order_id,
+            "user_id": user_id,
+            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
+            "items": [
+                {
+                    "product_id": i[0],
+                    "product_name": i[1],
+                    "quantity": i[2],
+                    "unit_price": str(i[3]),
+                    "subtotal": str(i[4]),
+                }
+                for i in items
+            ],
+            "total_amount": str(total),
+            "status": "CREATED",
+            "payment_method": None,
+            "cancel_reason": None,
+            "reject_reason": None,
+            "history": [{"status": "CREATED", "at": stamp, "reason": None}],
+            "version": 1,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "paid_at": None,
+            "canceled_at": None,
+            "deleted_at": None,
+        }
+        envelope = EventEnvelope(
+            event_type=Topic.ORDER_CREATED,
+            aggregate_type=AggregateType.ORDER,
+            aggregate_id=order_id,
+            aggregate_version=1,
+            data=snapshot,
+        )
+        await conn.exec_driver_sql(
+            "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
+            "headers, created_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)",
+            (
+                str(envelope.event_id),
+                Topic.ORDER_CREATED.value,
+                str(order_id),
+                "order",
+                order_id,
+                envelope.model_dump_json(),
+                json.dumps({k: v.decode() for k, v in envelope.kafka_headers()}),
+                now,
+            ),
+        )
+
+
+async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
+    settings = env.settings
+    db = WriteDatabase(settings.mysql_dsn)
+    counter = StatementCounter(db.engine)
+    mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
+    rng = random.Random(3)
+    try:
+        users = [
+            (await create_user(db, CreateUser(f"Writer {i}", f"writer{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
+            for i in range(CONCURRENCY)
+        ]
+        products: list[int] = [
+            (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id or 0
+            for i in range(20)
+        ]
+
+        def lines() -> list[tuple[int, int]]:
+            return [(pid, rng.randint(1, 3)) for pid in rng.sample(products, 2)]
+
+        app = create_app(
+            write_db=db, read_model=ReadModel(read_db), feed=ViewFeed(settings), settings=settings, readiness={}
+        )
+        tokens = {u: env.headers(Role.CUSTOMER, u) for u in users}  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as http:
+
+            async def via_gateway(i: int, idempotent: bool = False) -> None:
+                user = users[i % len(users)]
+                variables = {
+                    "input": {"userId": str(user), "items": [{"productId": str(p), "quantity": q} for p, q in lines()]},
+                    "key": uuid.uuid4().hex if idempotent else None,
+                }
+                body = (
+                    await http.post(
+                        "/graphql", json={"query": CREATE_ORDER, "variables": variables}, headers=tokens[user]
+                    )
+                ).json()
+                if body.get("errors"):
+                    raise RuntimeError(f"createOrder failed: {body['errors']}")
+
+            async def via_handler(i: int) -> None:
+                user = users[i % len(users)]
+                await create_order(db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in lines())))  # type: ignore[arg-type]
+
+            async def via_sql(i: int) -> None:
+                await raw_create_order(db, users[i % len(users)], lines())  # type: ignore[arg-type]
+
+            async def idempotent(i: int) -> None:
+                await via_gateway(i, idempotent=True)
+
+            # Warm every path (pool, statement caches, schema) outside the counts.
+            for call in (via_gateway, via_handler, via_sql, idempotent):
+                await concurrently(CONCURRENCY * 2, call)
+            measured: dict[str, dict[str, Any]] = {}
+            for name, call, count in (
+                ("gateway", via_gateway, orders),
+                ("handler", via_handler, orders),
+                ("sql", via_sql, orders),
+                ("gateway_idempotent", idempotent, orders // 2),
+            ):
+                statements, commits, before_kinds = counter.mark()
+                per_second, took = await concurrently(count, call)
+                after_statements, after_commits, after_kinds = counter.mark()
+                measured[name] = {
+                    "orders_per_second": per_second,
+                    "statements_per_command": (after_statements - statements) / count,
+                    "commits_per_command": (after_commits - commits) / count,
+                    "statement_kinds_per_command": {k: v / count for k, v in (after_kinds - before_kinds).items()},
+                    "latency_ms": latency_summary(took),
+                }
+    finally:
+        await mongo.close()
+        await db.dispose()
+
+    g, h, s, i = (measured[k] for k in ("gateway", "handler", "sql", "gateway_idempotent"))
+
+    def kinds(m: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
+
+    conc = f"{CONCURRENCY} concurrent clients"
+    return [
+        Figure(
+            "writes",
+            f"createOrder through the gateway (in-process ASGI, {conc}, {orders} orders)",
+            "orders/s",
+            g["orders_per_second"],
+            s["orders_per_second"],
+            "hand-written SQL, same rows, same concurrency",
+            note=f"p50 {g['latency_ms']['p50']:.1f} ms, p99 {g['latency_ms']['p99']:.1f} ms",
+            details=measured,
+        ),
+        Figure(
+            "writes",
+            f"create_order handler called directly ({conc})",
+            "orders/s",
+            h["orders_per_second"],
+            s["orders_per_second"],
+            "hand-written SQL",
+            note=f"p50 {h['latency_ms']['p50']:.1f} ms, p99 {h['latency_ms']['p99']:.1f} ms",
+        ),
+        Figure(
+            "writes",
+            "SQL statements per createOrder",
+            "stmts",
+            g["statements_per_command"],
+            s["statements_per_command"],
+            "hand-written SQL",
+            higher_is_better=False,
+            note=kinds(g),
+        ),
+        Figure(
+            "writes",
+            "SQL statements per createOrder with idempotencyKey",
+            "stmts",
+            i["statements_per_command"],
+            s["statements_per_command"],
+            "hand-written SQL (no key)",
+            higher_is_better=False,
+            note=f"{i['orders_per_second']:.0f} orders/s; " + kinds(i),
+        ),
+        Figure(
+            "writes",
+            "commits per createOrder",
+            "commits",
+            g["commits_per_command"],
+            s["commits_per_command"],
+            "hand-written SQL",
+            higher_is_better=False,
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Operations commands: dead-letter queues, read-model rebuilds and write/read consistency checks."""

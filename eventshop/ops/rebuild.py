@@ -1,0 +1,436 @@
+"""Rebuilding the read model into fresh collections, then switching readers over to them.
+
+1. Build: fresh collections `<view>_rebuild_<stamp>` get their indexes first, then documents, either from
+   the write model's current state (bulk inserts of the projectors' pure `*_document` functions) or by
+   replaying every retained Kafka event through the real projectors aimed at the fresh collections.
+2. Switch: per view, `renameCollection` live -> `<view>_old_<stamp>`, then fresh -> live. FerretDB v1
+   implements renameCollection (indexes move with the collection) but not `dropTarget: true`, so a view is
+   replaced by two renames and its name is missing for the moment in between (milliseconds): a reader then
+   finds nothing (an empty page, a null), never an error. A projector write in that moment re-creates the
+   live name; the fresh collection cannot take the name then, so that stray collection is renamed away and
+   the switch retried (its content comes back with the catch-up).
+3. Catch up: whatever changed while the build ran went to the old collections; it is applied again to the
+   new ones from the source (write-model rows changed since the build began, or the Kafka events appended
+   since), version-gated through the real projectors, so nothing newer is ever overwritten.
+4. The old collections are dropped (kept with `keep_old`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, cast
+
+from aiokafka import TopicPartition
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure, PyMongoError
+
+from command.db import WriteDatabase
+from command.models import db_now
+from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
+from eventshop.ops.write_model import VIEW_KINDS, Doc, Kind, consistent_snapshot
+from projection.documents import VIEW_DOCUMENTS, OrderView, UserView
+from projection.projectors.base import Projector
+from projection.projectors.orders import OrderProjector
+from projection.projectors.products import ProductProjector
+from projection.projectors.users import UserProjector
+from shared.events import DOMAIN_TOPICS, AggregateType, EventEnvelope, Topic
+from shared.settings import Settings
+
+NAMESPACE_NOT_FOUND = 26
+NAMESPACE_EXISTS = 48
+SWITCH_ATTEMPTS = 10
+CATCH_UP_GRACE = timedelta(seconds=60)
+"""Write-model catch-up takes rows changed since the build began minus this: a command's `updated_at`
+is taken before its commit, so a transaction that committed just after the snapshot has an earlier stamp."""
+
+
+class CatchUpFailed(RuntimeError):
+    """The switch happened, the catch-up did not finish: the new views may miss the latest changes."""
+
+
+class Source(StrEnum):
+    WRITE_MODEL = "write-model"
+    KAFKA = "kafka"
+
+
+class Progress(Protocol):
+    """Where a rebuild reports how far it is (a rich progress bar on the command line)."""
+
+    def start(self, label: str, total: int | None) -> None: ...
+
+    def advance(self, label: str, amount: int) -> None: ...
+
+
+class NoProgress:
+    def start(self, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, label: str, amount: int) -> None:
+        pass
+
+
+class RenamedDatabase:
+    """A database whose view collections are other collections.
+
+    The projectors find their collections by view name (`db["users"]`); handed one of these, the very same
+    projectors write to `users_rebuild_<stamp>` instead, without knowing it.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc], names: dict[str, str]) -> None:
+        self.db = db
+        self.names = names
+
+    def __getitem__(self, name: str) -> AsyncCollection[Doc]:
+        return self.db[self.names.get(name, name)]
+
+    def get_collection(self, name: str, **options: Any) -> AsyncCollection[Doc]:
+        return self.db.get_collection(self.names.get(name, name), **options)
+
+
+def projectors_for(db: AsyncDatabase[Doc] | RenamedDatabase) -> dict[Topic, Projector]:
+    """The real projectors (as the projection runner builds them), by topic."""
+    target = cast(AsyncDatabase[Doc], db)
+    routes: dict[Topic, Projector] = {}
+    for projector in (UserProjector(target), ProductProjector(target), OrderProjector(target)):
+        for topic in projector.topics:
+            routes[topic] = projector
+    return routes
+
+
+@dataclass(frozen=True)
+class CollectionSet:
+    stamp: str
+    names: dict[str, str]
+    """live view name -> collection name"""
+
+    @classmethod
+    def fresh(cls, stamp: str) -> CollectionSet:
+        return cls(stamp, {d.Settings.name: f"{d.Settings.name}_rebuild_{stamp}" for d in VIEW_DOCUMENTS})
+
+
+def new_stamp() -> str:
+    return f"{db_now():%Y%m%d%H%M%S}_{secrets.token_hex(2)}"
+
+
+async def prepare(db: AsyncDatabase[Doc], fresh: CollectionSet) -> None:
+    """Empty fresh collections that already have every index of their view.
+
+    One index per createIndexes call: FerretDB v1 drops the connection when one call names several
+    indexes that already exist (see `projection.store.connect_read_model`).
+    """
+    for document in VIEW_DOCUMENTS:
+        name = fresh.names[document.Settings.name]
+        await db.drop_collection(name)
+        await db.create_collection(name)
+        for index in document.Settings.indexes:
+            await db[name].create_indexes([index])
+
+
+async def load_write_model(
+    write_db: WriteDatabase, db: AsyncDatabase[Doc], fresh: CollectionSet, progress: Progress
+) -> dict[str, int]:
+    """Bulk-insert the view document of every aggregate, as of one consistent snapshot."""
+    loaded: dict[str, int] = {}
+    async with consistent_snapshot(write_db) as source:
+        for view in VIEW_KINDS:
+            progress.start(view.collection, await source.count(view.kind))
+            target = db[fresh.names[view.collection]]
+            loaded[view.collection] = 0
+            async for documents in source.documents(view.kind):
+                await target.insert_many(documents, ordered=False)
+                loaded[view.collection] += len(documents)
+                progress.advance(view.collection, len(documents))
+    return loaded
+
+
+@dataclass
+class Replay:
+    """What a replay of Kafka events did."""
+
+    applied: int = 0
+    """Events that went through a projector."""
+    skipped: int = 0
+    """Messages no projector can apply (undecodable, on the wrong topic, malformed): the DLQ has them."""
+    user_ids: set[int] = field(default_factory=set)
+    """Users whose order snapshots may need the newest user (see `refresh_order_users`)."""
+
+
+APPLY_CONCURRENCY = 16
+Routes = dict[str, Topic]
+"""Kafka topic name -> the event type that belongs on it."""
+AggregateKey = tuple[AggregateType, int]
+
+
+async def replay(
+    settings: Settings,
+    db: AsyncDatabase[Doc] | RenamedDatabase,
+    offsets: OffsetRange,
+    progress: Progress,
+    label: str = "events",
+) -> Replay:
+    """Apply the events in `offsets` through the real projectors.
+
+    Every event carries its aggregate's full snapshot and the projectors keep only the highest version, so
+    the newest event of each aggregate alone gives the view all its events would: only that one is applied
+    (`refresh_order_users` then does what `user.updated` does to orders). An aggregate whose newest event a
+    projector rejects gets all its events, in offset order, as the live projector saw them. Poison messages
+    are counted and skipped (the live projector dead-lettered them); a MongoDB failure aborts (a rebuild with
+    holes must not be switched to).
+    """
+    projectors = projectors_for(db)
+    routes = {settings.topic(topic): topic for topic in projectors}
+    result = Replay()
+    newest: dict[AggregateKey, EventEnvelope] = {}
+    progress.start(label, offsets.total)
+    async for event in _events(settings, routes, offsets, result, progress, label):
+        key = (event.aggregate_type, event.aggregate_id)
+        if key not in newest or newest[key].aggregate_version < event.aggregate_version:
+            newest[key] = event
+    limit = asyncio.Semaphore(APPLY_CONCURRENCY)
+    rejected: set[AggregateKey] = set()
+
+    async def apply_newest(key: AggregateKey, event: EventEnvelope) -> None:
+        async with limit:
+            if not await _apply(projectors[event.event_type], event, result):
+                rejected.add(key)
+
+    await asyncio.gather(*(apply_newest(key, event) for key, event in newest.items()))
+    if rejected:
+        ignored = Replay()  # the first pass counted these messages already
+        async for event in _events(settings, routes, offsets, ignored, NoProgress(), label):
+            if (event.aggregate_type, event.aggregate_id) in rejected:
+                await _apply(projectors[event.event_type], event, result)
+        result.skipped -= len(rejected)  # counted in both passes
+    return result
+
+
+async def _events(
+    settings: Settings, routes: Routes, offsets: OffsetRange, result: Replay, progress: Progress, label: str
+) -> AsyncIterator[EventEnvelope]:
+    """The events in `offsets` that a projector is for; undecodable or misrouted messages are counted."""
+    if not offsets.total:
+        return
+    async with reader(settings) as consumer:
+        async for batch in read_range(consumer, offsets):
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = EventEnvelope.from_bytes(record.value)
+                    except Exception:
+                        result.skipped += 1
+                        continue
+                    if event.event_type is not routes.get(record.topic):
+                        result.skipped += 1
+                        continue
+                    yield event
+                progress.advance(label, len(records))
+
+
+async def _apply(projector: Projector, event: EventEnvelope, result: Replay) -> bool:
+    """One event through its projector; False when the projector rejects it (a malformed snapshot)."""
+    try:
+        await projector.apply(event)
+    except PyMongoError:
+        raise
+    except Exception:
+        result.skipped += 1
+        return False
+    result.applied += 1
+    if event.aggregate_type is AggregateType.USER:
+        result.user_ids.add(event.aggregate_id)
+    elif event.aggregate_type is AggregateType.ORDER and isinstance(event.data.get("user_id"), int):
+        result.user_ids.add(event.data["user_id"])
+    return True
+
+
+async def refresh_order_users(db: AsyncDatabase[Doc] | RenamedDatabase, user_ids: Collection[int] | None) -> None:
+    """Give every order the newest snapshot of its user that the users view has.
+
+    A replay applies the topics concurrently: a `user.updated` applied before that user's `order.created`
+    finds no order to refresh, and the order keeps the older user it was created with. The users view has
+    the newest one; this does what `user.updated` would have done in order (only where an order is behind).
+    """
+    users, orders = db[UserView.Settings.name], db[OrderView.Settings.name]
+    query: Doc = {} if user_ids is None else {"user_id": {"$in": sorted(user_ids)}}
+    held: dict[int, int] = {}  # user id -> the oldest user version any of their orders holds
+    async for order in orders.find(query, {"user_id": 1, "user.version": 1}):
+        version = order.get("user", {}).get("version", 0)
+        held[order["user_id"]] = min(version, held.get(order["user_id"], version))
+    ids = sorted(held)
+    for start in range(0, len(ids), 500):
+        async for user in users.find({"_id": {"$in": ids[start : start + 500]}}):
+            if user["version"] <= held[user["_id"]]:
+                continue
+            snapshot = {"id": user["_id"], "name": user["name"], "email": user["email"], "version": user["version"]}
+            await orders.update_many(
+                {"user_id": user["_id"], "user.version": {"$lt": user["version"]}}, {"$set": {"user": snapshot}}
+            )
+
+
+@dataclass
+class Switch:
+    retired: dict[str, str] = field(default_factory=dict)
+    """live view name -> the collection that held it until the switch"""
+    strays: list[str] = field(default_factory=list)
+    """Live names re-created by a projector write between two renames, renamed away."""
+    started: float = 0.0
+    finished: float = 0.0
+    """time.monotonic() around the renames: readers may miss documents only in between."""
+
+
+async def rename(db: AsyncDatabase[Doc], source: str, target: str) -> None:
+    await db.client.admin.command("renameCollection", f"{db.name}.{source}", to=f"{db.name}.{target}")
+
+
+async def switch_over(db: AsyncDatabase[Doc], fresh: CollectionSet) -> Switch:
+    """Put the fresh collections under the live names, view by view, each in two renames."""
+    switch = Switch(started=time.monotonic())
+    for live, new in fresh.names.items():
+        retired = f"{live}_old_{fresh.stamp}"
+        try:
+            await rename(db, live, retired)
+            switch.retired[live] = retired
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_NOT_FOUND:  # no live collection yet: nothing to retire
+                raise
+        try:
+            await _take_name(db, new, live, fresh.stamp, switch)
+        except BaseException:
+            if live in switch.retired:  # give the live name back to what readers had
+                await rename(db, switch.retired.pop(live), live)
+            raise
+    switch.finished = time.monotonic()
+    return switch
+
+
+async def _take_name(db: AsyncDatabase[Doc], new: str, live: str, stamp: str, switch: Switch) -> None:
+    for attempt in range(SWITCH_ATTEMPTS):
+        try:
+            await rename(db, new, live)
+            return
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_EXISTS or attempt == SWITCH_ATTEMPTS - 1:
+                raise
+            stray = f"{live}_stray_{stamp}_{attempt}"
+            await rename(db, live, stray)
+            switch.strays.append(stray)
+
+
+async def catch_up_write_model(
+    write_db: WriteDatabase, db: AsyncDatabase[Doc], since: datetime, progress: Progress
+) -> int:
+    """Apply every aggregate changed since `since` through the real projectors, as its latest event would."""
+    routes = projectors_for(db)
+    topic_of = {Kind.USER: Topic.USER_UPDATED, Kind.PRODUCT: Topic.PRODUCT_UPDATED, Kind.ORDER: Topic.ORDER_UPDATED}
+    applied = 0
+    progress.start("catch-up", None)
+    async with consistent_snapshot(write_db) as source:
+        for view in VIEW_KINDS:
+            async for snapshots in source.snapshots(view.kind, changed_since=since):
+                for snapshot in snapshots:
+                    event = EventEnvelope(
+                        event_type=topic_of[view.kind],
+                        aggregate_type=view.aggregate,
+                        aggregate_id=snapshot["id"],
+                        aggregate_version=snapshot["version"],
+                        data=snapshot,
+                    )
+                    await routes[event.event_type].apply(event)
+                applied += len(snapshots)
+                progress.advance("catch-up", len(snapshots))
+    return applied
+
+
+@dataclass
+class RebuildReport:
+    source: Source
+    stamp: str
+    documents: dict[str, int]
+    """documents per view right after the build (before the catch-up)"""
+    previous: dict[str, int]
+    """documents per view in the collections that were replaced: a replay of a topic that no longer retains
+    old events builds fewer"""
+    switch: Switch
+    caught_up: int
+    skipped: int
+    dropped: list[str]
+
+
+async def _count(db: AsyncDatabase[Doc], names: Iterable[tuple[str, str]]) -> dict[str, int]:
+    return {live: await db[name].count_documents({}) for live, name in names}
+
+
+async def rebuild(
+    source: Source,
+    *,
+    settings: Settings,
+    write_db: WriteDatabase,
+    read_db: AsyncDatabase[Doc],
+    progress: Progress | None = None,
+    keep_old: bool = False,
+    before_switch: Callable[[CollectionSet], Awaitable[None]] | None = None,
+) -> RebuildReport:
+    """Build fresh view collections from `source`, switch readers to them, catch up, drop the old ones.
+
+    `before_switch` sees the finished fresh collections before any reader does (tests compare them).
+    """
+    progress = progress or NoProgress()
+    fresh = CollectionSet.fresh(new_stamp())
+    await prepare(read_db, fresh)
+    began, built, skipped = db_now(), OffsetRange({}, {}), 0
+    try:
+        if source is Source.WRITE_MODEL:
+            await load_write_model(write_db, read_db, fresh, progress)
+        else:
+            topics = await partitions(settings, (settings.topic(t) for t in DOMAIN_TOPICS))
+            async with reader(settings) as consumer:
+                built = await current_range(consumer, topics)
+            renamed = RenamedDatabase(read_db, fresh.names)
+            replayed = await replay(settings, renamed, built, progress)
+            await refresh_order_users(renamed, None)
+            skipped = replayed.skipped
+        documents = await _count(read_db, fresh.names.items())
+        previous = await _count(read_db, ((live, live) for live in fresh.names))
+        if before_switch is not None:
+            await before_switch(fresh)
+        switch = await switch_over(read_db, fresh)
+    except BaseException:
+        for name in fresh.names.values():
+            await read_db.drop_collection(name)
+        raise
+    try:
+        if source is Source.WRITE_MODEL:
+            caught_up = await catch_up_write_model(write_db, read_db, began - CATCH_UP_GRACE, progress)
+        else:
+            caught_up, skipped = await _catch_up_kafka(settings, read_db, built.end, progress, skipped)
+    except Exception as exc:
+        kept = ", ".join((*switch.retired.values(), *switch.strays)) or "-"
+        raise CatchUpFailed(
+            f"readers use the rebuilt views, but changes made during the rebuild were not all re-applied ({exc!r}); "
+            f"run the rebuild again; the replaced collections are kept: {kept}"
+        ) from exc
+    dropped: list[str] = []
+    if not keep_old:
+        for name in (*switch.retired.values(), *switch.strays):
+            await read_db.drop_collection(name)
+            dropped.append(name)
+    return RebuildReport(source, fresh.stamp, documents, previous, switch, caught_up, skipped, dropped)
+
+
+async def _catch_up_kafka(
+    settings: Settings, db: AsyncDatabase[Doc], built_until: dict[TopicPartition, int], progress: Progress, skipped: int
+) -> tuple[int, int]:
+    """Replay what was appended since the build's end offsets onto the switched (live) collections."""
+    async with reader(settings) as consumer:
+        now = await current_range(consumer, list(built_until))
+    since = OffsetRange(dict(built_until), now.end)
+    replayed = await replay(settings, db, since, progress, label="catch-up")
+    await refresh_order_users(db, replayed.user_ids)
+    return replayed.applied, skipped + replayed.skipped

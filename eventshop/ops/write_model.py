@@ -1,0 +1,133 @@
+"""The write model's current state as the views should show it, read in id-ordered batches.
+
+Rebuild and verify both need "every user/product/order, as a snapshot and as its expected view
+document"; they read it here, inside one consistent snapshot (REPEATABLE READ), so an order and its
+items, history and user are seen as of one moment, however long the read takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from command.db import WriteDatabase
+from command.models import Order, OrderItem, OrderStatusChange, Product, User
+from command.snapshots import order_snapshot, product_snapshot, user_snapshot
+from projection.documents import OrderView, ProductView, UserView
+from projection.projectors.orders import order_document
+from projection.projectors.products import product_document
+from projection.projectors.users import user_document
+from shared.events import AggregateType
+
+Doc = dict[str, Any]
+
+
+class Kind(StrEnum):
+    USER = "user"
+    PRODUCT = "product"
+    ORDER = "order"
+
+
+@dataclass(frozen=True)
+class ViewKind:
+    kind: Kind
+    collection: str
+    """The live collection name of the view."""
+    document: Callable[[Doc], Doc]
+    """The projector's pure snapshot -> view document function."""
+    model: type[Any]
+    aggregate: AggregateType
+
+
+VIEW_KINDS: tuple[ViewKind, ...] = (
+    ViewKind(Kind.USER, UserView.Settings.name, user_document, User, AggregateType.USER),
+    ViewKind(Kind.PRODUCT, ProductView.Settings.name, product_document, Product, AggregateType.PRODUCT),
+    ViewKind(Kind.ORDER, OrderView.Settings.name, order_document, Order, AggregateType.ORDER),
+)
+BY_KIND = {v.kind: v for v in VIEW_KINDS}
+
+
+class WriteModelReader:
+    """Snapshots of every aggregate of a kind, batch by batch, in id order."""
+
+    def __init__(self, session: AsyncSession, batch_size: int = 500) -> None:
+        self.session = session
+        self.batch_size = batch_size
+
+    async def count(self, kind: Kind) -> int:
+        model = BY_KIND[kind].model
+        return int((await self.session.execute(select(func.count()).select_from(model))).scalar_one())
+
+    async def snapshots(
+        self, kind: Kind, *, ids: Collection[int] | None = None, changed_since: datetime | None = None
+    ) -> AsyncIterator[list[Doc]]:
+        """Batches of full snapshots (the `data` of an event), optionally only some ids or recent changes."""
+        model = BY_KIND[kind].model
+        last_id = 0
+        wanted = sorted(set(ids)) if ids is not None else None
+        while True:
+            stmt = select(model).where(model.id > last_id).order_by(model.id).limit(self.batch_size)
+            if wanted is not None:
+                chunk = [i for i in wanted if i > last_id][: self.batch_size]
+                if not chunk:
+                    return
+                stmt = stmt.where(model.id.in_(chunk))
+            if changed_since is not None:
+                stmt = stmt.where(model.updated_at >= changed_since)
+            rows = list((await self.session.execute(stmt)).scalars())
+            if not rows:
+                return
+            last_id = rows[-1].id
+            yield await self._snapshots(kind, rows)
+
+    async def _snapshots(self, kind: Kind, rows: list[Any]) -> list[Doc]:
+        if kind is Kind.USER:
+            return [user_snapshot(row) for row in rows]
+        if kind is Kind.PRODUCT:
+            return [product_snapshot(row) for row in rows]
+        return await self._order_snapshots(rows)
+
+    async def _order_snapshots(self, orders: list[Order]) -> list[Doc]:
+        ids = [o.id for o in orders]
+        items = (await self.session.execute(select(OrderItem).where(col(OrderItem.order_id).in_(ids)))).scalars()
+        history = (
+            await self.session.execute(select(OrderStatusChange).where(col(OrderStatusChange.order_id).in_(ids)))
+        ).scalars()
+        user_ids = sorted({o.user_id for o in orders})
+        users = {
+            u.id: u for u in (await self.session.execute(select(User).where(col(User.id).in_(user_ids)))).scalars()
+        }
+        items_of: dict[int, list[OrderItem]] = {i: [] for i in ids}  # type: ignore[misc]
+        history_of: dict[int, list[OrderStatusChange]] = {i: [] for i in ids}  # type: ignore[misc]
+        for item in items:
+            items_of[item.order_id].append(item)
+        for change in history:
+            history_of[change.order_id].append(change)
+        return [
+            order_snapshot(o, items_of[o.id], history_of[o.id], users[o.user_id])  # type: ignore[index]
+            for o in orders
+        ]
+
+    async def documents(self, kind: Kind, *, ids: Collection[int] | None = None) -> AsyncIterator[list[Doc]]:
+        """Batches of the view documents the projector would hold for the current state."""
+        document = BY_KIND[kind].document
+        async for batch in self.snapshots(kind, ids=ids):
+            yield [document(snapshot) for snapshot in batch]
+
+
+@asynccontextmanager
+async def consistent_snapshot(db: WriteDatabase, batch_size: int = 500) -> AsyncIterator[WriteModelReader]:
+    """A REPEATABLE READ transaction: InnoDB fixes its snapshot at the first read, and every later batch
+    sees the write model as of that moment (commands keep committing meanwhile, unseen)."""
+    async with db.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin(), AsyncSession(bind=conn, expire_on_commit=False) as session:
+            yield WriteModelReader(session, batch_size)

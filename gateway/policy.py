@@ -1,0 +1,200 @@
+"""Who may call what: ONE table from operation to rule, applied to every field by ONE permission class.
+
+Roles: `admin` may do everything; a `customer` (token `sub` = their user id) reads and updates
+themselves and creates, pays, cancels, deletes, reads and watches their own orders; anonymous
+callers read products only. A missing or invalid token is UNAUTHENTICATED; a valid one that does
+not allow the operation is FORBIDDEN. Another user's order is FORBIDDEN (not NOT_FOUND): order ids
+are sequential, so hiding them would protect nothing and would only make errors harder to read. An
+order id that does not exist at all is NOT_FOUND for a customer, decided before anything runs, so
+an order created by someone else a moment later can never pass the check.
+
+`enforce()` attaches the permission to every field of the root types (a field without a rule is
+refused: fail closed) and to the listed fields of other types. Resolvers only ask the policy whose
+orders to list when the caller did not say (`owner_scope`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema.name_converter import NameConverter
+
+from command.db import WriteDatabase
+from command.validation import parse_id
+from gateway.auth import Principal
+from gateway.context import GatewayContext, Info
+from shared.errors import Forbidden, NotFound, RateLimited, Unauthenticated
+
+Args = dict[str, Any]
+ROOT_TYPES = ("Query", "Mutation", "Subscription")
+
+
+class Rule:
+    """Decides for an authenticated principal; raises Forbidden (or NotFound) to refuse."""
+
+    public = False
+
+    async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
+        raise NotImplementedError
+
+
+class Public(Rule):
+    """Anyone, anonymous included."""
+
+    public = True
+
+
+class AdminOnly(Rule):
+    async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
+        if not principal.is_admin:
+            raise Forbidden(f"{operation} is for administrators")
+
+
+@dataclass(frozen=True)
+class OwnUser(Rule):
+    """Customers only for their own user id; `target` finds it in the arguments (or the parent object).
+
+    With `absent_is_own`, leaving the id out is allowed and means "mine" (see `owner_scope`).
+    """
+
+    target: Callable[[Any, Args], object | None]
+    field: str
+    absent_is_own: bool = False
+
+    async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
+        if principal.is_admin:
+            return
+        target = self.target(source, args)
+        if target is None and self.absent_is_own:
+            return
+        if target is None or parse_id(target, self.field) != principal.user_id:
+            raise Forbidden(f"{operation}: only your own user", field=self.field)
+
+
+@dataclass(frozen=True)
+class OwnOrder(Rule):
+    """Customers only for orders they own, by the write model (the owner of an order never changes)."""
+
+    arg: str
+    field: str
+
+    async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
+        if principal.is_admin:
+            return
+        order_id = parse_id(args[self.arg], self.field)
+        owner = await order_owner(ctx.write_db, order_id)
+        if owner is None:
+            raise NotFound(f"order {order_id} not found", field=self.field)
+        if owner != principal.user_id:
+            raise Forbidden(f"{operation}: order {order_id} belongs to another user", field=self.field)
+
+
+def arg(name: str) -> Callable[[Any, Args], object | None]:
+    return lambda source, args: args.get(name)
+
+
+def input_field(name: str) -> Callable[[Any, Args], object | None]:
+    return lambda source, args: getattr(args["input"], name)
+
+
+def parent_id(source: Any, args: Args) -> object | None:
+    return source.id
+
+
+PUBLIC = Public()
+ADMIN = AdminOnly()
+
+RULES: dict[str, Rule] = {
+    # Queries
+    "Query.product": PUBLIC,
+    "Query.products": PUBLIC,
+    "Query.user": OwnUser(arg("id"), "id"),
+    "Query.users": ADMIN,
+    "Query.order": OwnOrder("id", "id"),
+    "Query.orders": OwnUser(arg("user_id"), "userId", absent_is_own=True),
+    "User.orders": OwnUser(parent_id, "id"),
+    # Mutations (every one also takes a token from the caller's rate bucket)
+    "Mutation.createUser": ADMIN,
+    "Mutation.updateUser": OwnUser(arg("id"), "id"),
+    "Mutation.deleteUser": ADMIN,
+    "Mutation.createProduct": ADMIN,
+    "Mutation.updateProduct": ADMIN,
+    "Mutation.deleteProduct": ADMIN,
+    "Mutation.createOrder": OwnUser(input_field("user_id"), "userId"),
+    "Mutation.updateOrder": ADMIN,
+    "Mutation.payOrder": OwnOrder("id", "id"),
+    "Mutation.cancelOrder": OwnOrder("id", "id"),
+    "Mutation.deleteOrder": OwnOrder("id", "id"),
+    # Subscriptions
+    "Subscription.orderStatusChanged": OwnOrder("order_id", "orderId"),
+    "Subscription.orderUpdates": OwnUser(arg("user_id"), "userId", absent_is_own=True),
+}
+
+
+class Authorize(BasePermission):
+    """The one permission: rate limit (mutations), authentication, then the operation's rule."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:  # type: ignore[override]
+        ctx = info.context
+        parent = info.path.typename  # the GraphQL type the field belongs to
+        operation = f"{parent}.{info.field_name}"
+        if parent == "Mutation":
+            throttle(ctx)
+        rule = RULES.get(operation)
+        if rule is None:
+            raise Forbidden(f"{operation} has no access rule")
+        if ctx.auth_error is not None:  # a token was sent and is bad: never silently treated as anonymous
+            raise ctx.auth_error
+        if rule.public:
+            return True
+        principal = ctx.principal
+        if principal is None:
+            raise Unauthenticated(f"{info.field_name} needs a bearer token")
+        if principal.expired():
+            raise Unauthenticated("token expired")
+        await rule.check(info.field_name, principal, source, kwargs, ctx)
+        return True
+
+
+def throttle(ctx: GatewayContext) -> None:
+    if ctx.limiter is None:
+        return
+    wait = ctx.limiter.take(ctx.client)
+    if wait > 0:
+        retry_after = math.ceil(wait * 1000) / 1000
+        raise RateLimited(f"too many mutations; retry in {retry_after:g}s", retry_after=retry_after)
+
+
+def enforce(*types: type) -> None:
+    """Guard every field of the root types and the ruled fields of the others (idempotent)."""
+    names = NameConverter()
+    for cls in types:
+        definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+        for field in definition.fields:
+            key = f"{definition.name}.{names.get_graphql_name(field)}"
+            if definition.name not in ROOT_TYPES and key not in RULES:
+                continue
+            if not any(isinstance(e, PermissionExtension) for e in field.extensions):
+                field.extensions.append(PermissionExtension([Authorize()], use_directives=False))
+
+
+def owner_scope(info: Info, user_id: strawberry.ID | None, field: str = "userId") -> int | None:
+    """Whose orders: the user asked for, else the customer themselves; None (everyone) only for admins."""
+    if user_id is not None:
+        return parse_id(user_id, field)
+    principal = info.context.principal
+    if principal is None:
+        raise Unauthenticated(f"{field} scope needs a bearer token")
+    return principal.user_id
+
+
+async def order_owner(write_db: WriteDatabase, order_id: int) -> int | None:
+    """The user id of an order (deleted ones included), or None if it never existed. One primary-key read."""
+    async with write_db.engine.connect() as conn:
+        owner = (await conn.exec_driver_sql("SELECT user_id FROM orders WHERE id = %s", (order_id,))).scalar()
+    return None if owner is None else int(owner)
