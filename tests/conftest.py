@@ -39,11 +39,16 @@ T = TypeVar("T")
 TEST_JWT_SECRET = "eventshop-test-secret-0123456789abcdef0123456789"
 
 
+SESSION = uuid.uuid4().hex[:8]
+
+
 def make_test_settings(**overrides: Any) -> Settings:
     base = Settings()
     url = make_url(base.mysql_dsn)
     db_name = url.database if (url.database or "").endswith("_test") else f"{url.database}_test"
-    mongo_db = base.mongo_database if base.mongo_database.endswith("_test") else f"{base.mongo_database}_test"
+    # A read model of its own per session: FerretDB scans grow with every document, and concurrent sessions
+    # (several developers, CI) must not project into each other's views. Dropped when the session ends.
+    mongo_db = f"{base.mongo_database}_test_{SESSION}"
     mongo_uri = base.mongo_uri.rsplit("/", 1)[0] + f"/{mongo_db}"
     values: dict[str, Any] = {
         "mysql_dsn": url.set(database=db_name).render_as_string(hide_password=False),
@@ -128,6 +133,7 @@ async def write_db(settings: Settings) -> AsyncIterator[WriteDatabase]:
 async def mongo(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     client, db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
     yield db
+    await client.drop_database(settings.mongo_database)
     await client.close()
 
 

@@ -299,7 +299,7 @@ async def test_the_catalogue_is_searched_filtered_and_paged_in_every_order(
         page = await gql.data(LIST_PRODUCTS, first=1, search=tag, orderBy="ID_ASC")
         return page["products"]["totalCount"] == len(CATALOGUE)
 
-    await eventually(all_projected)
+    await eventually(all_projected, timeout=120)
 
     # Every ordering, walked page by page; small pages split runs of equal names and prices across pages.
     for order_by, expected in ORDERINGS.items():
@@ -347,6 +347,6 @@ async def test_paging_arguments_are_checked(gql: GraphQLClient, system: RunningS
         page = (await gql.data(LIST_PRODUCTS, first=1, search=tag, orderBy="ID_ASC"))["products"]
         return page if page["pageInfo"]["hasNextPage"] else None
 
-    cursor = (await eventually(first_page))["pageInfo"]["endCursor"]
+    cursor = (await eventually(first_page, timeout=120))["pageInfo"]["endCursor"]
     error = await error_of(gql, LIST_PRODUCTS, first=1, search=tag, after=cursor, orderBy="PRICE_ASC")
     assert error["code"] == "BAD_USER_INPUT"
