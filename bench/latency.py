@@ -306,7 +306,13 @@ async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figu
     tailing = asyncio.create_task(tail.run(tail_ready, stopping))
     try:
         await process.wait_ready()
-        await asyncio.wait_for(tail_ready.wait(), 30)
+        ready = asyncio.ensure_future(tail_ready.wait())
+        await asyncio.wait({ready, tailing}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if tailing.done():
+            tailing.result()  # raises what stopped the tail
+        if not tail_ready.is_set():
+            raise RuntimeError("the views.changed tail did not start within 30 s")
         users, products = await _seed(process.url, env.headers(Role.ADMIN), MODERATE_CLIENTS, 20)
         customers = [
             Customer(process.url, uid, env.token(Role.CUSTOMER, uid), products, seed=n) for n, uid in enumerate(users)
@@ -314,6 +320,7 @@ async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figu
         figures: list[Figure] = []
         async with contextlib.AsyncExitStack() as stack:
             for c in customers:
+                stack.push_async_callback(c.http.aclose)
                 await stack.enter_async_context(c.subscribed())
             await customers[0].session(0, warmup=5)
             t0 = time.perf_counter()
@@ -331,12 +338,12 @@ async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figu
             figures += _phase(
                 f"moderate ({MODERATE_CLIENTS} clients)", moderate, tail, len(moderate), elapsed, goal=False
             )
-        for c in customers:
-            await c.http.aclose()
     finally:
         stopping.set()
-        await tailing
-        code = process.stop()
+        code = process.stop()  # first: the process must not outlive a failed run
+        (tail_outcome,) = await asyncio.gather(tailing, return_exceptions=True)
+    if isinstance(tail_outcome, BaseException):
+        raise tail_outcome
     if code != 0:
         figures.append(Figure("latency", "eventshop all exit code", "", float(code), note="NOT a clean shutdown"))
     return figures

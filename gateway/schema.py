@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
+from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -62,6 +63,8 @@ from shared.money import to_cents
 from shared.settings import Settings
 
 Doc = dict[str, Any]
+
+QUERY_CACHE_SIZE = 1000
 
 PRODUCT_SORT = {
     ProductOrderBy.ID_ASC: SortKey("_id", 1),
@@ -306,6 +309,9 @@ def create_schema(settings: Settings) -> strawberry.Schema:
                 max_tokens=settings.max_query_tokens,
                 introspection=settings.graphql_introspection,
             ),
+            # Clients send the same few documents over and over: validate each once (bounded). No parser
+            # cache: it would parse before MaxTokensLimiter sets its limit.
+            lambda: ValidationCache(maxsize=QUERY_CACHE_SIZE),
         ],
     )
 

@@ -85,10 +85,18 @@ class OrderProjector:
             document = await apply_if_newer(
                 self.orders, event.aggregate_id, event.aggregate_version, fields, on_insert={"user": user}
             )
-            # A newer user snapshot than the stored one (never an older one) replaces it.
-            refreshed = await self.orders.update_one(
-                {"_id": event.aggregate_id, "user.version": {"$lt": user["version"]}}, {"$set": {"user": user}}
-            )
-        if document is not None and refreshed.modified_count:
-            document["user"] = user
+            # A newer user snapshot than the stored one (never an older one) replaces it. When the view just
+            # written already holds this snapshot or a newer one (the usual case), that update would match
+            # nothing: skip it, it costs a write round trip on FerretDB. User snapshots only move forward.
+            if document is None or _user_version(document) < user["version"]:
+                refreshed = await self.orders.update_one(
+                    {"_id": event.aggregate_id, "user.version": {"$lt": user["version"]}}, {"$set": {"user": user}}
+                )
+                if document is not None and refreshed.modified_count:
+                    document["user"] = user
         return [] if document is None else [ViewChange("order", document)]
+
+
+def _user_version(document: Doc) -> int:
+    snapshot = document.get("user")
+    return int(snapshot.get("version", 0)) if isinstance(snapshot, dict) else 0
