@@ -22,7 +22,7 @@ import websockets
 
 from gateway.auth import Role
 from shared.settings import Settings
-from tests.conftest import TEST_JWT_SECRET, make_test_settings, token_for
+from tests.conftest import TEST_JWT_SECRET, GraphQLClient, make_test_settings, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
@@ -129,26 +129,12 @@ def second_gateway(process_env: dict[str, str], tmp_path_factory: pytest.TempPat
         process.stop()
 
 
-class Client:
+class Client(GraphQLClient):
     """A GraphQL client as any team would write one: JSON over HTTP (as an admin unless told otherwise)."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {token or admin_token()}"}
-        self.http = httpx.AsyncClient(base_url=url, timeout=30, headers=headers)
-
-    async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
-        return response.json()  # type: ignore[no-any-return]
-
-    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
-        body = await self.execute(query, **variables)
-        assert not body.get("errors"), body
-        return body["data"]  # type: ignore[no-any-return]
-
-    async def error_code(self, query: str, **variables: Any) -> str:
-        body = await self.execute(query, **variables)
-        assert body.get("errors"), body
-        return body["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+        super().__init__(httpx.AsyncClient(base_url=url, timeout=30, headers=headers))
 
 
 @pytest.fixture
