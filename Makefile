@@ -38,7 +38,7 @@ test: up
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	$(BIN)/mypy command shared projection gateway eventshop devstack migrations
 
 schema: venv
 	$(ES) export-schema schema.graphql

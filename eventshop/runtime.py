@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -148,7 +148,7 @@ async def run_stock_worker(res: Resources, stopping: asyncio.Event) -> None:
         await producer.stop()
 
 
-RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Awaitable[None]]] = {
+RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Coroutine[Any, Any, None]]] = {
     Component.GATEWAY: run_gateway,
     Component.RELAY: run_relay,
     Component.STOCK_WORKER: run_stock_worker,

@@ -10,16 +10,16 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from command.models import OrderStatus as DomainOrderStatus
-from command.models import PaymentMethod as DomainPaymentMethod
+from command.models import OrderStatus, PaymentMethod
 from gateway.context import Info
 from projection.queries import Page
 from shared.money import from_cents
 
 Doc = dict[str, Any]
 
-OrderStatus = strawberry.enum(DomainOrderStatus)
-PaymentMethod = strawberry.enum(DomainPaymentMethod)
+# The domain's enums are the GraphQL enums (same names, same values).
+strawberry.enum(OrderStatus)
+strawberry.enum(PaymentMethod)
 
 
 @strawberry.enum

@@ -6,6 +6,8 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -18,7 +20,11 @@ depends_on = None
 TS = mysql.DATETIME(fsp=6)
 MONEY = sa.Numeric(12, 2)
 ID = sa.BigInteger
-TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
+TABLE_ARGS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_unicode_ci",
+}
 STATUSES = "'CREATED','RESERVED','REJECTED','PAID','PROCESSING','SHIPPED','DELIVERED','CANCELED'"
 
 
