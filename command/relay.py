@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from command.db import WriteDatabase
 from command.models import db_now
+from shared import telemetry
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_PUBLISHED
 from shared.settings import Settings
@@ -98,11 +99,12 @@ class OutboxRelay:
         if not rows:
             return 0
         futures = [
-            await self.producer.send(
+            await telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
+                self.producer,
                 self.settings.topic(row.topic),
                 value=row.payload.encode() if isinstance(row.payload, str) else row.payload,
                 key=row.key.encode(),
-                headers=[(k, v.encode()) for k, v in row.headers.items()],
+                headers=row.headers,
             )
             for row in rows
         ]

@@ -27,6 +27,7 @@ from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
+from shared import telemetry
 from shared.kafka import make_producer, start_with_retry
 from shared.logging import get_logger
 from shared.settings import Settings, mask_dsn
@@ -164,6 +165,7 @@ async def run(components: list[Component], settings: Settings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    telemetry.setup(settings, service_name(components))
     res = await Resources.open(settings)
     failed: list[asyncio.Task[None]] = []
     log.info(
@@ -193,8 +195,14 @@ async def run(components: list[Component], settings: Settings) -> bool:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await res.close()
+        await asyncio.to_thread(telemetry.shutdown)  # exports the spans still buffered
         log.info("eventshop.stopped")
     return not failed
+
+
+def service_name(components: list[Component]) -> str:
+    """OpenTelemetry's default `service.name`: the component, or `eventshop` for several in one process."""
+    return components[0].value if len(components) == 1 else "eventshop"
 
 
 def gateway_may_start(settings: Settings) -> bool:

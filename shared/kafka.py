@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_exponential_jitter
 
-from shared import tracing
+from shared import telemetry, tracing
 from shared.events import ALL_TOPICS, EventEnvelope, dlq_topic
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = get_logger(__name__)
 
@@ -189,9 +192,14 @@ class ConsumerLoop(Generic[T]):
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         headers = dict(record.headers or ())
         tracing.bind(_text(headers.get("correlation_id")), _text(headers.get("traceparent")))
+        with telemetry.consuming(record, headers, consumer=self.name, group=self.group_id) as span:
+            await self._process(record, span)
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes], span: Span | None) -> None:
         try:
             message = self.decode(record.value)
         except Exception as exc:  # undecodable: retrying cannot help
+            telemetry.dead_lettered(span, exc, dlq_topic(record.topic), attempts=0)
             await self.dead_letter(record, exc, attempts=0)
             return
         failures: list[BaseException] = []
@@ -211,6 +219,7 @@ class ConsumerLoop(Generic[T]):
                 error=repr(exc),
                 attempts=attempts,
             )
+            telemetry.dead_lettered(span, exc, dlq_topic(record.topic), attempts=attempts)
             await self.dead_letter(record, exc, attempts=attempts)
             return
         self.processed += 1

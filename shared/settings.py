@@ -91,6 +91,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Tracing (OpenTelemetry): off by default. The OTLP exporter also reads the standard OTEL_EXPORTER_OTLP_*
+    # variables (headers, timeout, compression) from the environment, and the SDK OTEL_TRACES_SAMPLER.
+    otel_enabled: bool = Field(False, description="create OpenTelemetry spans and export them")
+    otel_exporter: Literal["otlp", "console", "none"] = Field(
+        "otlp", description="otlp (HTTP/protobuf), console (stdout) or none (spans propagate, nothing exported)"
+    )
+    otel_service_name: str = Field(
+        "", description="service.name; empty: gateway, relay, stock-worker, projector, or eventshop for `all`"
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP base URL, spans go to <url>/v1/traces; empty: the exporter's default"
+    )
+
     def topic(self, name: str) -> str:
         """The Kafka topic of a catalog name in this environment."""
         return f"{self.kafka_topic_prefix}{name}"

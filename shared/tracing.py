@@ -2,6 +2,7 @@
 
 They live in contextvars (bound into every structlog line): the gateway sets them per request,
 the outbox writer copies them into each event, and consumers restore them from each event.
+With OpenTelemetry on, `shared.telemetry` keeps `traceparent` equal to the open span's context.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import structlog
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 traceparent: ContextVar[str | None] = ContextVar("traceparent", default=None)
+# The caller's trace context as received (request header or message header): what a span continues.
+remote_parent: ContextVar[str | None] = ContextVar("remote_parent", default=None)
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
@@ -32,4 +35,5 @@ def bind(correlation: str | None, parent_trace: str | None) -> None:
     trace = new_traceparent(parent_trace)
     correlation_id.set(cid)
     traceparent.set(trace)
+    remote_parent.set(parent_trace)
     structlog.contextvars.bind_contextvars(correlation_id=cid, trace_id=trace.split("-")[1])

@@ -1,0 +1,238 @@
+"""OpenTelemetry over the real system: one trace from the GraphQL mutation through the outbox, the relay and
+Kafka into every consumer, with the correlation id alongside; and nothing at all when tracing is off.
+
+The spans go to the SDK's in-memory exporter (through the same BatchSpanProcessor the processes use).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shared import telemetry
+from shared.events import Topic, dlq_topic
+from shared.kafka import make_producer
+from shared.settings import Settings
+from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, make_test_settings, unique
+from tests.integration.shop import register_customer, stock_product
+
+CREATE_PRODUCT = """
+mutation StockTracedProduct($input: CreateProductInput!) { createProduct(input: $input) { id version } }"""
+CREATE_ORDER = """
+mutation PlaceTracedOrder($input: CreateOrderInput!) { createOrder(input: $input) { id status version } }"""
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    assert telemetry.setup(make_test_settings(otel_enabled=True), "eventshop-test", exporter=exporter)
+    yield exporter
+    telemetry.shutdown()
+
+
+def caller() -> tuple[str, int, int]:
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{span_id}-01", int(trace_id, 16), int(span_id, 16)
+
+
+async def post(gql: GraphQLClient, query: str, traceparent: str, correlation: str, **variables: Any) -> dict[str, Any]:
+    response = await gql.http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"traceparent": traceparent, "x-correlation-id": correlation},
+    )
+    body = response.json()
+    assert not body.get("errors"), body
+    assert response.headers["x-correlation-id"] == correlation
+    return body["data"]  # type: ignore[no-any-return]
+
+
+def of_trace(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
+    telemetry.force_flush()
+    return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+
+
+def one(spans: list[ReadableSpan], kind: SpanKind, name: str, **attributes: Any) -> ReadableSpan | None:
+    found = [
+        s
+        for s in spans
+        if s.kind is kind
+        and s.name == name
+        and all((s.attributes or {}).get(key) == value for key, value in attributes.items())
+    ]
+    assert len(found) <= 1, [s.name for s in found]
+    return found[0] if found else None
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+async def outbox_headers(probe: WriteModelProbe, topic: str, aggregate_id: str) -> list[dict[str, str]]:
+    async with probe.db.engine.connect() as conn:
+        rows = await conn.exec_driver_sql(
+            "SELECT headers FROM outbox WHERE topic = %s AND aggregate_id = %s ORDER BY id", (topic, int(aggregate_id))
+        )
+        return [json.loads(r.headers) if isinstance(r.headers, str | bytes) else r.headers for r in rows]
+
+
+async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
+    gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe, spans: InMemorySpanExporter
+) -> None:
+    traceparent, trace_id, caller_span = caller()
+    correlation = unique("checkout")
+    product = (
+        await post(
+            gql, CREATE_PRODUCT, traceparent, correlation, input={"name": unique("traced"), "price": "9.90", "stock": 3}
+        )
+    )["createProduct"]
+    topic = settings.topic(Topic.PRODUCT_CREATED)
+    projector_group = system.projection.loop.group_id
+
+    async def chain() -> tuple[ReadableSpan, ReadableSpan, ReadableSpan] | None:
+        trace = of_trace(spans, trace_id)
+        server = one(trace, SpanKind.SERVER, "mutation StockTracedProduct")
+        producer = one(trace, SpanKind.PRODUCER, f"{topic} publish")
+        consumer = one(
+            trace, SpanKind.CONSUMER, f"{topic} process", **{"messaging.consumer.group.name": projector_group}
+        )
+        return (server, producer, consumer) if server and producer and consumer else None
+
+    found = await eventually(chain, timeout=30)
+    assert found is not None
+    server, producer, consumer = found
+
+    # One trace, continuing the caller's: caller -> mutation (SERVER) -> publish (PRODUCER) -> process (CONSUMER).
+    assert {server.context.trace_id, producer.context.trace_id, consumer.context.trace_id} == {trace_id}
+    assert parent_of(server) == caller_span
+    assert parent_of(producer) == server.context.span_id
+    assert parent_of(consumer) == producer.context.span_id
+    assert server.attributes is not None and producer.attributes is not None and consumer.attributes is not None
+    assert server.attributes["graphql.operation.type"] == "mutation"
+    assert server.attributes["graphql.operation.name"] == "StockTracedProduct"
+    assert server.status.status_code is StatusCode.UNSET
+    assert producer.attributes["messaging.system"] == "kafka"
+    assert producer.attributes["messaging.destination.name"] == topic
+    assert producer.attributes["messaging.kafka.message.key"] == product["id"]
+    assert "messaging.kafka.offset" in producer.attributes  # ended at the ack
+    assert consumer.attributes["messaging.destination.name"] == topic
+    assert consumer.attributes["eventshop.consumer"] == "projector"
+    assert consumer.status.status_code is StatusCode.UNSET
+
+    # The correlation id travels beside the trace: request header -> outbox -> Kafka header -> consumer.
+    for span in (server, producer, consumer):
+        assert (span.attributes or {})["eventshop.correlation_id"] == correlation
+    (headers,) = await outbox_headers(probe, Topic.PRODUCT_CREATED.value, product["id"])
+    assert headers["correlation_id"] == correlation
+    # The outbox row names the mutation's span; the Kafka header named the producer's (the consumer's parent).
+    assert headers["traceparent"] == f"00-{trace_id:032x}-{server.context.span_id:016x}-01"
+
+
+async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(
+    gql: GraphQLClient, system: RunningSystem, settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    """createOrder -> order.created -> stock worker -> order.reserved -> projector: every hop one trace."""
+    customer = await register_customer(gql)
+    product = await stock_product(gql, unique("saga"), "5.00", 10)
+    traceparent, trace_id, _ = caller()
+    correlation = unique("order")
+    order_input = {"userId": customer["id"], "items": [{"productId": product["id"], "quantity": 2}]}
+    order = (await post(gql, CREATE_ORDER, traceparent, correlation, input=order_input))["createOrder"]
+    assert order["status"] == "CREATED"
+    created, reserved = settings.topic(Topic.ORDER_CREATED), settings.topic(Topic.ORDER_RESERVED)
+    stock_group, projector_group = system.stock_worker.loop.group_id, system.projection.loop.group_id
+
+    async def saga() -> dict[str, ReadableSpan] | None:
+        trace = of_trace(spans, trace_id)
+        found = {
+            "mutation": one(trace, SpanKind.SERVER, "mutation PlaceTracedOrder"),
+            "publish created": one(trace, SpanKind.PRODUCER, f"{created} publish"),
+            "stock worker": one(
+                trace, SpanKind.CONSUMER, f"{created} process", **{"messaging.consumer.group.name": stock_group}
+            ),
+            "publish reserved": one(trace, SpanKind.PRODUCER, f"{reserved} publish"),
+            "projector": one(
+                trace, SpanKind.CONSUMER, f"{reserved} process", **{"messaging.consumer.group.name": projector_group}
+            ),
+        }
+        return found if all(found.values()) else None  # type: ignore[return-value]
+
+    hops = await eventually(saga, timeout=30)
+    assert hops is not None
+    assert parent_of(hops["publish created"]) == hops["mutation"].context.span_id
+    assert parent_of(hops["stock worker"]) == hops["publish created"].context.span_id
+    # The stock worker's own outbox events name its consumer span as their parent.
+    assert parent_of(hops["publish reserved"]) == hops["stock worker"].context.span_id
+    assert parent_of(hops["projector"]) == hops["publish reserved"].context.span_id
+    for span in hops.values():
+        assert (span.attributes or {})["eventshop.correlation_id"] == correlation
+
+
+async def test_a_dead_lettered_message_has_a_failed_consumer_span(
+    system: RunningSystem, settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    traceparent, trace_id, sender_span = caller()
+    topic = settings.topic(Topic.USER_CREATED)
+    producer: AIOKafkaProducer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, b"this is not json", key=unique("poison").encode(), headers=[("traceparent", traceparent.encode())]
+        )
+    finally:
+        await producer.stop()
+    projector_group = system.projection.loop.group_id
+
+    async def failed() -> ReadableSpan | None:
+        return one(
+            of_trace(spans, trace_id),
+            SpanKind.CONSUMER,
+            f"{topic} process",
+            **{"messaging.consumer.group.name": projector_group},
+        )
+
+    span = await eventually(failed, timeout=30)
+    assert span is not None
+    assert parent_of(span) == sender_span
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["eventshop.dlq.topic"] == dlq_topic(topic)
+    assert span.attributes["eventshop.dlq.attempts"] == 0
+    assert [event.name for event in span.events] == ["exception"]
+
+
+async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travels_as_before(
+    gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe
+) -> None:
+    exporter = InMemorySpanExporter()
+    assert telemetry.setup(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is False
+    assert not telemetry.enabled()
+    assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
+    traceparent, trace_id, caller_span = caller()
+    correlation = unique("untraced")
+    product = (
+        await post(
+            gql, CREATE_PRODUCT, traceparent, correlation, input={"name": unique("plain"), "price": "1.00", "stock": 1}
+        )
+    )["createProduct"]
+
+    async def projected() -> bool:
+        body = await gql.execute("query($id: ID!) { product(id: $id, minVersion: 1) { id } }", id=product["id"])
+        return not body.get("errors") and body["data"]["product"] is not None
+
+    await eventually(projected, timeout=30)  # the relay published it and the projector consumed it
+    assert exporter.get_finished_spans() == ()
+    (headers,) = await outbox_headers(probe, Topic.PRODUCT_CREATED.value, product["id"])
+    assert headers["correlation_id"] == correlation
+    outbox_trace, outbox_span = headers["traceparent"].split("-")[1:3]
+    assert int(outbox_trace, 16) == trace_id  # the caller's trace, under a span id of the request's own
+    assert int(outbox_span, 16) != caller_span
