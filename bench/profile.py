@@ -64,9 +64,11 @@ async def profile_relay(env: BenchEnv) -> None:
     try:
         await relay.fill_outbox(db, 20_000)
         outbox = relay.OutboxRelay(db, producer, settings)
+        assert await outbox.hold_leadership()
         async with profiled("relay"):
             while await outbox.publish_batch():
                 pass
+        await outbox.release_leadership()
     finally:
         await producer.stop()
         await db.dispose()

@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -30,9 +30,13 @@ from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.snapshots import product_snapshot
 from gateway.auth import Role
+from gateway.schema import PRODUCT_SORT
+from gateway.types import ProductOrderBy
 from projection.documents import OrderView, ProductView
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
+from projection.queries import ReadModel
+from projection.store import connect_read_model
 
 CONCURRENCY = 8
 PRODUCTS = (
@@ -45,6 +49,13 @@ ORDER = (
     "rejectReason history { status at reason } version createdAt updatedAt paidAt canceledAt } }"
 )
 Request = tuple[str, dict[str, Any], dict[str, str]]  # query, variables, headers
+ALL_PRODUCTS: dict[str, Any] = {  # what `products(first: 20)` asks the read model
+    "search": None,
+    "in_stock": None,
+    "min_price_cents": None,
+    "max_price_cents": None,
+    "sort": PRODUCT_SORT[ProductOrderBy.ID_ASC],
+}
 
 
 async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int, int]:
@@ -104,6 +115,23 @@ async def drive(url: str, next_request: Callable[[], Request], seconds: float) -
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + seconds, took) for _ in range(CONCURRENCY)))
         return rate(len(took), time.perf_counter() - started), took
+
+
+async def drive_reads(read: Callable[[], Awaitable[Any]], seconds: float) -> float:
+    """The same MongoDB reads the resolvers make (ReadModel), CONCURRENCY workers, no HTTP or GraphQL:
+    the ceiling the read model's server sets for any gateway in front of it."""
+
+    async def worker(until: float) -> int:
+        done = 0
+        while time.perf_counter() < until:
+            await read()
+            done += 1
+        return done
+
+    await asyncio.gather(*(worker(time.perf_counter() + min(0.5, seconds / 4)) for _ in range(CONCURRENCY)))
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker(started + seconds) for _ in range(CONCURRENCY)))
+    return rate(sum(counts), time.perf_counter() - started)
 
 
 async def answer(url: str, request: Request) -> Any:
@@ -175,6 +203,25 @@ async def run(env: BenchEnv, seconds: float = 3.0) -> list[Figure]:
                     details={"eventshop_latency_ms": es, "baseline_latency_ms": bl, "same_answer": same},
                 )
             )
+        mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
+        try:
+            read_model = ReadModel(read_db)
+            for name, read, gateway_rate in (
+                ("products(first: 20)", lambda: read_model.list_products(20, None, **ALL_PRODUCTS), figures[0]),
+                ("order(id)", lambda: read_model.order(rng.choice(order_ids)), figures[2]),
+            ):
+                figures.append(
+                    Figure(
+                        "reads",
+                        f"GraphQL {name} (as above) vs its MongoDB reads alone, {CONCURRENCY} workers",
+                        "req/s",
+                        gateway_rate.eventshop,
+                        await drive_reads(read, seconds),
+                        "the resolver's ReadModel calls without HTTP or GraphQL: the read model's ceiling",
+                    )
+                )
+        finally:
+            await mongo.close()
     finally:
         gateway.stop()
         bare.stop()

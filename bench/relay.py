@@ -1,10 +1,11 @@
 """Relay throughput: committed outbox rows -> acked in Kafka, vs a raw aiokafka producer with the same acks.
 
 The outbox of `<db>_bench` is filled with N order events (as the write side writes them, via `outbox_row`);
-`OutboxRelay.publish_batch()` is then called until it returns 0. The baselines send the same (topic, key,
-value, headers) from memory with a bare AIOKafkaProducer (acks=all, idempotence, the same linger and batch
-size): once in batches of `outbox_batch_size` awaiting the acks of each batch (the relay's flow), once as one
-pipeline. Rounds alternate eventshop and baseline; the best round of each is reported.
+`OutboxRelay.publish_batch()` (holding leadership, as the running relay does) is then called until it
+returns 0. The baselines send the same (topic, key, value, headers) from memory with a bare
+AIOKafkaProducer (acks=all, idempotence, the same linger and batch size): once in batches of
+`outbox_batch_size` awaiting the acks of each batch (the relay's flow), once as one pipeline. Rounds
+alternate eventshop and baseline; the best round of each is reported.
 """
 
 from __future__ import annotations
@@ -107,10 +108,12 @@ async def run(env: BenchEnv, rows: int = 20_000, rounds: int = 2) -> list[Figure
     baseline = raw_producer(settings)
     await relay_producer.start()
     await baseline.start()
+    relay: OutboxRelay | None = None
     try:
         await fill_outbox(db, rows)
         messages = await outbox_messages(db, settings)
         relay = OutboxRelay(db, relay_producer, settings)
+        assert await relay.hold_leadership(), "another relay leads the bench database"
         # Warm both producers (metadata, connections, idempotence ids) outside the timing.
         await raw_round(baseline, messages[:500], None)
         await raw_round(relay_producer, messages[:500], None)
@@ -120,6 +123,8 @@ async def run(env: BenchEnv, rows: int = 20_000, rounds: int = 2) -> list[Figure
             batched_rates.append(await raw_round(baseline, messages, settings.outbox_batch_size))
             pipelined_rates.append(await raw_round(baseline, messages, None))
     finally:
+        if relay is not None:
+            await relay.release_leadership()
         await relay_producer.stop()
         await baseline.stop()
         await db.dispose()

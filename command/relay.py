@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from command.db import WriteDatabase
@@ -47,10 +47,10 @@ class OutboxRelay:
         self.producer = producer
         self.settings = settings
         self.published = 0
-        self.is_leader = False
-        self._lock_conn: AsyncConnection | None = None
+        self._leader: Leader | None = None
         self._last_purge = 0.0
         self._last_measure = 0.0
+        self._marking: tuple[list[int], asyncio.Task[None]] | None = None  # ids being marked published
         # One leader per database (GET_LOCK names are server-wide).
         self.lock_name = f"{LOCK_PREFIX}.{db.engine.url.database}"
 
@@ -59,16 +59,16 @@ class OutboxRelay:
         try:
             while not stopping.is_set():
                 try:
-                    if not await self._hold_leadership():
+                    if not await self.hold_leadership():
                         await _wait(stopping, self.settings.outbox_poll_interval)
                         continue
                     await self._lead(stopping)
                 except Exception as exc:  # Kafka or MySQL unavailable: nothing is lost, try again
                     log.warning("relay.error", error=repr(exc))
-                    await self._release_leadership()
+                    await self.release_leadership()
                     await _wait(stopping, min(1.0, self.settings.outbox_poll_interval * 2))
         finally:
-            await self._release_leadership()
+            await self.release_leadership()
 
     async def _lead(self, stopping: asyncio.Event) -> None:
         interval = MIN_POLL_INTERVAL
@@ -85,18 +85,17 @@ class OutboxRelay:
                 return
 
     async def publish_batch(self) -> int:
-        """Publish the oldest unpublished rows; returns how many were published and marked."""
-        async with self.db.engine.connect() as conn:
-            result = await conn.execute(
-                text(
-                    "SELECT id, topic, `key`, payload, headers FROM outbox "
-                    "WHERE published_at IS NULL ORDER BY id LIMIT :limit"
-                ),
-                {"limit": self.settings.outbox_batch_size},
-            )
-            rows = [PendingRow(r.id, r.topic, r.key, r.payload, _headers(r.headers)) for r in result]
-            await conn.rollback()
+        """Publish the oldest unpublished rows; returns how many Kafka acked. Needs leadership.
+
+        Kafka sends never overlap: a batch is sent only after every ack of the previous one, so a failed
+        batch cannot be overtaken by a later one. Marking a batch (the slowest step: MySQL moves an index
+        entry per row) runs while the next batch is read and sent, on the leader's second connection; the
+        rows being marked are left out of that read, so one leader never sends a row twice.
+        """
+        assert self._leader is not None, "publish_batch needs leadership (hold_leadership)"
+        rows = await self._pending(self._leader.reader, self._marking_ids())
         if not rows:
+            await self._finish_marking()
             return 0
         futures = [
             await telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
@@ -108,20 +107,37 @@ class OutboxRelay:
             )
             for row in rows
         ]
+        ids = [row.id for row in rows]
         await asyncio.gather(*futures)  # every ack (acks=all) before anything is marked
-        await self.mark_published([row.id for row in rows])
-        self.published += len(rows)
         RELAY_PUBLISHED.inc(len(rows))
+        self.published += len(rows)
+        await self._finish_marking()
+        self._marking = (ids, asyncio.create_task(self.mark_published(self._leader.marker, ids)))
         return len(rows)
 
-    async def mark_published(self, ids: list[int]) -> None:
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE outbox SET published_at = :now WHERE id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                {"now": db_now(), "ids": ids},
-            )
+    async def _pending(self, conn: AsyncConnection, excluded_ids: list[int]) -> list[PendingRow]:
+        # Plain SQL on an autocommit connection: the relay's hot path, where SQLAlchemy's per-row and
+        # per-parameter work showed in the profile. Every interpolated value is an int.
+        excluded = ",".join(str(int(i)) for i in excluded_ids) or "0"
+        result = await conn.exec_driver_sql(
+            "SELECT id, topic, `key`, payload, headers FROM outbox "
+            f"WHERE published_at IS NULL AND id NOT IN ({excluded}) "
+            f"ORDER BY id LIMIT {int(self.settings.outbox_batch_size)}"
+        )
+        return [PendingRow(r.id, r.topic, r.key, r.payload, _headers(r.headers)) for r in result]
+
+    async def mark_published(self, conn: AsyncConnection, ids: list[int]) -> None:
+        marked = ",".join(str(int(i)) for i in ids)
+        await conn.exec_driver_sql(f"UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE id IN ({marked})")
+
+    def _marking_ids(self) -> list[int]:
+        return self._marking[0] if self._marking is not None else []
+
+    async def _finish_marking(self) -> None:
+        """Wait for the batch being marked; a failure surfaces here (its rows are then republished)."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            await marking[1]
 
     async def purge(self) -> int:
         """Delete published rows older than the retention period, in small batches."""
@@ -174,44 +190,74 @@ class OutboxRelay:
         for task in (waiter, stopper):
             task.cancel()
 
-    async def _hold_leadership(self) -> bool:
-        if self._lock_conn is not None:
+    async def hold_leadership(self) -> bool:
+        """Take the lock if it is free (or already ours); the leader reads and marks on its own connections."""
+        if self._leader is not None:
             return True
-        conn = await self.db.engine.connect()
-        acquired = (await conn.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": self.lock_name})).scalar()
+        reader = await self._autocommit_connection()
+        acquired = (await reader.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": self.lock_name})).scalar()
         if acquired != 1:
-            await conn.close()
+            await reader.close()
             return False
-        self._lock_conn = conn
-        self.is_leader = True
+        try:
+            marker = await self._autocommit_connection()
+        except Exception:
+            await reader.close()  # closing the connection frees the lock
+            raise
+        self._leader = Leader(reader, marker)
         log.info("relay.leader")
         return True
 
+    @property
+    def is_leader(self) -> bool:
+        return self._leader is not None
+
+    async def _autocommit_connection(self) -> AsyncConnection:
+        conn = await self.db.engine.connect()
+        return await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     async def _still_leader(self) -> bool:
-        assert self._lock_conn is not None
+        assert self._leader is not None
         try:
             owner = (
-                await self._lock_conn.execute(
+                await self._leader.reader.execute(
                     text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": self.lock_name}
                 )
             ).scalar()
         except Exception:
             owner = 0
         if owner != 1:
-            await self._release_leadership()
+            await self.release_leadership()
             return False
         return True
 
-    async def _release_leadership(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        self.is_leader = False
-        if conn is None:
-            return
+    async def release_leadership(self) -> None:
         try:
-            await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
-            await conn.close()
+            await self._finish_marking()
+        except Exception as exc:  # its rows stay unmarked: the next leader publishes them again
+            log.warning("relay.mark_failed", error=repr(exc))
+        leader, self._leader = self._leader, None
+        if leader is None:
+            return
+        await _close(leader.marker)
+        try:
+            await leader.reader.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
         except Exception:
-            await conn.invalidate()
+            pass  # closing the connection below frees the lock as well
+        await _close(leader.reader)
+
+
+@dataclass(frozen=True)
+class Leader:
+    reader: AsyncConnection  # holds the lock; reads the outbox
+    marker: AsyncConnection  # marks acked rows while the reader goes on
+
+
+async def _close(conn: AsyncConnection) -> None:
+    try:
+        await conn.close()
+    except Exception:
+        await conn.invalidate()
 
 
 def _headers(raw: object) -> dict[str, str]:

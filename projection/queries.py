@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -169,12 +170,15 @@ async def paginate(collection: Any, query: Doc, sort: SortKey, first: int, after
             last_value, last_id = decode_cursor(after, 2)
             keyset = {"$or": [{sort.field: {op: last_value}}, {sort.field: last_value, "_id": {op: last_id}}]}
             page_query = {"$and": [query, keyset]}
-    documents = await collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1)
+    # The page and the total are independent reads: ask for both at once.
+    documents, total = await asyncio.gather(
+        collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1),
+        collection.count_documents(query),
+    )
     has_next = len(documents) > first
     documents = documents[:first]
     end_cursor = None
     if documents:
         last = documents[-1]
         end_cursor = encode_cursor([last["_id"]] if sort.field == "_id" else [last[sort.field], last["_id"]])
-    total = await collection.count_documents(query)
     return Page(documents, has_next, end_cursor, total)
