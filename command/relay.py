@@ -1,17 +1,20 @@
 """OutboxRelay: publishes committed outbox rows to Kafka, in id order, from one leader at a time.
 
 Leadership is a MySQL named lock (GET_LOCK) held on a dedicated connection: if the process dies,
-the server releases it and a standby takes over. Rows are marked published only after Kafka acked
-them, so a crash between publish and mark republishes (at-least-once; consumers are idempotent).
+the server releases it and a standby takes over. A row is deleted only after Kafka acked it, so a crash
+between publish and delete republishes (at-least-once; consumers are idempotent). The outbox is a queue,
+not a log: Kafka keeps the events, and every row in the outbox is one still to publish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -29,6 +32,7 @@ log = get_logger(__name__)
 LOCK_PREFIX = "eventshop.outbox_relay"
 MIN_POLL_INTERVAL = 0.005
 PURGE_EVERY_SECONDS = 60.0
+PURGE_BATCH = 1000
 MEASURE_EVERY_SECONDS = 1.0
 
 
@@ -50,7 +54,8 @@ class OutboxRelay:
         self._leader: Leader | None = None
         self._last_purge = 0.0
         self._last_measure = 0.0
-        self._marking: tuple[list[int], asyncio.Task[None]] | None = None  # ids being marked published
+        self._read_ahead: asyncio.Task[list[PendingRow]] | None = None  # the next batch, read during acks
+        self._deleting: tuple[list[int], asyncio.Task[None]] | None = None  # acked rows being deleted
         # One leader per database (GET_LOCK names are server-wide).
         self.lock_name = f"{LOCK_PREFIX}.{db.engine.url.database}"
 
@@ -85,17 +90,20 @@ class OutboxRelay:
                 return
 
     async def publish_batch(self) -> int:
-        """Publish the oldest unpublished rows; returns how many Kafka acked. Needs leadership.
+        """Publish the oldest rows of the outbox; returns how many Kafka acked. Needs leadership.
 
         Kafka sends never overlap: a batch is sent only after every ack of the previous one, so a failed
-        batch cannot be overtaken by a later one. Marking a batch (the slowest step: MySQL moves an index
-        entry per row) runs while the next batch is read and sent, on the leader's second connection; the
-        rows being marked are left out of that read, so one leader never sends a row twice.
+        batch is never overtaken by a later one. The database work around them does overlap: while a full
+        batch waits for its acks the next one is read, and deleting a batch runs while the next is sent,
+        on the leader's second connection. Those reads leave out the rows in flight and being deleted, so
+        one leader never sends a row twice. A row committed after a read with a lower id than rows in it
+        goes with a later batch; that never reorders one aggregate's events, because a handler writes its
+        outbox rows while it holds the aggregate's row lock, so one aggregate's rows commit in id order.
         """
         assert self._leader is not None, "publish_batch needs leadership (hold_leadership)"
-        rows = await self._pending(self._leader.reader, self._marking_ids())
+        rows = await self._take_read_ahead() or await self._pending(self._deleting_ids())
         if not rows:
-            await self._finish_marking()
+            await self._finish_deleting()
             return 0
         futures = [
             await telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
@@ -108,67 +116,72 @@ class OutboxRelay:
             for row in rows
         ]
         ids = [row.id for row in rows]
-        await asyncio.gather(*futures)  # every ack (acks=all) before anything is marked
+        if len(rows) == self.settings.outbox_batch_size:  # probably more waiting: read it during the acks
+            self._read_ahead = asyncio.create_task(self._pending(ids + self._deleting_ids()))
+        await asyncio.gather(*futures)  # every ack (acks=all) before anything is deleted
         RELAY_PUBLISHED.inc(len(rows))
         self.published += len(rows)
-        await self._finish_marking()
-        self._marking = (ids, asyncio.create_task(self.mark_published(self._leader.marker, ids)))
+        await self._finish_deleting()
+        self._deleting = (ids, asyncio.create_task(self.delete_published(self._leader.deleter, ids)))
         return len(rows)
 
-    async def _pending(self, conn: AsyncConnection, excluded_ids: list[int]) -> list[PendingRow]:
+    async def _pending(self, excluded_ids: list[int]) -> list[PendingRow]:
         # Plain SQL on an autocommit connection: the relay's hot path, where SQLAlchemy's per-row and
         # per-parameter work showed in the profile. Every interpolated value is an int.
+        assert self._leader is not None
         excluded = ",".join(str(int(i)) for i in excluded_ids) or "0"
-        result = await conn.exec_driver_sql(
+        result = await self._leader.reader.exec_driver_sql(
             "SELECT id, topic, `key`, payload, headers FROM outbox "
-            f"WHERE published_at IS NULL AND id NOT IN ({excluded}) "
-            f"ORDER BY id LIMIT {int(self.settings.outbox_batch_size)}"
+            f"WHERE id NOT IN ({excluded}) ORDER BY id LIMIT {int(self.settings.outbox_batch_size)}"
         )
-        return [PendingRow(r.id, r.topic, r.key, r.payload, _headers(r.headers)) for r in result]
+        rows = cast(Iterable[tuple[int, str, str, str | bytes, object]], result)
+        return [PendingRow(id_, topic, key, payload, _headers(headers)) for id_, topic, key, payload, headers in rows]
 
-    async def mark_published(self, conn: AsyncConnection, ids: list[int]) -> None:
-        marked = ",".join(str(int(i)) for i in ids)
-        await conn.exec_driver_sql(f"UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE id IN ({marked})")
+    async def delete_published(self, conn: AsyncConnection, ids: list[int]) -> None:
+        published = ",".join(str(int(i)) for i in ids)
+        await conn.exec_driver_sql(f"DELETE FROM outbox WHERE id IN ({published})")
 
-    def _marking_ids(self) -> list[int]:
-        return self._marking[0] if self._marking is not None else []
+    async def _take_read_ahead(self) -> list[PendingRow]:
+        read_ahead, self._read_ahead = self._read_ahead, None
+        return await read_ahead if read_ahead is not None else []
 
-    async def _finish_marking(self) -> None:
-        """Wait for the batch being marked; a failure surfaces here (its rows are then republished)."""
-        marking, self._marking = self._marking, None
-        if marking is not None:
-            await marking[1]
+    def _deleting_ids(self) -> list[int]:
+        return self._deleting[0] if self._deleting is not None else []
 
-    async def purge(self) -> int:
-        """Delete published rows older than the retention period, in small batches."""
-        cutoff = db_now() - timedelta(seconds=self.settings.outbox_retention_seconds)
+    async def _finish_deleting(self) -> None:
+        """Wait for the batch being deleted; a failure surfaces here (its rows are then published again)."""
+        deleting, self._deleting = self._deleting, None
+        if deleting is not None:
+            await deleting[1]
+
+    async def _stop_pipeline(self) -> None:
+        """On an error or when leadership ends: drop the read-ahead, let a running delete complete."""
+        read_ahead, self._read_ahead = self._read_ahead, None
+        if read_ahead is not None:
+            read_ahead.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await read_ahead
+        try:
+            await self._finish_deleting()
+        except Exception as exc:  # its rows stay in the outbox: the next leader publishes them again
+            log.warning("relay.delete_failed", error=repr(exc))
+
+    async def purge_expired_keys(self) -> int:
+        """Write-side housekeeping that rides along with the relay: expired idempotency keys, in batches."""
         removed = 0
         while True:
             async with self.db.engine.begin() as conn:
                 result = await conn.execute(
-                    text(
-                        "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < :cutoff "
-                        "ORDER BY id LIMIT :limit"
-                    ),
-                    {"cutoff": cutoff, "limit": self.settings.outbox_purge_batch},
+                    text("DELETE FROM idempotency_keys WHERE expires_at < :now ORDER BY expires_at LIMIT :limit"),
+                    {"now": db_now(), "limit": PURGE_BATCH},
                 )
             removed += result.rowcount
-            if result.rowcount < self.settings.outbox_purge_batch:
-                break
-        async with self.db.engine.begin() as conn:  # write-side housekeeping rides along: expired keys
-            await conn.execute(
-                text("DELETE FROM idempotency_keys WHERE expires_at < :now ORDER BY expires_at LIMIT :limit"),
-                {"now": db_now(), "limit": self.settings.outbox_purge_batch},
-            )
-        return removed
+            if result.rowcount < PURGE_BATCH:
+                return removed
 
     async def measure_backlog(self) -> None:
         async with self.db.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL")
-                )
-            ).one()
+            row = (await conn.execute(text("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"))).one()
         OUTBOX_BACKLOG.set(row.n)
         OUTBOX_OLDEST_AGE.set(0 if row.oldest is None else max(0.0, (db_now() - row.oldest).total_seconds()))
 
@@ -179,9 +192,9 @@ class OutboxRelay:
             await self.measure_backlog()
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
-            removed = await self.purge()
+            removed = await self.purge_expired_keys()
             if removed:
-                log.info("relay.purged", rows=removed)
+                log.info("relay.purged_expired_keys", rows=removed)
 
     async def _wait_for_work(self, stopping: asyncio.Event, timeout: float) -> None:
         waiter = asyncio.ensure_future(self.db.signal.wait(timeout))
@@ -191,7 +204,7 @@ class OutboxRelay:
             task.cancel()
 
     async def hold_leadership(self) -> bool:
-        """Take the lock if it is free (or already ours); the leader reads and marks on its own connections."""
+        """Take the lock if it is free (or already ours); the leader reads and deletes on its own connections."""
         if self._leader is not None:
             return True
         reader = await self._autocommit_connection()
@@ -200,11 +213,11 @@ class OutboxRelay:
             await reader.close()
             return False
         try:
-            marker = await self._autocommit_connection()
+            deleter = await self._autocommit_connection()
         except Exception:
             await reader.close()  # closing the connection frees the lock
             raise
-        self._leader = Leader(reader, marker)
+        self._leader = Leader(reader, deleter)
         log.info("relay.leader")
         return True
 
@@ -232,14 +245,11 @@ class OutboxRelay:
         return True
 
     async def release_leadership(self) -> None:
-        try:
-            await self._finish_marking()
-        except Exception as exc:  # its rows stay unmarked: the next leader publishes them again
-            log.warning("relay.mark_failed", error=repr(exc))
+        await self._stop_pipeline()
         leader, self._leader = self._leader, None
         if leader is None:
             return
-        await _close(leader.marker)
+        await _close(leader.deleter)
         try:
             await leader.reader.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
         except Exception:
@@ -250,7 +260,7 @@ class OutboxRelay:
 @dataclass(frozen=True)
 class Leader:
     reader: AsyncConnection  # holds the lock; reads the outbox
-    marker: AsyncConnection  # marks acked rows while the reader goes on
+    deleter: AsyncConnection  # deletes acked rows while the reader goes on
 
 
 async def _close(conn: AsyncConnection) -> None:

@@ -33,6 +33,7 @@ from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
+from tests.events import EventLog, Mark, WrittenEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -218,33 +219,60 @@ def unique(prefix: str = "x") -> str:
 
 
 class WriteModelProbe:
-    """Proves that a failed command wrote nothing: no new entity row, no new outbox event."""
+    """Proves what a command wrote, or that a failed one wrote nothing: no new entity row, no new event
+    (neither waiting in the outbox nor already published to Kafka, see EventLog)."""
 
-    TABLES = ("users", "products", "orders", "order_items", "order_status_history", "outbox")
+    TABLES = ("users", "products", "orders", "order_items", "order_status_history")
 
-    def __init__(self, db: WriteDatabase) -> None:
+    def __init__(self, db: WriteDatabase, events: EventLog | None = None) -> None:
         self.db = db
+        self._events = events
 
-    async def high_water(self) -> dict[str, int]:
+    @property
+    def events(self) -> EventLog:
+        assert self._events is not None, "this probe reads rows only: give it the session's event_log"
+        return self._events
+
+    async def high_water(self) -> HighWater:
         async with self.db.engine.connect() as conn:
             marks = {}
             for table in self.TABLES:
                 marks[table] = (await conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar()
-            return marks  # type: ignore[return-value]
+        return HighWater(marks, await self.events.mark() if self._events else Mark(0))
 
-    async def new_events(self, since: dict[str, int], topics: tuple[str, ...]) -> list[str]:
-        async with self.db.engine.connect() as conn:
-            rows = await conn.exec_driver_sql("SELECT topic FROM outbox WHERE id > %s", (since["outbox"],))
-            return [r.topic for r in rows if r.topic in topics]
+    async def events_since(self, since: HighWater) -> list[WrittenEvent]:
+        return await self.events.since(since.events)
+
+    async def events_of(self, since: HighWater, aggregate_type: str, aggregate_id: int | str) -> list[WrittenEvent]:
+        return await self.events.of(since.events, aggregate_type, aggregate_id)
+
+    async def new_events(self, since: HighWater, topics: tuple[str, ...]) -> list[str]:
+        return [e.topic for e in await self.events_since(since) if e.topic in topics]
 
     async def scalar(self, sql: str, *params: Any) -> Any:
         async with self.db.engine.connect() as conn:
             return (await conn.exec_driver_sql(sql, params)).scalar()
 
 
+class HighWater(dict[str, int]):
+    """The highest id of each entity table, and the point reached in the event history."""
+
+    def __init__(self, tables: dict[str, int], events: Mark) -> None:
+        super().__init__(tables)
+        self.events = events
+
+
+@pytest.fixture(scope="session")
+async def event_log(settings: Settings, write_db: WriteDatabase, topics: None) -> AsyncIterator[EventLog]:
+    log = EventLog(settings, write_db)
+    await log.start()
+    yield log
+    await log.stop()
+
+
 @pytest.fixture
-def probe(write_db: WriteDatabase) -> WriteModelProbe:
-    return WriteModelProbe(write_db)
+def probe(write_db: WriteDatabase, event_log: EventLog) -> WriteModelProbe:
+    return WriteModelProbe(write_db, event_log)
 
 
 class TopicTail:

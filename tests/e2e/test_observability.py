@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
 
-from command.db import WriteDatabase
-from shared.settings import Settings
 from tests.conftest import eventually
 from tests.e2e.conftest import Client, Process, admin_token
+from tests.events import EventLog
 
 METRICS = (
     "eventshop_outbox_backlog",
@@ -40,7 +38,7 @@ async def test_metrics_of_every_component_are_on_the_gateway(client: Client, eve
 
 
 async def test_one_correlation_id_follows_an_order_through_the_outbox_kafka_and_the_stock_worker(
-    eventshop_all: Process, settings: Settings
+    eventshop_all: Process, event_log: EventLog
 ) -> None:
     cid = f"checkout-{uuid.uuid4().hex[:8]}"
     headers = {"X-Correlation-ID": cid, "Authorization": f"Bearer {admin_token()}"}
@@ -70,22 +68,17 @@ async def test_one_correlation_id_follows_an_order_through_the_outbox_kafka_and_
                 p=product["id"],
             )
         )["createOrder"]
-    db = WriteDatabase(settings.mysql_dsn)
-    try:
+    ours = {("order", int(order["id"])), ("product", int(product["id"]))}
 
-        async def saga_events() -> list[tuple[str, str]]:
-            async with db.engine.connect() as conn:
-                rows = await conn.exec_driver_sql(
-                    "SELECT topic, headers FROM outbox WHERE (aggregate_type = 'order' AND aggregate_id = %s) "
-                    "OR (aggregate_type = 'product' AND aggregate_id = %s) ORDER BY id",
-                    (int(order["id"]), int(product["id"])),
-                )
-                found = [(r.topic, json.loads(r.headers).get("correlation_id")) for r in rows]
-            return found if any(t == "order.reserved" for t, _ in found) else []
+    async def saga_events() -> list[tuple[str, str]]:
+        found = [
+            (e.topic, e.envelope["correlation_id"])
+            for e in await event_log.all()
+            if (e.aggregate_type, e.aggregate_id) in ours
+        ]
+        return found if any(t == "order.reserved" for t, _ in found) else []
 
-        events = await eventually(saga_events, timeout=30)
-    finally:
-        await db.dispose()
+    events = await eventually(saga_events, timeout=30)
     # The order's creation and the stock worker's reaction, through Kafka, carry the request's id.
     assert {t for t, _ in events} >= {"product.created", "order.created", "stock.reserved", "order.reserved"}
     assert {c for _, c in events} == {cid}

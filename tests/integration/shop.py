@@ -14,7 +14,7 @@ from sqlalchemy import delete
 from command.db import Transaction, WriteDatabase
 from command.models import OutboxRow
 from shared.events import EventEnvelope, Topic
-from tests.conftest import GraphQLClient, WriteModelProbe, eventually, unique
+from tests.conftest import GraphQLClient, HighWater, WriteModelProbe, eventually, unique
 
 PRODUCT_FIELDS = "id name description price stock version createdAt updatedAt"
 ORDER_FIELDS = """
@@ -158,23 +158,13 @@ async def stock_settles_at(probe: WriteModelProbe, product_id: str, expected: in
     await eventually(settled, timeout=60)
 
 
-async def order_events_since(probe: WriteModelProbe, since: dict[str, int], order_id: str) -> list[str]:
-    """Outbox topics written for one order after the `since` high-water mark."""
-    async with probe.db.engine.connect() as conn:
-        rows = await conn.exec_driver_sql(
-            "SELECT topic FROM outbox WHERE id > %s AND aggregate_type = 'order' AND aggregate_id = %s ORDER BY id",
-            (since["outbox"], int(order_id)),
-        )
-        return [r.topic for r in rows]
+async def order_events_since(probe: WriteModelProbe, since: HighWater, order_id: str) -> list[str]:
+    """Topics of the events written for one order after the `since` high-water mark, in order."""
+    return [e.topic for e in await probe.events_of(since, "order", order_id)]
 
 
-async def product_events_since(probe: WriteModelProbe, since: dict[str, int], product_id: str) -> list[str]:
-    async with probe.db.engine.connect() as conn:
-        rows = await conn.exec_driver_sql(
-            "SELECT topic FROM outbox WHERE id > %s AND aggregate_type = 'product' AND aggregate_id = %s ORDER BY id",
-            (since["outbox"], int(product_id)),
-        )
-        return [r.topic for r in rows]
+async def product_events_since(probe: WriteModelProbe, since: HighWater, product_id: str) -> list[str]:
+    return [e.topic for e in await probe.events_of(since, "product", product_id)]
 
 
 # Other test sessions may share the test databases and write at the same time, so "nothing was written"
@@ -182,23 +172,18 @@ async def product_events_since(probe: WriteModelProbe, since: dict[str, int], pr
 # that is the same as an unchanged high-water mark and no new event on the topics.
 
 
-async def products_written(probe: WriteModelProbe, before: dict[str, int], marker: str) -> dict[str, int]:
+async def products_written(probe: WriteModelProbe, before: HighWater, marker: str) -> dict[str, int]:
     """Product rows and product events added since `before` that carry `marker` as their description."""
     rows = await probe.scalar(
         "SELECT COUNT(*) FROM products WHERE id > %s AND description = %s", before["products"], marker
     )
-    marks = ", ".join(["%s"] * len(PRODUCT_TOPICS))
-    events = await probe.scalar(
-        f"SELECT COUNT(*) FROM outbox WHERE id > %s AND topic IN ({marks}) "
-        "AND JSON_UNQUOTE(JSON_EXTRACT(payload, '$.data.description')) = %s",
-        before["outbox"],
-        *PRODUCT_TOPICS,
-        marker,
-    )
-    return {"products": int(rows), "events": int(events)}
+    events = [
+        e for e in await probe.events_since(before) if e.topic in PRODUCT_TOPICS and e.data.get("description") == marker
+    ]
+    return {"products": int(rows), "events": len(events)}
 
 
-async def orders_written(probe: WriteModelProbe, before: dict[str, int], *user_ids: int | str) -> dict[str, int]:
+async def orders_written(probe: WriteModelProbe, before: HighWater, *user_ids: int | str) -> dict[str, int]:
     """Order rows, items, history and order events added since `before` for these customers."""
     users = ", ".join(str(int(u)) for u in user_ids)
     mine = f"SELECT id FROM orders WHERE user_id IN ({users})"
@@ -206,29 +191,27 @@ async def orders_written(probe: WriteModelProbe, before: dict[str, int], *user_i
         "orders": f"SELECT COUNT(*) FROM orders WHERE id > %s AND user_id IN ({users})",
         "order_items": f"SELECT COUNT(*) FROM order_items WHERE id > %s AND order_id IN ({mine})",
         "order_status_history": f"SELECT COUNT(*) FROM order_status_history WHERE id > %s AND order_id IN ({mine})",
-        "outbox": "SELECT COUNT(*) FROM outbox WHERE id > %s AND aggregate_type = 'order' "
-        f"AND JSON_EXTRACT(payload, '$.data.user_id') IN ({users})",
     }
-    return {table: int(await probe.scalar(sql, before[table])) for table, sql in counts.items()}
+    written = {table: int(await probe.scalar(sql, before[table])) for table, sql in counts.items()}
+    customers = {int(u) for u in user_ids}
+    events = [
+        e for e in await probe.events_since(before) if e.aggregate_type == "order" and e.data["user_id"] in customers
+    ]
+    return {**written, "events": len(events)}
 
 
-async def order_written(probe: WriteModelProbe, before: dict[str, int], order_id: int | str) -> dict[str, int]:
-    """History rows and outbox events added since `before` for one order."""
+async def order_written(probe: WriteModelProbe, before: HighWater, order_id: int | str) -> dict[str, int]:
+    """History rows and events added since `before` for one order."""
     history = await probe.scalar(
         "SELECT COUNT(*) FROM order_status_history WHERE id > %s AND order_id = %s",
         before["order_status_history"],
         int(order_id),
     )
-    events = await probe.scalar(
-        "SELECT COUNT(*) FROM outbox WHERE id > %s AND aggregate_type = 'order' AND aggregate_id = %s",
-        before["outbox"],
-        int(order_id),
-    )
-    return {"history": int(history), "events": int(events)}
+    return {"history": int(history), "events": len(await probe.events_of(before, "order", order_id))}
 
 
 NOTHING_FOR_PRODUCT = {"products": 0, "events": 0}
-NOTHING_FOR_CUSTOMERS = {"orders": 0, "order_items": 0, "order_status_history": 0, "outbox": 0}
+NOTHING_FOR_CUSTOMERS = {"orders": 0, "order_items": 0, "order_status_history": 0, "events": 0}
 NOTHING_FOR_ORDER = {"history": 0, "events": 0}
 
 

@@ -7,6 +7,12 @@ import asyncio
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, unique
 from tests.integration.shop import decided, order_input, register_customer, stock_product
 
+
+async def events_of(probe: WriteModelProbe, topic: str, order_id: str) -> int:
+    """How many events of this topic were written for the order (a redelivered one counts once)."""
+    return len([e for e in await probe.events.all() if e.topic == topic and e.aggregate_id == int(order_id)])
+
+
 CREATE = """mutation($input: CreateOrderInput!, $key: String) {
   createOrder(input: $input, idempotencyKey: $key) { id version status }
 }"""
@@ -30,12 +36,7 @@ async def test_a_retried_create_order_returns_the_first_order_and_places_one(
     again = (await gql.data(CREATE, input=order, key=key))["createOrder"]
     assert again == first
     assert await orders_of(probe, customer["id"]) == 1
-    assert (
-        await probe.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE topic = 'order.created' AND aggregate_id = %s", int(first["id"])
-        )
-        == 1
-    )
+    assert await events_of(probe, "order.created", first["id"]) == 1
 
 
 async def test_concurrent_retries_with_one_key_act_exactly_once(gql: GraphQLClient, probe: WriteModelProbe) -> None:
@@ -93,11 +94,6 @@ async def test_a_retried_payment_pays_once(gql: GraphQLClient, probe: WriteModel
     results = await asyncio.gather(*(gql.data(PAY, id=placed["id"], method="PIX", key=key) for _ in range(5)))
     assert len({(r["payOrder"]["version"], r["payOrder"]["status"]) for r in results}) == 1
     assert results[0]["payOrder"]["status"] == "PAID"
-    assert (
-        await probe.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE topic = 'order.paid' AND aggregate_id = %s", int(placed["id"])
-        )
-        == 1
-    )
+    assert await events_of(probe, "order.paid", placed["id"]) == 1
     # Without the key, a second payment is what it is: the order is no longer payable.
     assert await gql.error_code(PAY, id=placed["id"], method="PIX") == "INVALID_STATE"

@@ -50,7 +50,7 @@ async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> lis
 
 async def unpublished(db: WriteDatabase) -> int:
     async with db.engine.connect() as conn:
-        return (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")).scalar()
+        return (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
 
 
 class RelayProcess:
@@ -117,11 +117,11 @@ def versions_in_kafka_order(records: list[Any]) -> dict[bytes, list[int]]:
     return versions
 
 
-async def test_small_batches_marked_while_the_next_one_is_sent_publish_every_row_once_in_order(
+async def test_small_batches_deleted_while_the_next_one_is_sent_publish_every_row_once_in_order(
     relay_db: WriteDatabase, relay_settings: Settings
 ) -> None:
-    # Batches of 7 with writers still committing: every batch is read while the one before is being
-    # marked, and rows committed meanwhile land below, inside and above the ranges in flight.
+    # Batches of 7 with writers still committing: every batch is read while the one before waits for its
+    # acks or is being deleted, and rows committed meanwhile land below, inside and above the ranges in flight.
     settings = relay_settings.model_copy(update={"outbox_batch_size": 7})
     keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(5)]
     async with TopicTail(settings, Topic.USER_UPDATED) as tail:
@@ -138,7 +138,7 @@ async def test_small_batches_marked_while_the_next_one_is_sent_publish_every_row
     assert versions_in_kafka_order(ours) == {str(k).encode(): list(range(1, 26)) for k in keys}
 
 
-async def test_a_failed_mark_republishes_its_batches_and_loses_nothing(
+async def test_a_failed_delete_republishes_its_batches_and_loses_nothing(
     relay_db: WriteDatabase, relay_settings: Settings
 ) -> None:
     settings = relay_settings.model_copy(update={"outbox_batch_size": 5})
@@ -147,19 +147,19 @@ async def test_a_failed_mark_republishes_its_batches_and_loses_nothing(
     failed: list[list[int]] = []
     async with TopicTail(settings, Topic.USER_UPDATED) as tail:
         async with RelayProcess(relay_db, settings) as relay:
-            mark = relay.mark_published
+            delete = relay.delete_published
 
-            async def mark_fails_once(conn: Any, ids: list[int]) -> None:
+            async def delete_fails_once(conn: Any, ids: list[int]) -> None:
                 if not failed:
                     failed.append(ids)
-                    raise ConnectionResetError("lost the database while marking")
-                await mark(conn, ids)
+                    raise ConnectionResetError("lost the database while deleting")
+                await delete(conn, ids)
 
-            relay.mark_published = mark_fails_once  # type: ignore[method-assign]
+            relay.delete_published = delete_fails_once  # type: ignore[method-assign]
             await eventually(lambda: _is_zero(unpublished(relay_db)))
             records = await tail.collect(seen_all(event_ids))
         records = await tail.collect(lambda r: True)
-    assert failed, "the relay never marked anything"
+    assert failed, "the relay never deleted anything"
     found = by_event_id(records, event_ids)
     copies = sorted(len(c) for c in found.values())
     assert len(found) == 12 and copies[0] >= 1 and copies[-1] == 2  # the failed batch twice, nothing lost
@@ -192,7 +192,7 @@ async def test_with_two_relays_only_the_leader_publishes_and_the_standby_takes_o
     assert all(len(copies) == 1 for copies in found.values())
 
 
-async def test_a_relay_killed_between_publish_and_mark_republishes_and_the_view_stays_right(
+async def test_a_relay_killed_between_publish_and_delete_republishes_and_the_view_stays_right(
     relay_db: WriteDatabase, relay_settings: Settings, read_model: ReadModel, system: RunningSystem
 ) -> None:
     key = FAKE_IDS_FROM + random.randrange(10**9)
@@ -205,14 +205,14 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_and_the_view_
         doomed = RelayProcess(relay_db, relay_settings)
         async with doomed as relay:
 
-            async def crash_before_marking(conn: object, ids: list[int]) -> None:
-                raise Crash("killed after Kafka acked, before the rows were marked")
+            async def crash_before_deleting(conn: object, ids: list[int]) -> None:
+                raise Crash("killed after Kafka acked, before the rows were deleted")
 
-            relay.mark_published = crash_before_marking  # type: ignore[method-assign]
+            relay.delete_published = crash_before_deleting  # type: ignore[method-assign]
             await tail.collect(seen_all(set(event_ids)))
             with pytest.raises(Crash):
                 await doomed.task  # the relay dies as a killed process would
-        assert await unpublished(relay_db) == 5  # the crash left every row unmarked
+        assert await unpublished(relay_db) == 5  # the crash left every row in the outbox
 
         async with RelayProcess(relay_db, relay_settings):
             await eventually(lambda: _is_zero(unpublished(relay_db)))
@@ -233,23 +233,25 @@ async def test_a_relay_killed_between_publish_and_mark_republishes_and_the_view_
     assert (await read_model.user(key))["name"] == "relay probe v5"  # type: ignore[index]
 
 
-async def test_purge_removes_only_old_published_rows(relay_db: WriteDatabase, relay_settings: Settings) -> None:
-    await write_events(relay_db, [FAKE_IDS_FROM + random.randrange(10**9)], versions=3)
+async def test_the_relay_purges_expired_idempotency_keys_and_keeps_live_ones(
+    relay_db: WriteDatabase, relay_settings: Settings
+) -> None:
+    keys = {
+        f"expired-{random.randrange(10**9)}": "- INTERVAL 1 SECOND",
+        f"live-{random.randrange(10**9)}": "+ INTERVAL 1 HOUR",
+    }
     async with relay_db.engine.begin() as conn:
-        await conn.exec_driver_sql(
-            "UPDATE outbox SET published_at = NOW(6) - INTERVAL 30 DAY WHERE published_at IS NULL ORDER BY id LIMIT 2"
-        )
-        total_before = (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
-        old = (
-            await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")
-        ).scalar()
+        for key, offset in keys.items():
+            await conn.exec_driver_sql(
+                "INSERT INTO idempotency_keys (operation, `key`, request_hash, response, created_at, expires_at) "
+                f"VALUES ('createOrder', %s, 'h', '{{}}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) {offset})",
+                (key,),
+            )
     relay = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
-    assert await relay.purge() == old
+    assert await relay.purge_expired_keys() >= 1
     async with relay_db.engine.connect() as conn:
-        assert (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar() == total_before - old
-        assert await unpublished(relay_db) >= 1  # unpublished rows are never purged
-    async with RelayProcess(relay_db, relay_settings):  # leave the outbox drained for the next test
-        await eventually(lambda: _is_zero(unpublished(relay_db)))
+        left = await conn.exec_driver_sql("SELECT `key` FROM idempotency_keys WHERE `key` IN (%s, %s)", tuple(keys))
+        assert [row[0] for row in left] == [k for k in keys if k.startswith("live-")]
 
 
 async def _is_zero(count: Any) -> bool:

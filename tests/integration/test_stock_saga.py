@@ -18,7 +18,7 @@ from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.stock_worker import CONSUMER, StockWorker, release_stock, reserve_stock
 from projection.projectors.products import ProductProjector
 from shared.events import AggregateType, EventEnvelope, Topic
-from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, unique
+from tests.conftest import GraphQLClient, HighWater, RunningSystem, WriteModelProbe, eventually, unique
 from tests.integration.shop import (
     CANCEL_ORDER,
     CREATE_ORDER,
@@ -47,15 +47,11 @@ async def deliver(worker: StockWorker, event: EventEnvelope) -> None:
     await worker.handle(event, None)  # type: ignore[arg-type]
 
 
-async def outbox_event(probe: WriteModelProbe, topic: Topic, aggregate_id: str) -> EventEnvelope:
-    """The event exactly as the outbox published it (same event id), to deliver it once more."""
-    async with probe.db.engine.connect() as conn:
-        result = await conn.exec_driver_sql(
-            "SELECT payload FROM outbox WHERE topic = %s AND aggregate_id = %s ORDER BY id DESC LIMIT 1",
-            (topic.value, int(aggregate_id)),
-        )
-        payload = result.scalar_one()
-    return EventEnvelope.model_validate_json(payload)
+async def written_event(probe: WriteModelProbe, topic: Topic, aggregate_id: str) -> EventEnvelope:
+    """The event exactly as the write side wrote it (same event id), to deliver it once more."""
+    found = [e for e in await probe.events.all() if e.topic == topic.value and e.aggregate_id == int(aggregate_id)]
+    assert found, f"no {topic} event for {aggregate_id}"
+    return EventEnvelope.model_validate(found[-1].envelope)
 
 
 async def processed(probe: WriteModelProbe, events: list[EventEnvelope]) -> int:
@@ -70,15 +66,10 @@ async def processed(probe: WriteModelProbe, events: list[EventEnvelope]) -> int:
     )
 
 
-async def stocks_reserved(probe: WriteModelProbe, since: dict[str, int], product_id: str) -> list[int]:
-    """The stock level carried by each `stock.reserved` event of one product, in outbox order."""
-    async with probe.db.engine.connect() as conn:
-        rows = await conn.exec_driver_sql(
-            "SELECT JSON_EXTRACT(payload, '$.data.stock') AS stock FROM outbox "
-            "WHERE id > %s AND topic = 'stock.reserved' AND aggregate_id = %s ORDER BY id",
-            (since["outbox"], int(product_id)),
-        )
-        return [int(r.stock) for r in rows]
+async def stocks_reserved(probe: WriteModelProbe, since: HighWater, product_id: str) -> list[int]:
+    """The stock level carried by each `stock.reserved` event of one product, in the order written."""
+    events = await probe.events_of(since, "product", product_id)
+    return [int(e.data["stock"]) for e in events if e.topic == "stock.reserved"]
 
 
 async def blocked_on_order_lock(probe: WriteModelProbe, order_id: str) -> bool:
@@ -255,7 +246,7 @@ async def test_a_redelivered_event_changes_nothing(
 
     # The order's creation reaches the stock worker through Kafka, and three more times at once.
     placed = await place_order(gql, customer, (camera, 2))
-    created = await outbox_event(probe, Topic.ORDER_CREATED, placed["id"])
+    created = await written_event(probe, Topic.ORDER_CREATED, placed["id"])
     await asyncio.gather(*(deliver(worker, created) for _ in range(3)))
     assert await decided(probe, placed["id"]) == "RESERVED"
     assert (await read_order(gql, placed["id"], min_version=2) or {})["status"] == "RESERVED"
@@ -265,7 +256,7 @@ async def test_a_redelivered_event_changes_nothing(
 
     # The cancellation, likewise, arrives through Kafka and three more times, one of them late.
     await gql.data(CANCEL_ORDER, id=placed["id"], reason="changed my mind")
-    canceled = await outbox_event(probe, Topic.ORDER_CANCELED, placed["id"])
+    canceled = await written_event(probe, Topic.ORDER_CANCELED, placed["id"])
     await asyncio.gather(*(deliver(worker, canceled) for _ in range(2)))
     await stock_settles_at(probe, camera["id"], 5)
     await deliver(worker, canceled)
@@ -301,7 +292,7 @@ async def test_orders_canceled_while_their_reservation_is_under_way_all_give_the
 
     # Once the stock worker has handled every creation and every cancellation, nothing is held.
     events = [
-        await outbox_event(probe, topic, order["id"])
+        await written_event(probe, topic, order["id"])
         for order in canceled
         for topic in (Topic.ORDER_CREATED, Topic.ORDER_CANCELED)
     ]

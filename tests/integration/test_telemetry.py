@@ -6,7 +6,6 @@ The spans go to the SDK's in-memory exporter (through the same BatchSpanProcesso
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -77,12 +76,9 @@ def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
 
-async def outbox_headers(probe: WriteModelProbe, topic: str, aggregate_id: str) -> list[dict[str, str]]:
-    async with probe.db.engine.connect() as conn:
-        rows = await conn.exec_driver_sql(
-            "SELECT headers FROM outbox WHERE topic = %s AND aggregate_id = %s ORDER BY id", (topic, int(aggregate_id))
-        )
-        return [json.loads(r.headers) if isinstance(r.headers, str | bytes) else r.headers for r in rows]
+async def written(probe: WriteModelProbe, topic: str, aggregate_id: str) -> list[dict[str, Any]]:
+    """The events as the command wrote them (the envelope keeps the stored trace context)."""
+    return [e.envelope for e in await probe.events.all() if e.topic == topic and e.aggregate_id == int(aggregate_id)]
 
 
 async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
@@ -131,10 +127,10 @@ async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
     # The correlation id travels beside the trace: request header -> outbox -> Kafka header -> consumer.
     for span in (server, producer, consumer):
         assert (span.attributes or {})["eventshop.correlation_id"] == correlation
-    (headers,) = await outbox_headers(probe, Topic.PRODUCT_CREATED.value, product["id"])
-    assert headers["correlation_id"] == correlation
-    # The outbox row names the mutation's span; the Kafka header named the producer's (the consumer's parent).
-    assert headers["traceparent"] == f"00-{trace_id:032x}-{server.context.span_id:016x}-01"
+    (event,) = await written(probe, Topic.PRODUCT_CREATED.value, product["id"])
+    assert event["correlation_id"] == correlation
+    # The event names the mutation's span; the Kafka header named the producer's (the consumer's parent).
+    assert event["trace"] == f"00-{trace_id:032x}-{server.context.span_id:016x}-01"
 
 
 async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(
@@ -231,8 +227,8 @@ async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travel
 
     await eventually(projected, timeout=30)  # the relay published it and the projector consumed it
     assert exporter.get_finished_spans() == ()
-    (headers,) = await outbox_headers(probe, Topic.PRODUCT_CREATED.value, product["id"])
-    assert headers["correlation_id"] == correlation
-    outbox_trace, outbox_span = headers["traceparent"].split("-")[1:3]
+    (event,) = await written(probe, Topic.PRODUCT_CREATED.value, product["id"])
+    assert event["correlation_id"] == correlation
+    outbox_trace, outbox_span = event["trace"].split("-")[1:3]
     assert int(outbox_trace, 16) == trace_id  # the caller's trace, under a span id of the request's own
     assert int(outbox_span, 16) != caller_span

@@ -1,0 +1,163 @@
+"""What the write side wrote, for tests: every event still in the outbox plus every event already in Kafka.
+
+The relay deletes an outbox row once Kafka acked it, so the outbox alone no longer shows what a command
+wrote. `EventLog` reads every domain topic from the moment it starts and answers with both sources, with
+no gap between them: it reads the outbox first and Kafka's end offsets after, and a row missing from the
+outbox was deleted after its ack, so it is below those end offsets and is read before the answer is given.
+Duplicates of an at-least-once redelivery count once (by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from command.db import WriteDatabase
+from shared.events import DOMAIN_TOPICS
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class WrittenEvent:
+    event_id: str
+    topic: str  # the catalog name, without the environment's topic prefix
+    aggregate_type: str
+    aggregate_id: int
+    envelope: dict[str, Any]  # the event as consumers decode it
+    headers: dict[str, str]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self.envelope["data"])
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A point in the event history: what was already published and what was still waiting."""
+
+    published: int
+    waiting: frozenset[str] = field(default_factory=frozenset)
+
+
+class EventLog:
+    def __init__(self, settings: Settings, db: WriteDatabase) -> None:
+        self.settings = settings
+        self.db = db
+        self.published: list[WrittenEvent] = []
+        self._read_to: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.settings.topic(t) for t in DOMAIN_TOPICS])
+        finally:
+            await admin.close()
+        partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+        assert len({tp.topic for tp in partitions}) == len(DOMAIN_TOPICS), "a domain topic is missing"
+        # A short fetch wait: the end-offset requests of `_caught_up` queue behind the pending fetch.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await consumer.start()
+        consumer.assign(partitions)
+        self._read_to = dict(await consumer.end_offsets(partitions))
+        for tp, offset in self._read_to.items():
+            consumer.seek(tp, offset)
+        self._consumer = consumer
+        self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def mark(self) -> Mark:
+        waiting = await self._caught_up()
+        return Mark(len(self.published), frozenset(e.event_id for e in waiting))
+
+    async def since(self, mark: Mark) -> list[WrittenEvent]:
+        """Every event written after `mark`, published ones first (in partition order), then waiting ones."""
+        waiting = await self._caught_up()
+        seen = set(mark.waiting)
+        events = []
+        for event in [*self.published[mark.published :], *waiting]:
+            if event.event_id not in seen:
+                seen.add(event.event_id)
+                events.append(event)
+        return events
+
+    async def all(self) -> list[WrittenEvent]:
+        """Every event written since the log started (and every one still waiting in the outbox)."""
+        return await self.since(Mark(0))
+
+    async def of(self, mark: Mark, aggregate_type: str, aggregate_id: int | str) -> list[WrittenEvent]:
+        return [
+            e
+            for e in await self.since(mark)
+            if e.aggregate_type == aggregate_type and e.aggregate_id == int(aggregate_id)
+        ]
+
+    async def _caught_up(self, timeout: float = 20.0) -> list[WrittenEvent]:
+        """The rows waiting in the outbox now; returns once Kafka was read up to where it ended after that."""
+        waiting = await self._waiting()
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(list(self._read_to))
+        deadline = time.monotonic() + timeout
+        while any(self._read_to[tp] < end for tp, end in ends.items()):
+            assert self._reader is not None and not self._reader.done(), "the event log reader stopped"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the event log did not reach the end of the topics within {timeout}s")
+            await asyncio.sleep(0.01)
+        return waiting
+
+    async def _waiting(self) -> list[WrittenEvent]:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT event_id, topic, aggregate_type, aggregate_id, payload, headers FROM outbox ORDER BY id"
+            )
+            return [
+                WrittenEvent(
+                    r.event_id, r.topic, r.aggregate_type, int(r.aggregate_id), _json(r.payload), _json(r.headers)
+                )
+                for r in rows
+            ]
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        prefix = len(self.settings.kafka_topic_prefix)
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for tp, records in batches.items():
+                self.published.extend(e for e in (_published(record, prefix) for record in records) if e)
+                self._read_to[tp] = records[-1].offset + 1
+
+
+def _published(record: ConsumerRecord[bytes, bytes], prefix: int) -> WrittenEvent | None:
+    """The event in a record, or None for what no handler wrote (the poison messages of consumer tests)."""
+    try:
+        envelope = json.loads(record.value or b"")
+        return WrittenEvent(
+            envelope["event_id"],
+            record.topic[prefix:],
+            envelope["aggregate_type"],
+            int(envelope["aggregate_id"]),
+            envelope,
+            {k: v.decode() for k, v in record.headers or ()},
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
