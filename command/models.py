@@ -119,6 +119,7 @@ class OutboxRow(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     headers: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -1,9 +1,11 @@
 """OutboxRelay: publishes committed outbox rows to Kafka, in id order, from one leader at a time.
 
 Leadership is a MySQL named lock (GET_LOCK) held on a dedicated connection: if the process dies,
-the server releases it and a standby takes over. A row is deleted only after Kafka acked it, so a crash
-between publish and delete republishes (at-least-once; consumers are idempotent). The outbox is a queue,
-not a log: Kafka keeps the events, and every row in the outbox is one still to publish.
+the server releases it and a standby takes over. A row is completed only after Kafka acked it, so a
+crash between publish and completion republishes (at-least-once; consumers are idempotent). Completing
+is OUTBOX_COMPLETION: `mark` sets `published_at` and keeps the row until the retention purge (the
+default: an audit trail in MySQL, and clearing `published_at` publishes rows again); `delete` removes it
+at once, which is cheaper for MySQL than moving the row's `published_at` index entry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 from aiokafka import AIOKafkaProducer
@@ -32,7 +35,6 @@ log = get_logger(__name__)
 LOCK_PREFIX = "eventshop.outbox_relay"
 MIN_POLL_INTERVAL = 0.005
 PURGE_EVERY_SECONDS = 60.0
-PURGE_BATCH = 1000
 MEASURE_EVERY_SECONDS = 1.0
 
 
@@ -55,7 +57,7 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._last_measure = 0.0
         self._read_ahead: asyncio.Task[list[PendingRow]] | None = None  # the next batch, read during acks
-        self._deleting: tuple[list[int], asyncio.Task[None]] | None = None  # acked rows being deleted
+        self._completing: tuple[list[int], asyncio.Task[None]] | None = None  # acked rows being completed
         # One leader per database (GET_LOCK names are server-wide).
         self.lock_name = f"{LOCK_PREFIX}.{db.engine.url.database}"
 
@@ -90,20 +92,22 @@ class OutboxRelay:
                 return
 
     async def publish_batch(self) -> int:
-        """Publish the oldest rows of the outbox; returns how many Kafka acked. Needs leadership.
+        """Publish the oldest unpublished rows; returns how many Kafka acked. Needs leadership.
 
         Kafka sends never overlap: a batch is sent only after every ack of the previous one, so a failed
-        batch is never overtaken by a later one. The database work around them does overlap: while a full
-        batch waits for its acks the next one is read, and deleting a batch runs while the next is sent,
-        on the leader's second connection. Those reads leave out the rows in flight and being deleted, so
-        one leader never sends a row twice. A row committed after a read with a lower id than rows in it
-        goes with a later batch; that never reorders one aggregate's events, because a handler writes its
-        outbox rows while it holds the aggregate's row lock, so one aggregate's rows commit in id order.
+        batch is never overtaken by a later one. The database work around them does overlap: completing a
+        batch runs on the leader's second connection while the next one is read and sent, and with
+        `delete` a full batch also has the next one read while it waits for its acks (with `mark` that read
+        ahead measured slower: it meets the index entries the marking is moving). Reads leave out the rows
+        in flight and being completed, so one leader never sends a row twice. A row committed after a read,
+        with a lower id than rows in it, goes with a later batch; that never reorders one aggregate's
+        events, because a handler writes its outbox rows while it holds the aggregate's row lock, so one
+        aggregate's rows commit in id order.
         """
         assert self._leader is not None, "publish_batch needs leadership (hold_leadership)"
-        rows = await self._take_read_ahead() or await self._pending(self._deleting_ids())
+        rows = await self._take_read_ahead() or await self._pending(self._completing_ids())
         if not rows:
-            await self._finish_deleting()
+            await self._finish_completing()
             return 0
         futures = [
             await telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
@@ -116,13 +120,13 @@ class OutboxRelay:
             for row in rows
         ]
         ids = [row.id for row in rows]
-        if len(rows) == self.settings.outbox_batch_size:  # probably more waiting: read it during the acks
-            self._read_ahead = asyncio.create_task(self._pending(ids + self._deleting_ids()))
-        await asyncio.gather(*futures)  # every ack (acks=all) before anything is deleted
+        if self.settings.outbox_completion == "delete" and len(rows) == self.settings.outbox_batch_size:
+            self._read_ahead = asyncio.create_task(self._pending(ids + self._completing_ids()))
+        await asyncio.gather(*futures)  # every ack (acks=all) before anything is completed
         RELAY_PUBLISHED.inc(len(rows))
         self.published += len(rows)
-        await self._finish_deleting()
-        self._deleting = (ids, asyncio.create_task(self.delete_published(self._leader.deleter, ids)))
+        await self._finish_completing()
+        self._completing = (ids, asyncio.create_task(self.complete(self._leader.completer, ids)))
         return len(rows)
 
     async def _pending(self, excluded_ids: list[int]) -> list[PendingRow]:
@@ -131,57 +135,74 @@ class OutboxRelay:
         assert self._leader is not None
         excluded = ",".join(str(int(i)) for i in excluded_ids) or "0"
         result = await self._leader.reader.exec_driver_sql(
-            "SELECT id, topic, `key`, payload, headers FROM outbox "
-            f"WHERE id NOT IN ({excluded}) ORDER BY id LIMIT {int(self.settings.outbox_batch_size)}"
+            "SELECT id, topic, `key`, payload, headers FROM outbox WHERE published_at IS NULL "
+            f"AND id NOT IN ({excluded}) ORDER BY id LIMIT {int(self.settings.outbox_batch_size)}"
         )
         rows = cast(Iterable[tuple[int, str, str, str | bytes, object]], result)
         return [PendingRow(id_, topic, key, payload, _headers(headers)) for id_, topic, key, payload, headers in rows]
 
-    async def delete_published(self, conn: AsyncConnection, ids: list[int]) -> None:
-        published = ",".join(str(int(i)) for i in ids)
-        await conn.exec_driver_sql(f"DELETE FROM outbox WHERE id IN ({published})")
+    async def complete(self, conn: AsyncConnection, ids: list[int]) -> None:
+        """Mark or delete rows that Kafka acked (OUTBOX_COMPLETION)."""
+        acked = ",".join(str(int(i)) for i in ids)
+        if self.settings.outbox_completion == "delete":
+            await conn.exec_driver_sql(f"DELETE FROM outbox WHERE id IN ({acked})")
+        else:
+            await conn.exec_driver_sql(f"UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE id IN ({acked})")
 
     async def _take_read_ahead(self) -> list[PendingRow]:
         read_ahead, self._read_ahead = self._read_ahead, None
         return await read_ahead if read_ahead is not None else []
 
-    def _deleting_ids(self) -> list[int]:
-        return self._deleting[0] if self._deleting is not None else []
+    def _completing_ids(self) -> list[int]:
+        return self._completing[0] if self._completing is not None else []
 
-    async def _finish_deleting(self) -> None:
-        """Wait for the batch being deleted; a failure surfaces here (its rows are then published again)."""
-        deleting, self._deleting = self._deleting, None
-        if deleting is not None:
-            await deleting[1]
+    async def _finish_completing(self) -> None:
+        """Wait for the batch being completed; a failure surfaces here (its rows are then published again)."""
+        completing, self._completing = self._completing, None
+        if completing is not None:
+            await completing[1]
 
     async def _stop_pipeline(self) -> None:
-        """On an error or when leadership ends: drop the read-ahead, let a running delete complete."""
+        """On an error or when leadership ends: drop the read-ahead, let a running completion finish."""
         read_ahead, self._read_ahead = self._read_ahead, None
         if read_ahead is not None:
             read_ahead.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await read_ahead
         try:
-            await self._finish_deleting()
-        except Exception as exc:  # its rows stay in the outbox: the next leader publishes them again
-            log.warning("relay.delete_failed", error=repr(exc))
+            await self._finish_completing()
+        except Exception as exc:  # its rows stay unpublished: the next leader publishes them again
+            log.warning("relay.complete_failed", error=repr(exc))
 
-    async def purge_expired_keys(self) -> int:
-        """Write-side housekeeping that rides along with the relay: expired idempotency keys, in batches."""
+    async def purge(self) -> int:
+        """Delete published rows older than the retention period, then expired idempotency keys (write-side
+        housekeeping that rides along), in small batches. Returns the outbox rows removed."""
+        cutoff = db_now() - timedelta(seconds=self.settings.outbox_retention_seconds)
+        removed = await self._delete_in_batches(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < :cutoff ORDER BY id LIMIT :limit",
+            cutoff=cutoff,
+        )
+        await self._delete_in_batches(
+            "DELETE FROM idempotency_keys WHERE expires_at < :cutoff ORDER BY expires_at LIMIT :limit", cutoff=db_now()
+        )
+        return removed
+
+    async def _delete_in_batches(self, sql: str, **params: object) -> int:
         removed = 0
         while True:
             async with self.db.engine.begin() as conn:
-                result = await conn.execute(
-                    text("DELETE FROM idempotency_keys WHERE expires_at < :now ORDER BY expires_at LIMIT :limit"),
-                    {"now": db_now(), "limit": PURGE_BATCH},
-                )
+                result = await conn.execute(text(sql), {**params, "limit": self.settings.outbox_purge_batch})
             removed += result.rowcount
-            if result.rowcount < PURGE_BATCH:
+            if result.rowcount < self.settings.outbox_purge_batch:
                 return removed
 
     async def measure_backlog(self) -> None:
         async with self.db.engine.connect() as conn:
-            row = (await conn.execute(text("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"))).one()
+            row = (
+                await conn.execute(
+                    text("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL")
+                )
+            ).one()
         OUTBOX_BACKLOG.set(row.n)
         OUTBOX_OLDEST_AGE.set(0 if row.oldest is None else max(0.0, (db_now() - row.oldest).total_seconds()))
 
@@ -192,9 +213,9 @@ class OutboxRelay:
             await self.measure_backlog()
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
-            removed = await self.purge_expired_keys()
+            removed = await self.purge()
             if removed:
-                log.info("relay.purged_expired_keys", rows=removed)
+                log.info("relay.purged", rows=removed)
 
     async def _wait_for_work(self, stopping: asyncio.Event, timeout: float) -> None:
         waiter = asyncio.ensure_future(self.db.signal.wait(timeout))
@@ -204,7 +225,7 @@ class OutboxRelay:
             task.cancel()
 
     async def hold_leadership(self) -> bool:
-        """Take the lock if it is free (or already ours); the leader reads and deletes on its own connections."""
+        """Take the lock if it is free (or already ours); the leader reads and completes on its own connections."""
         if self._leader is not None:
             return True
         reader = await self._autocommit_connection()
@@ -213,11 +234,11 @@ class OutboxRelay:
             await reader.close()
             return False
         try:
-            deleter = await self._autocommit_connection()
+            completer = await self._autocommit_connection()
         except Exception:
             await reader.close()  # closing the connection frees the lock
             raise
-        self._leader = Leader(reader, deleter)
+        self._leader = Leader(reader, completer)
         log.info("relay.leader")
         return True
 
@@ -249,7 +270,7 @@ class OutboxRelay:
         leader, self._leader = self._leader, None
         if leader is None:
             return
-        await _close(leader.deleter)
+        await _close(leader.completer)
         try:
             await leader.reader.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
         except Exception:
@@ -260,7 +281,7 @@ class OutboxRelay:
 @dataclass(frozen=True)
 class Leader:
     reader: AsyncConnection  # holds the lock; reads the outbox
-    deleter: AsyncConnection  # deletes acked rows while the reader goes on
+    completer: AsyncConnection  # completes acked rows while the reader goes on
 
 
 async def _close(conn: AsyncConnection) -> None:

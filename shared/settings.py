@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     # Outbox relay.
     outbox_poll_interval: float = Field(0.5, gt=0, description="max seconds between outbox polls")
     outbox_batch_size: int = Field(500, ge=1, le=10_000)
+    outbox_completion: Literal["mark", "delete"] = Field(
+        "mark", description="what the relay does with a row Kafka acked: mark it published (kept) or delete it"
+    )
+    outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
+    outbox_purge_batch: int = Field(1000, ge=1)
 
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long idempotency keys are kept")
 

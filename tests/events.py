@@ -1,10 +1,11 @@
 """What the write side wrote, for tests: every event still in the outbox plus every event already in Kafka.
 
-The relay deletes an outbox row once Kafka acked it, so the outbox alone no longer shows what a command
-wrote. `EventLog` reads every domain topic from the moment it starts and answers with both sources, with
-no gap between them: it reads the outbox first and Kafka's end offsets after, and a row missing from the
-outbox was deleted after its ack, so it is below those end offsets and is read before the answer is given.
-Duplicates of an at-least-once redelivery count once (by event id).
+With OUTBOX_COMPLETION=delete the relay deletes an outbox row once Kafka acked it, so the outbox alone
+does not show what a command wrote (and with `mark`, retention purges it later). `EventLog` reads every
+domain topic from the moment it starts and answers with both sources, with no gap between them: it reads
+the unpublished rows first and Kafka's end offsets after; a row no longer unpublished was completed after
+its ack, so it lies below those end offsets and is read before the answer is given. Duplicates of an
+at-least-once redelivery count once (by event id).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class EventLog:
     async def _waiting(self) -> list[WrittenEvent]:
         async with self.db.engine.connect() as conn:
             rows = await conn.exec_driver_sql(
-                "SELECT event_id, topic, aggregate_type, aggregate_id, payload, headers FROM outbox ORDER BY id"
+                "SELECT event_id, topic, aggregate_type, aggregate_id, payload, headers FROM outbox "
+                "WHERE published_at IS NULL ORDER BY id"
             )
             return [
                 WrittenEvent(

@@ -56,7 +56,7 @@ async def test_with_kafka_stopped_writes_succeed_and_reach_the_read_model_after_
         created = await gql.data(CREATE, input={"name": "Outage Olga", "email": f"{unique('olga')}@example.com"})
         user_id = int(created["createUser"]["id"])
         waiting = await probe.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE aggregate_id = %s AND topic = 'user.created'",
+            "SELECT COUNT(*) FROM outbox WHERE aggregate_id = %s AND topic = 'user.created' AND published_at IS NULL",
             user_id,
         )
         assert waiting == 1  # committed, waiting in the outbox
@@ -161,7 +161,8 @@ class FaultLab:
             async with self.write_db.engine.connect() as conn:
                 pending = (
                     await conn.exec_driver_sql(
-                        "SELECT (SELECT COUNT(*) FROM outbox) + (SELECT COUNT(*) FROM orders WHERE status = 'CREATED')"
+                        "SELECT (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL) + "
+                        "(SELECT COUNT(*) FROM orders WHERE status = 'CREATED')"
                     )
                 ).scalar()
             if pending:

@@ -50,7 +50,7 @@ async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> lis
 
 async def unpublished(db: WriteDatabase) -> int:
     async with db.engine.connect() as conn:
-        return (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
+        return (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")).scalar()
 
 
 class RelayProcess:
@@ -83,17 +83,23 @@ def by_event_id(records: list[Any], wanted: set[str]) -> dict[str, list[Any]]:
     return found
 
 
+@pytest.fixture(params=["mark", "delete"])
+def completion(request: pytest.FixtureRequest, relay_settings: Settings) -> Settings:
+    """The relay's settings with each OUTBOX_COMPLETION: rows marked published, or deleted."""
+    return relay_settings.model_copy(update={"outbox_completion": request.param})
+
+
 def seen_all(wanted: set[str]) -> Any:
     return lambda records: wanted <= set(by_event_id(records, wanted))
 
 
 async def test_every_committed_row_is_published_exactly_once_and_in_order_per_key(
-    relay_db: WriteDatabase, relay_settings: Settings
+    relay_db: WriteDatabase, completion: Settings
 ) -> None:
     keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(6)]
-    async with TopicTail(relay_settings, Topic.USER_UPDATED) as tail:
+    async with TopicTail(completion, Topic.USER_UPDATED) as tail:
         event_ids = await write_events(relay_db, keys, versions=40)
-        async with RelayProcess(relay_db, relay_settings):
+        async with RelayProcess(relay_db, completion):
             records = await tail.collect(seen_all(set(event_ids)))
             await eventually(lambda: _is_zero(unpublished(relay_db)))
         await asyncio.sleep(0)  # let late duplicates (there must be none) arrive with the next poll
@@ -107,6 +113,14 @@ async def test_every_committed_row_is_published_exactly_once_and_in_order_per_ke
         partitions_per_key[record.key].add(record.partition)
     assert {k: v for k, v in versions_per_key.items()} == {str(k).encode(): list(range(1, 41)) for k in keys}
     assert all(len(p) == 1 for p in partitions_per_key.values())  # keyed by aggregate id
+    # Completed as configured: marked published and kept for the retention period, or deleted.
+    async with relay_db.engine.connect() as conn:
+        marks = ", ".join(["%s"] * len(event_ids))
+        kept = await conn.exec_driver_sql(
+            f"SELECT COUNT(*), COUNT(published_at) FROM outbox WHERE event_id IN ({marks})", tuple(event_ids)
+        )
+        rows, marked = kept.one()
+    assert (rows, marked) == ((240, 240) if completion.outbox_completion == "mark" else (0, 0))
 
 
 def versions_in_kafka_order(records: list[Any]) -> dict[bytes, list[int]]:
@@ -117,12 +131,13 @@ def versions_in_kafka_order(records: list[Any]) -> dict[bytes, list[int]]:
     return versions
 
 
-async def test_small_batches_deleted_while_the_next_one_is_sent_publish_every_row_once_in_order(
-    relay_db: WriteDatabase, relay_settings: Settings
+async def test_small_batches_completed_while_the_next_one_is_sent_publish_every_row_once_in_order(
+    relay_db: WriteDatabase, completion: Settings
 ) -> None:
-    # Batches of 7 with writers still committing: every batch is read while the one before waits for its
-    # acks or is being deleted, and rows committed meanwhile land below, inside and above the ranges in flight.
-    settings = relay_settings.model_copy(update={"outbox_batch_size": 7})
+    # Batches of 7 with writers still committing: every batch is read while the one before is being
+    # completed (or, with `delete`, still waits for its acks), and rows committed meanwhile land below,
+    # inside and above the ranges in flight.
+    settings = completion.model_copy(update={"outbox_batch_size": 7})
     keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(5)]
     async with TopicTail(settings, Topic.USER_UPDATED) as tail:
         async with RelayProcess(relay_db, settings) as relay:
@@ -138,28 +153,28 @@ async def test_small_batches_deleted_while_the_next_one_is_sent_publish_every_ro
     assert versions_in_kafka_order(ours) == {str(k).encode(): list(range(1, 26)) for k in keys}
 
 
-async def test_a_failed_delete_republishes_its_batches_and_loses_nothing(
-    relay_db: WriteDatabase, relay_settings: Settings
+async def test_a_failed_completion_republishes_its_batches_and_loses_nothing(
+    relay_db: WriteDatabase, completion: Settings
 ) -> None:
-    settings = relay_settings.model_copy(update={"outbox_batch_size": 5})
+    settings = completion.model_copy(update={"outbox_batch_size": 5})
     key = FAKE_IDS_FROM + random.randrange(10**9)
     event_ids = set(await write_events(relay_db, [key], versions=12))
     failed: list[list[int]] = []
     async with TopicTail(settings, Topic.USER_UPDATED) as tail:
         async with RelayProcess(relay_db, settings) as relay:
-            delete = relay.delete_published
+            complete = relay.complete
 
-            async def delete_fails_once(conn: Any, ids: list[int]) -> None:
+            async def complete_fails_once(conn: Any, ids: list[int]) -> None:
                 if not failed:
                     failed.append(ids)
-                    raise ConnectionResetError("lost the database while deleting")
-                await delete(conn, ids)
+                    raise ConnectionResetError("lost the database while completing")
+                await complete(conn, ids)
 
-            relay.delete_published = delete_fails_once  # type: ignore[method-assign]
+            relay.complete = complete_fails_once  # type: ignore[method-assign]
             await eventually(lambda: _is_zero(unpublished(relay_db)))
             records = await tail.collect(seen_all(event_ids))
         records = await tail.collect(lambda r: True)
-    assert failed, "the relay never deleted anything"
+    assert failed, "the relay never completed anything"
     found = by_event_id(records, event_ids)
     copies = sorted(len(c) for c in found.values())
     assert len(found) == 12 and copies[0] >= 1 and copies[-1] == 2  # the failed batch twice, nothing lost
@@ -192,29 +207,29 @@ async def test_with_two_relays_only_the_leader_publishes_and_the_standby_takes_o
     assert all(len(copies) == 1 for copies in found.values())
 
 
-async def test_a_relay_killed_between_publish_and_delete_republishes_and_the_view_stays_right(
-    relay_db: WriteDatabase, relay_settings: Settings, read_model: ReadModel, system: RunningSystem
+async def test_a_relay_killed_between_publish_and_completion_republishes_and_the_view_stays_right(
+    relay_db: WriteDatabase, completion: Settings, read_model: ReadModel, system: RunningSystem
 ) -> None:
     key = FAKE_IDS_FROM + random.randrange(10**9)
-    async with TopicTail(relay_settings, Topic.USER_UPDATED) as tail:
+    async with TopicTail(completion, Topic.USER_UPDATED) as tail:
         event_ids = await write_events(relay_db, [key], versions=5)
 
         class Crash(BaseException):
             pass
 
-        doomed = RelayProcess(relay_db, relay_settings)
+        doomed = RelayProcess(relay_db, completion)
         async with doomed as relay:
 
-            async def crash_before_deleting(conn: object, ids: list[int]) -> None:
-                raise Crash("killed after Kafka acked, before the rows were deleted")
+            async def crash_before_completing(conn: object, ids: list[int]) -> None:
+                raise Crash("killed after Kafka acked, before the rows were marked or deleted")
 
-            relay.delete_published = crash_before_deleting  # type: ignore[method-assign]
+            relay.complete = crash_before_completing  # type: ignore[method-assign]
             await tail.collect(seen_all(set(event_ids)))
             with pytest.raises(Crash):
                 await doomed.task  # the relay dies as a killed process would
-        assert await unpublished(relay_db) == 5  # the crash left every row in the outbox
+        assert await unpublished(relay_db) == 5  # the crash left every row unpublished
 
-        async with RelayProcess(relay_db, relay_settings):
+        async with RelayProcess(relay_db, completion):
             await eventually(lambda: _is_zero(unpublished(relay_db)))
         records = await tail.collect(
             lambda r: (
@@ -233,13 +248,11 @@ async def test_a_relay_killed_between_publish_and_delete_republishes_and_the_vie
     assert (await read_model.user(key))["name"] == "relay probe v5"  # type: ignore[index]
 
 
-async def test_the_relay_purges_expired_idempotency_keys_and_keeps_live_ones(
+async def test_purge_removes_old_published_rows_and_expired_idempotency_keys_only(
     relay_db: WriteDatabase, relay_settings: Settings
 ) -> None:
-    keys = {
-        f"expired-{random.randrange(10**9)}": "- INTERVAL 1 SECOND",
-        f"live-{random.randrange(10**9)}": "+ INTERVAL 1 HOUR",
-    }
+    run = random.randrange(10**9)
+    keys = {f"expired-{run}": "- INTERVAL 1 SECOND", f"live-{run}": "+ INTERVAL 1 HOUR"}
     async with relay_db.engine.begin() as conn:
         for key, offset in keys.items():
             await conn.exec_driver_sql(
@@ -247,11 +260,24 @@ async def test_the_relay_purges_expired_idempotency_keys_and_keeps_live_ones(
                 f"VALUES ('createOrder', %s, 'h', '{{}}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) {offset})",
                 (key,),
             )
+    await write_events(relay_db, [FAKE_IDS_FROM + random.randrange(10**9)], versions=3)
+    async with relay_db.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE outbox SET published_at = NOW(6) - INTERVAL 30 DAY WHERE published_at IS NULL ORDER BY id LIMIT 2"
+        )
+        total_before = (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar()
+        old = (
+            await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")
+        ).scalar()
     relay = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
-    assert await relay.purge_expired_keys() >= 1
+    assert await relay.purge() == old
     async with relay_db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar() == total_before - old
+        assert await unpublished(relay_db) >= 1  # unpublished rows are never purged
         left = await conn.exec_driver_sql("SELECT `key` FROM idempotency_keys WHERE `key` IN (%s, %s)", tuple(keys))
-        assert [row[0] for row in left] == [k for k in keys if k.startswith("live-")]
+        assert [row[0] for row in left] == [f"live-{run}"]
+    async with RelayProcess(relay_db, relay_settings):  # leave the outbox drained for the next test
+        await eventually(lambda: _is_zero(unpublished(relay_db)))
 
 
 async def _is_zero(count: Any) -> bool:
