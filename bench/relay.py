@@ -2,10 +2,11 @@
 
 The outbox of `<db>_bench` is filled with N order events (as the write side writes them, via `outbox_row`);
 `OutboxRelay.publish_batch()` (holding leadership, as the running relay does) is then called until it
-returns 0, once with each OUTBOX_COMPLETION (`mark`, the default, and `delete`). The baselines send the same (topic, key, value, headers) from memory with a bare
-AIOKafkaProducer (acks=all, idempotence, the same linger and batch size): once in batches of
-`outbox_batch_size` awaiting the acks of each batch (the relay's flow), once as one pipeline. Rounds
-alternate eventshop and baseline; the best round of each is reported.
+returns 0, once with each OUTBOX_COMPLETION (`mark`, the default, and `delete`). The baselines send the
+same (topic, key, value, headers) from memory with a bare AIOKafkaProducer (acks=all, idempotence, the
+same linger and batch size): once in batches of `outbox_batch_size` awaiting the acks of each batch (the
+relay's flow), once as one pipeline. Rounds alternate eventshop and baseline; the best round of each is
+reported.
 """
 
 from __future__ import annotations
