@@ -16,8 +16,10 @@ from sqlmodel import Field, SQLModel
 
 
 def db_now() -> datetime:
-    """Naive UTC with microseconds, as stored in DATETIME(6)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Naive UTC for DATETIME(6) columns, truncated to milliseconds: the read model (BSON dates) keeps
+    milliseconds, so a mutation's answer and a later query show the same instant."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000, tzinfo=None)
 
 
 class OrderStatus(StrEnum):

@@ -216,7 +216,7 @@ NOTHING_FOR_ORDER = {"history": 0, "events": 0}
 
 
 def ms(timestamp: str | None) -> datetime | None:
-    """The read model (MongoDB) keeps milliseconds; the write model keeps microseconds."""
+    """A timestamp to the millisecond, the precision both models keep."""
     if timestamp is None:
         return None
     value = datetime.fromisoformat(timestamp)
