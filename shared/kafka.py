@@ -55,12 +55,18 @@ class PoisonMessage(Exception):
     """A message that can never succeed (undecodable, invalid): straight to the DLQ, no retry."""
 
 
+class ShuttingDown(Exception):
+    """Raised out of a retry backoff when the loop is asked to stop: the message is neither
+    dead-lettered nor committed, so the next run handles it again."""
+
+
 class ConsumerLoop(Generic[T]):
     """Consume, handle each message in partition order, commit only after every effect is durable.
 
     Transient failures are retried with exponential backoff and jitter; undecodable messages and
     messages that exhaust their retries go to `<topic>.dlq` with the error, and the loop moves on.
     A failed DLQ publish raises: the loop stops without committing, so nothing is dropped silently.
+    Asked to stop during a backoff, the loop stops at once without committing (the message comes back).
     """
 
     def __init__(
@@ -108,8 +114,15 @@ class ConsumerLoop(Generic[T]):
             failures.append(error)  # type: ignore[arg-type]
             return len(failures) > s.consumer_retries
 
+        async def backoff(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+            if self._stopping.is_set():
+                raise ShuttingDown(f"{self.name}: stopping during a retry backoff")
+
         return AsyncRetrying(
             stop=give_up,
+            sleep=backoff,
             wait=wait_exponential_jitter(
                 multiplier=s.consumer_retry_initial, max=s.consumer_retry_max, jitter=s.consumer_retry_initial
             ),
@@ -157,8 +170,8 @@ class ConsumerLoop(Generic[T]):
                 try:
                     await asyncio.gather(*(self._process_partition(r) for r in batches.values()))
                 except Exception as exc:
-                    if stopping.is_set() and is_infrastructure_outage(exc):
-                        return  # asked to stop while waiting for a store: nothing committed, redelivered later
+                    if stopping.is_set() and (isinstance(exc, ShuttingDown) or is_infrastructure_outage(exc)):
+                        return  # asked to stop while retrying: nothing committed, redelivered later
                     raise
                 self._measure_lag(batches)
                 if self.before_commit is not None:
@@ -208,7 +221,7 @@ class ConsumerLoop(Generic[T]):
                 with attempt:
                     await self.handle(message, record)
         except Exception as exc:
-            if is_infrastructure_outage(exc):
+            if isinstance(exc, ShuttingDown) or is_infrastructure_outage(exc):
                 raise  # shutting down while waiting: no DLQ, no commit; redelivered after restart
             attempts = len(failures) if not isinstance(exc, PoisonMessage) else 0
             log.warning(
