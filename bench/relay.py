@@ -89,6 +89,7 @@ async def relay_round(db: WriteDatabase, relay: OutboxRelay, rows: int) -> float
     finally:
         await relay.release_leadership()
     assert await unpublished(db) == 0, "the relay left rows unpublished"
+    assert sent == rows, f"the relay sent {sent} messages for {rows} rows"
     return rate(sent, elapsed)
 
 

@@ -163,16 +163,16 @@ class OutboxRelay:
             await completing[1]
 
     async def _stop_pipeline(self) -> None:
-        """On an error or when leadership ends: drop the read-ahead, let a running completion finish."""
-        read_ahead, self._read_ahead = self._read_ahead, None
-        if read_ahead is not None:
-            read_ahead.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await read_ahead
+        """On an error or when leadership ends: let a running completion finish (while the lock is still
+        held, so no standby republishes its rows), then drop the read-ahead."""
         try:
             await self._finish_completing()
         except Exception as exc:  # its rows stay unpublished: the next leader publishes them again
             log.warning("relay.complete_failed", error=repr(exc))
+        read_ahead, self._read_ahead = self._read_ahead, None
+        if read_ahead is not None:
+            read_ahead.cancel()
+            await asyncio.gather(read_ahead, return_exceptions=True)  # its outcome no longer matters
 
     async def purge(self) -> int:
         """Delete published rows older than the retention period, then expired idempotency keys (write-side
@@ -229,15 +229,15 @@ class OutboxRelay:
         if self._leader is not None:
             return True
         reader = await self._autocommit_connection()
-        acquired = (await reader.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": self.lock_name})).scalar()
-        if acquired != 1:
-            await reader.close()
-            return False
         try:
-            completer = await self._autocommit_connection()
-        except Exception:
-            await reader.close()  # closing the connection frees the lock
+            acquired = (await reader.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": self.lock_name})).scalar()
+            completer = await self._autocommit_connection() if acquired == 1 else None
+        except BaseException:
+            await _end_session(reader)  # the server frees a named lock only when its session ends
             raise
+        if completer is None:
+            await reader.close()  # holds no lock: back to the pool
+            return False
         self._leader = Leader(reader, completer)
         log.info("relay.leader")
         return True
@@ -251,6 +251,7 @@ class OutboxRelay:
         return await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _still_leader(self) -> bool:
+        """Still holding the lock, with both connections alive (an idle connection may have been dropped)."""
         assert self._leader is not None
         try:
             owner = (
@@ -258,6 +259,7 @@ class OutboxRelay:
                     text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"), {"name": self.lock_name}
                 )
             ).scalar()
+            await self._leader.completer.exec_driver_sql("SELECT 1")
         except Exception:
             owner = 0
         if owner != 1:
@@ -271,17 +273,25 @@ class OutboxRelay:
         if leader is None:
             return
         await _close(leader.completer)
-        try:
+        # The lock's connection never goes back to the pool: a pooled session would keep the lock if
+        # RELEASE_LOCK did not run, and no relay could lead until it was recycled. Ending it frees the lock.
+        with contextlib.suppress(Exception):
             await leader.reader.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.lock_name})
-        except Exception:
-            pass  # closing the connection below frees the lock as well
-        await _close(leader.reader)
+        await _end_session(leader.reader)
 
 
 @dataclass(frozen=True)
 class Leader:
     reader: AsyncConnection  # holds the lock; reads the outbox
     completer: AsyncConnection  # completes acked rows while the reader goes on
+
+
+async def _end_session(conn: AsyncConnection) -> None:
+    """Close the database session itself (not just return the connection to the pool)."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 async def _close(conn: AsyncConnection) -> None:

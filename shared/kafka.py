@@ -167,12 +167,17 @@ class ConsumerLoop(Generic[T]):
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if not batches:
                     continue
-                try:
-                    await asyncio.gather(*(self._process_partition(r) for r in batches.values()))
-                except Exception as exc:
-                    if stopping.is_set() and (isinstance(exc, ShuttingDown) or is_infrastructure_outage(exc)):
-                        return  # asked to stop while retrying: nothing committed, redelivered later
-                    raise
+                # Every partition finishes (or gives up) before anything else happens: no handler is left
+                # running behind a stopped consumer.
+                outcomes = await asyncio.gather(
+                    *(self._process_partition(r) for r in batches.values()), return_exceptions=True
+                )
+                errors = [e for e in outcomes if isinstance(e, BaseException)]
+                for error in errors:
+                    if not (stopping.is_set() and (isinstance(error, ShuttingDown) or is_infrastructure_outage(error))):
+                        raise error
+                if errors:
+                    return  # asked to stop while retrying: nothing committed, redelivered later
                 self._measure_lag(batches)
                 if self.before_commit is not None:
                     await self.before_commit()

@@ -302,6 +302,7 @@ class TopicTail:
         self.start = await self.consumer.end_offsets(tps)
         for tp, offset in self.start.items():
             self.consumer.seek(tp, offset)
+        self.read_to = dict(self.start)
         self.records: list[Any] = []
         return self
 
@@ -314,10 +315,24 @@ class TopicTail:
         while not done(self.records):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.topic}: condition not met within {timeout}s ({len(self.records)} read)")
-            batches = await self.consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                self.records.extend(records)
+            await self._read_some()
         return self.records
+
+    async def collect_to_end(self, timeout: float = 20.0) -> list[Any]:
+        """Every record appended since entering, up to the end the topic has now (late duplicates too)."""
+        ends = await self.consumer.end_offsets(list(self.read_to))
+        deadline = time.monotonic() + timeout
+        while any(self.read_to[tp] < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: not read to its end within {timeout}s")
+            await self._read_some()
+        return self.records
+
+    async def _read_some(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=200)
+        for tp, records in batches.items():
+            self.records.extend(records)
+            self.read_to[tp] = records[-1].offset + 1
 
 
 @pytest.fixture(scope="session")

@@ -103,11 +103,14 @@ class EventLog:
         return await self.since(Mark(0))
 
     async def of(self, mark: Mark, aggregate_type: str, aggregate_id: int | str) -> list[WrittenEvent]:
-        return [
+        """One aggregate's events since `mark`, in the order they were written (its versions: the events
+        of one aggregate sit on several topics, and records of different topics arrive in any order)."""
+        mine = [
             e
             for e in await self.since(mark)
             if e.aggregate_type == aggregate_type and e.aggregate_id == int(aggregate_id)
         ]
+        return sorted(mine, key=lambda e: int(e.envelope["aggregate_version"]))
 
     async def _caught_up(self, timeout: float = 20.0) -> list[WrittenEvent]:
         """The rows waiting in the outbox now; returns once Kafka was read up to where it ended after that."""

@@ -25,6 +25,7 @@ from tests.integration.shop import (
     ms,
     order_input,
     orders_written,
+    place_order,
     product_events_since,
     products_written,
     read_product,
@@ -109,6 +110,21 @@ async def test_an_invalid_product_is_refused_and_nothing_is_written(
     assert error["code"] == "BAD_USER_INPUT"
     assert error["field"] == field
     assert await products_written(probe, before, marker) == NOTHING_FOR_PRODUCT
+
+
+async def test_the_nothing_written_checks_do_see_what_an_accepted_command_writes(
+    gql: GraphQLClient, probe: WriteModelProbe
+) -> None:
+    """The control for every refusal here: the same product and an order, valid, are counted."""
+    before, marker = await probe.high_water(), unique("accepted")
+    widget = await stock_product(gql, "Widget", "5.00", 3, description=marker)
+    assert await products_written(probe, before, marker) == {"products": 1, "events": 1}
+    customer = await register_customer(gql)
+    await place_order(gql, customer, (widget, 2))
+    written = await orders_written(probe, before, customer["id"])
+    assert (written["orders"], written["order_items"]) == (1, 1)
+    # CREATED, then RESERVED with its own event once a running stock worker has reserved it.
+    assert written["order_status_history"] >= 1 and written["events"] >= 1
 
 
 async def test_a_price_with_more_than_two_decimals_is_refused(gql: GraphQLClient, probe: WriteModelProbe) -> None:

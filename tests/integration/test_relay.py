@@ -102,8 +102,7 @@ async def test_every_committed_row_is_published_exactly_once_and_in_order_per_ke
         async with RelayProcess(relay_db, completion):
             records = await tail.collect(seen_all(set(event_ids)))
             await eventually(lambda: _is_zero(unpublished(relay_db)))
-        await asyncio.sleep(0)  # let late duplicates (there must be none) arrive with the next poll
-        records = await tail.collect(lambda r: True)
+        records = await tail.collect_to_end()  # late duplicates too: there must be none
     found = by_event_id(records, set(event_ids))
     assert all(len(copies) == 1 for copies in found.values())
     versions_per_key: dict[bytes, list[int]] = defaultdict(list)
@@ -145,8 +144,8 @@ async def test_small_batches_completed_while_the_next_one_is_sent_publish_every_
             event_ids = {event_id for ids in written for event_id in ids}
             await tail.collect(seen_all(event_ids))
             await eventually(lambda: _is_zero(unpublished(relay_db)))
-            assert relay.published >= len(event_ids)
-        records = await tail.collect(lambda r: True)
+            assert relay.published == len(event_ids)
+        records = await tail.collect_to_end()
     found = by_event_id(records, event_ids)
     assert len(found) == len(event_ids) and all(len(copies) == 1 for copies in found.values())
     ours = [copy for copies in found.values() for copy in copies]
@@ -173,7 +172,7 @@ async def test_a_failed_completion_republishes_its_batches_and_loses_nothing(
             relay.complete = complete_fails_once  # type: ignore[method-assign]
             await eventually(lambda: _is_zero(unpublished(relay_db)))
             records = await tail.collect(seen_all(event_ids))
-        records = await tail.collect(lambda r: True)
+        records = await tail.collect_to_end()
     assert failed, "the relay never completed anything"
     found = by_event_id(records, event_ids)
     copies = sorted(len(c) for c in found.values())
@@ -205,6 +204,32 @@ async def test_with_two_relays_only_the_leader_publishes_and_the_standby_takes_o
             assert third.is_leader
     found = by_event_id(records, set(batch) | set(batch2))
     assert all(len(copies) == 1 for copies in found.values())
+
+
+async def test_a_relay_failing_while_it_takes_leadership_leaves_the_lock_free_for_a_standby(
+    relay_db: WriteDatabase, relay_settings: Settings
+) -> None:
+    doomed = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
+    connect = doomed._autocommit_connection
+    opened: list[object] = []
+
+    async def second_connection_refused() -> Any:
+        opened.append(None)
+        if len(opened) == 2:  # the lock is taken on the first; the second cannot be opened
+            raise ConnectionRefusedError("too many connections")
+        return await connect()
+
+    doomed._autocommit_connection = second_connection_refused  # type: ignore[method-assign]
+    with pytest.raises(ConnectionRefusedError):
+        await doomed.hold_leadership()
+    assert not doomed.is_leader
+    other_process = WriteDatabase(relay_settings.mysql_dsn)  # its own pool, as another process has
+    try:
+        standby = OutboxRelay(other_process, make_producer(relay_settings), relay_settings)
+        assert await standby.hold_leadership()  # the session that took the lock ended: not kept in the pool
+        await standby.release_leadership()
+    finally:
+        await other_process.dispose()
 
 
 async def test_a_relay_killed_between_publish_and_completion_republishes_and_the_view_stays_right(
