@@ -24,7 +24,7 @@ from strawberry.schema.config import StrawberryConfig
 from gateway.scalars import DecimalScalar
 from gateway.types import Connection, Order, Product, connection
 from projection.documents import OrderView, ProductView
-from projection.queries import Page, encode_cursor
+from projection.queries import Page, encode_cursor, known
 
 Doc = dict[str, Any]
 
@@ -38,7 +38,7 @@ def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
         if first not in pages:
             docs = ordered[:first]
             cursor = encode_cursor([docs[-1]["_id"]]) if docs else None
-            pages[first] = connection(Page(docs, len(ordered) > first, cursor, len(ordered)), Product.from_doc)
+            pages[first] = connection(Page(docs, len(ordered) > first, cursor, known(len(ordered))), Product.from_doc)
         return pages[first]
 
     @strawberry.type

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from command.models import OrderStatus, PaymentMethod
 from gateway.context import Info
@@ -76,7 +77,9 @@ class User:
         if after is None:  # the usual case, batched across every user of the page (DataLoader)
             page = await ctx.user_orders.load((int(self.id), first, status_value))
         else:
-            page = await ctx.read_model.list_orders(first, after, user_id=int(self.id), status=status_value)
+            page = await ctx.read_model.list_orders(
+                first, after, user_id=int(self.id), status=status_value, count=asks_for_total(info)
+            )
         return connection(page, Order.from_doc)
 
 
@@ -189,12 +192,32 @@ class Connection(Generic[NodeT]):
 
     nodes: list[NodeT]
     page_info: PageInfo
-    total_count: int
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        """Counted only when asked for: on a large collection the count costs more than the page."""
+        return await self.count()
+
+
+def asks_for_total(info: Info) -> bool:
+    """Whether the query selects `totalCount` on this connection (directly or in a fragment). A miss only
+    costs time: an unasked-for total is still read when the field resolves."""
+
+    def found(selections: list[Selection]) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField) and selection.name == "totalCount":
+                return True
+            if isinstance(selection, FragmentSpread | InlineFragment) and found(selection.selections):
+                return True
+        return False
+
+    return any(found(field.selections) for field in info.selected_fields)
 
 
 def connection(page: Page, node: Callable[[Doc], NodeT]) -> Connection[NodeT]:
     return Connection(
         nodes=[node(doc) for doc in page.documents],
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-        total_count=page.total_count,
+        count=page.count,
     )

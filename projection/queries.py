@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,16 @@ class Page:
     documents: list[Doc]
     has_next_page: bool
     end_cursor: str | None
-    total_count: int
+    count: Callable[[], Awaitable[int]]  # the total: a query of its own, made only when someone asks
+
+
+def known(total: int) -> Callable[[], Awaitable[int]]:
+    """A page's total that is already known."""
+
+    async def count() -> int:
+        return total
+
+    return count
 
 
 @dataclass(frozen=True)
@@ -83,11 +92,11 @@ class ReadModel:
         doc = await collection.find_one({"_id": doc_id}, {"version": 1})
         return None if doc is None else int(doc["version"])
 
-    async def list_users(self, first: int, after: str | None, search: str | None) -> Page:
+    async def list_users(self, first: int, after: str | None, search: str | None, *, count: bool = True) -> Page:
         query: Doc = {"deleted": False}
         if search and search.strip():
             query["$or"] = [{"name_lc": prefix(search)}, {"email": prefix(search)}]
-        return await paginate(self.users, query, SortKey("_id", 1), first, after)
+        return await paginate(self.users, query, SortKey("_id", 1), first, after, count=count)
 
     async def list_products(
         self,
@@ -99,6 +108,7 @@ class ReadModel:
         min_price_cents: int | None,
         max_price_cents: int | None,
         sort: SortKey,
+        count: bool = True,
     ) -> Page:
         query: Doc = {"deleted": False}
         if search and search.strip():
@@ -114,15 +124,17 @@ class ReadModel:
             price["$lte"] = max_price_cents
         if price:
             query["price_cents"] = price
-        return await paginate(self.products, query, sort, first, after)
+        return await paginate(self.products, query, sort, first, after, count=count)
 
-    async def list_orders(self, first: int, after: str | None, *, user_id: int | None, status: str | None) -> Page:
+    async def list_orders(
+        self, first: int, after: str | None, *, user_id: int | None, status: str | None, count: bool = True
+    ) -> Page:
         query: Doc = {"deleted": False}
         if user_id is not None:
             query["user_id"] = user_id
         if status is not None:
             query["status"] = status
-        return await paginate(self.orders, query, SortKey("_id", -1), first, after)
+        return await paginate(self.orders, query, SortKey("_id", -1), first, after, count=count)
 
     async def first_orders_of_users(self, user_ids: list[int], first: int, status: str | None) -> dict[int, Page]:
         """The first page of orders of many users (newest first) in two queries instead of 2 per user.
@@ -141,7 +153,7 @@ class ReadModel:
             )
         }
         light = [u for u in user_ids if counts.get(u, 0) <= max(first, BATCH_ROWS_PER_USER)]
-        pages: dict[int, Page] = {u: Page([], False, None, 0) for u in user_ids}
+        pages: dict[int, Page] = {u: Page([], False, None, known(0)) for u in user_ids}
         by_user: dict[int, list[Doc]] = {u: [] for u in light}
         if any(counts.get(u) for u in light):
             async for doc in self.orders.find({**query, "user_id": {"$in": light}}).sort("_id", -1):
@@ -149,13 +161,17 @@ class ReadModel:
         for user_id, docs in by_user.items():
             page_docs = docs[:first]
             cursor = encode_cursor([page_docs[-1]["_id"]]) if page_docs else None
-            pages[user_id] = Page(page_docs, len(docs) > first, cursor, counts.get(user_id, 0))
+            pages[user_id] = Page(page_docs, len(docs) > first, cursor, known(counts.get(user_id, 0)))
         for user_id in set(user_ids) - set(light):
             pages[user_id] = await self.list_orders(first, None, user_id=user_id, status=status)
         return pages
 
 
-async def paginate(collection: Any, query: Doc, sort: SortKey, first: int, after: str | None) -> Page:
+async def paginate(
+    collection: Any, query: Doc, sort: SortKey, first: int, after: str | None, *, count: bool = True
+) -> Page:
+    """One page in keyset order. With `count`, the total is read at the same time as the page; without,
+    it is read later, and only if someone asks for it."""
     check_first(first)
     page_query = dict(query)
     op = "$gt" if sort.direction == 1 else "$lt"
@@ -170,15 +186,15 @@ async def paginate(collection: Any, query: Doc, sort: SortKey, first: int, after
             last_value, last_id = decode_cursor(after, 2)
             keyset = {"$or": [{sort.field: {op: last_value}}, {sort.field: last_value, "_id": {op: last_id}}]}
             page_query = {"$and": [query, keyset]}
-    # The page and the total are independent reads: ask for both at once.
-    documents, total = await asyncio.gather(
-        collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1),
-        collection.count_documents(query),
-    )
+    find = collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1)
+    if count:
+        documents, total = await asyncio.gather(find, collection.count_documents(query))
+    else:
+        documents = await find
     has_next = len(documents) > first
     documents = documents[:first]
     end_cursor = None
     if documents:
         last = documents[-1]
         end_cursor = encode_cursor([last["_id"]] if sort.field == "_id" else [last[sort.field], last["_id"]])
-    return Page(documents, has_next, end_cursor, total)
+    return Page(documents, has_next, end_cursor, known(total) if count else lambda: collection.count_documents(query))
