@@ -1,13 +1,24 @@
-"""FerretDB (the MongoDB side): a MongoDB wire-protocol server on SQLite, built from source with Go.
+"""FerretDB (the MongoDB side): a MongoDB wire-protocol server on PostgreSQL, built from source with Go.
 
 A plain `go install github.com/FerretDB/FerretDB/cmd/ferretdb@<v>` binary panics at start-up
 ("Invalid build/version/version.txt"): the release's version file is generated and not part of the
-module. So provisioning copies the module source (`go mod download`), writes that file and runs
-`go build`; the result is cached per version as `<cache>/bin/ferretdb-<version>`.
+module. So provisioning copies the module source (`go mod download`), writes that file, applies our
+patch and runs `go build`; the result is cached per version and patch as `<cache>/bin/ferretdb-<version>-<patch>`.
+
+The patch (`devstack/patches/ferretdb-<version>-eventshop.patch`, measured in the README's Benchmarks):
+- `--test-scalar-pushdown`: filters on top-level scalar fields (equality, ranges, `$in`, `$ne`, anchored
+  prefix regexes, `$and`/`$or`) become SQL on the expressions FerretDB's indexes are built on, with the BSON
+  type checked; when the whole filter is SQL, the sort, the limit and `count` go to PostgreSQL too. Upstream
+  1.24 pushes only equality down, in a form no index serves, and reads, sorts and counts every other row in
+  Go, so each read cost grew with the collection.
+- update and findAndModify hold a per-document lock between reading and writing the document, so two
+  concurrent version-gated writes can no longer lose one of them (upstream applies an update as a read then
+  a write without a lock). The lock is per FerretDB process: run one FerretDB per PostgreSQL database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import stat
@@ -30,8 +41,16 @@ def address(settings: Settings) -> tuple[str, int]:
     return host, int(port)
 
 
+PATCHES = Path(__file__).parent / "patches"
+
+
+def patch_file(settings: Settings) -> Path:
+    return PATCHES / f"ferretdb-{settings.ferretdb_version}-eventshop.patch"
+
+
 def binary(settings: Settings) -> Path:
-    return settings.cache_dir.expanduser() / "bin" / f"ferretdb-{settings.ferretdb_version}"
+    digest = hashlib.sha256(patch_file(settings).read_bytes()).hexdigest()[:12]
+    return settings.cache_dir.expanduser() / "bin" / f"ferretdb-{settings.ferretdb_version}-{digest}"
 
 
 def provision(settings: Settings) -> None:
@@ -62,6 +81,12 @@ def provision(settings: Settings) -> None:
         for path in [src, *src.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
         (src / "build" / "version" / "version.txt").write_text(f"{version}\n")
+        run(
+            ["git", "apply", "--verbose", str(patch_file(settings))],
+            what="ferretdb: apply the eventshop patch",
+            cwd=src,
+            log=log,
+        )
         out = Path(tmp) / "ferretdb"
         run(
             ["go", "build", "-trimpath", "-o", str(out), "./cmd/ferretdb"],
@@ -77,15 +102,16 @@ def provision(settings: Settings) -> None:
 
 
 def prepare(settings: Settings) -> list[str]:
-    """Return the ferretdb command line; SQLite files and state.json live in the state dir."""
+    """Return the ferretdb command line: PostgreSQL (devstack/postgresql.py) holds the data, the state dir
+    FerretDB's state.json."""
     root = service_dir(settings, NAME)
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     _, port = address(settings)
     return [
         str(binary(settings)),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{data}/",
+        "--handler=postgresql",
+        f"--postgresql-url={pool_url(settings.ferretdb_postgresql_url)}",
+        "--test-scalar-pushdown",
         f"--state-dir={root}",
         f"--listen-addr=127.0.0.1:{port}",
         "--debug-addr=-",  # no debug/metrics HTTP listener (default would take 127.0.0.1:8088)
@@ -93,6 +119,13 @@ def prepare(settings: Settings) -> list[str]:
         "--log-level=WARN",
         "--log-format=text",
     ]
+
+
+def pool_url(url: str, max_connections: int = 40) -> str:
+    """The URL with a connection pool large enough for concurrent projector writes (pgx's default is 4)."""
+    if "pool_max_conns=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}pool_max_conns={max_connections}"
 
 
 def check(settings: Settings, timeout: float = 5.0) -> str:

@@ -7,11 +7,12 @@ decides per service whether to reuse what is running, adopt an external server o
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
 
-from devstack import ferretdb, kafka, mariadb
+from devstack import ferretdb, kafka, mariadb, postgresql
 from devstack.process import (
     DevstackError,
     is_loopback,
@@ -25,7 +26,9 @@ from devstack.process import (
 )
 from shared.settings import Settings
 
-SERVICES: dict[str, ModuleType] = {"mariadb": mariadb, "kafka": kafka, "ferretdb": ferretdb}
+SERVICES: dict[str, ModuleType] = {"mariadb": mariadb, "kafka": kafka, "postgresql": postgresql, "ferretdb": ferretdb}
+AFTER: dict[str, str] = {"ferretdb": "postgresql"}
+"""Services that start only once another one answers (FerretDB stores its data in PostgreSQL)."""
 EXTERNAL_TIMEOUT = 30.0
 
 
@@ -91,13 +94,34 @@ def stop_service(settings: Settings, name: str, kill: bool = False) -> bool:
         return stop_daemon(settings, name, timeout=svc.STOP_TIMEOUT, kill=kill)
 
 
-def _each(fn: Callable[[str], str]) -> tuple[dict[str, str], dict[str, BaseException]]:
-    # The services are independent; doing them in parallel makes a cold `up` roughly as slow as the
-    # slowest one (the FerretDB build) rather than the sum.
+def _each(
+    fn: Callable[[str], str],
+    *,
+    first: Callable[[str], str | None] = lambda name: None,
+    meanwhile: Callable[[str], None] = lambda name: None,
+) -> tuple[dict[str, str], dict[str, BaseException]]:
+    """Run `fn` for every service in parallel; a service waits for the one `first` names to finish first,
+    doing `meanwhile` while it waits.
+
+    In parallel a cold `up` is roughly as slow as the slowest service (the FerretDB build) rather than the sum.
+    """
     results: dict[str, str] = {}
     errors: dict[str, BaseException] = {}
+    done = {name: threading.Event() for name in SERVICES}
+
+    def after_first(name: str) -> str:
+        try:
+            if (other := first(name)) is not None:
+                meanwhile(name)
+                done[other].wait()
+                if other in errors:
+                    raise DevstackError(f"{name}: not attempted because {other} failed")
+            return fn(name)
+        finally:
+            done[name].set()
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
-        futures = {pool.submit(fn, name): name for name in SERVICES}
+        futures = {pool.submit(after_first, name): name for name in SERVICES}
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
             try:
@@ -124,7 +148,12 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(line)
         return line
 
-    _, errors = _each(one)
+    def provision(name: str) -> None:  # a service that waits for another is built meanwhile
+        host, port = SERVICES[name].address(settings)
+        if running_pid(settings, name) is None and not port_open(host, port):
+            SERVICES[name].provision(settings)
+
+    _, errors = _each(one, first=AFTER.get, meanwhile=provision)
     if errors:
         raise DevstackError("\n\n".join(_labelled(name, exc) for name, exc in errors.items()))
 
@@ -137,7 +166,8 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(line)
         return line
 
-    _, errors = _each(one)
+    dependents = {dependency: name for name, dependency in AFTER.items()}
+    _, errors = _each(one, first=dependents.get)
     if errors:
         raise DevstackError("\n".join(_labelled(name, exc) for name, exc in errors.items()))
 

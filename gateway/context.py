@@ -20,6 +20,7 @@ from shared.errors import Unauthenticated
 from shared.settings import Settings
 
 UserOrdersKey = tuple[int, int, str | None]  # user id, first, status
+Doc = dict[str, Any]
 
 
 @dataclass
@@ -36,9 +37,12 @@ class GatewayContext:
     client_ip: str = "unknown"
     connection_params: dict[str, Any] | None = None  # WebSocket connection_init payload (set by Strawberry)
     user_orders: DataLoader[UserOrdersKey, Page] = field(init=False)
+    users: DataLoader[int, Doc | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_orders = DataLoader(load_fn=self._load_user_orders)
+        # Not cached: a subscription keeps its context for as long as it runs, and names change meanwhile.
+        self.users = DataLoader(load_fn=self._load_users, cache=False)
 
     @property
     def client(self) -> str:
@@ -56,6 +60,10 @@ class GatewayContext:
             for user_id, page in (await self.read_model.first_orders_of_users(user_ids, first, status)).items():
                 pages[(user_id, first, status)] = page
         return [pages[key] for key in keys]
+
+    async def _load_users(self, keys: Sequence[int]) -> list[Doc | None]:
+        found = await self.read_model.users_by_id(keys)
+        return [found.get(key) for key in keys]
 
 
 Info = strawberry.Info[GatewayContext, None]

@@ -90,7 +90,7 @@ class Query:
     async def users(
         self, info: Info, first: int = 20, after: str | None = None, search: str | None = None
     ) -> Connection[User]:
-        page = await info.context.read_model.list_users(first, after, search, count=asks_for_total(info))
+        page = await info.context.read_model.list_users(first, after, search, with_total=asks_for_total(info))
         return connection(page, User.from_doc)
 
     @strawberry.field
@@ -121,7 +121,7 @@ class Query:
             min_price_cents=None if min_price is None else to_cents(min_price),
             max_price_cents=None if max_price is None else to_cents(max_price),
             sort=PRODUCT_SORT[order_by],
-            count=asks_for_total(info),
+            with_total=asks_for_total(info),
         )
         return connection(page, Product.from_doc)
 
@@ -147,7 +147,7 @@ class Query:
             after,
             user_id=owner_scope(info, user_id),  # a customer who names no user gets their own orders
             status=None if status is None else status.value,
-            count=asks_for_total(info),
+            with_total=asks_for_total(info),
         )
         return connection(page, Order.from_doc)
 

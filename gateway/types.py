@@ -13,7 +13,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from command.models import OrderStatus, PaymentMethod
 from gateway.context import Info
-from projection.queries import Page
+from projection.queries import Page, current_user
 from shared.money import from_cents
 
 Doc = dict[str, Any]
@@ -78,7 +78,7 @@ class User:
             page = await ctx.user_orders.load((int(self.id), first, status_value))
         else:
             page = await ctx.read_model.list_orders(
-                first, after, user_id=int(self.id), status=status_value, count=asks_for_total(info)
+                first, after, user_id=int(self.id), status=status_value, with_total=asks_for_total(info)
             )
         return connection(page, Order.from_doc)
 
@@ -135,7 +135,7 @@ class StatusChange:
 class Order:
     id: strawberry.ID
     user_id: strawberry.ID
-    user: OrderUser
+    placed_by: strawberry.Private[Doc]  # the user as of the order's newest event
     items: list[OrderItem]
     total_amount: Decimal
     status: OrderStatus
@@ -149,13 +149,18 @@ class Order:
     paid_at: datetime | None
     canceled_at: datetime | None
 
+    @strawberry.field
+    async def user(self, info: Info) -> OrderUser:
+        """From the users view (one batched `_id` lookup per request), see `current_user`."""
+        user = current_user(self.placed_by, await info.context.users.load(int(self.user_id)))
+        return OrderUser(id=self.user_id, name=user["name"], email=user["email"])
+
     @classmethod
     def from_doc(cls, doc: Doc) -> Order:
-        user = doc["user"]
         return cls(
             id=strawberry.ID(str(doc["_id"])),
             user_id=strawberry.ID(str(doc["user_id"])),
-            user=OrderUser(id=strawberry.ID(str(user["id"])), name=user["name"], email=user["email"]),
+            placed_by=doc["user"],
             items=[
                 OrderItem(
                     product_id=strawberry.ID(str(item["product_id"])),

@@ -1,4 +1,9 @@
-"""Beanie documents of the read model. Money is integer cents; `version` gates every write."""
+"""Beanie documents of the read model. Money is integer cents; `version` gates every write.
+
+Each view is written by its own aggregate's events only, by `_id`. The indexes name the queries of
+`projection/queries.py` they serve, on MongoDB and on the patched FerretDB alike (devstack/ferretdb.py): every
+filtered, sorted page walks one of them to its limit instead of reading the collection.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class UserView(Document):
     class Settings:
         name = "users"
         indexes = [
+            # users(first) walks `_id`; users(search): one prefix range on each of these, then `_id` order
             IndexModel([("deleted", ASCENDING), ("name_lc", ASCENDING), ("_id", ASCENDING)]),
             IndexModel([("deleted", ASCENDING), ("email", ASCENDING)]),
         ]
@@ -42,8 +48,11 @@ class ProductView(Document):
     class Settings:
         name = "products"
         indexes = [
+            # products(orderBy: ID_ASC | NEWEST) walks `_id`; NAME_ASC and search: this one
             IndexModel([("deleted", ASCENDING), ("name_lc", ASCENDING), ("_id", ASCENDING)]),
+            # PRICE_ASC, PRICE_DESC (backwards) and price ranges
             IndexModel([("deleted", ASCENDING), ("price_cents", ASCENDING), ("_id", ASCENDING)]),
+            # inStock: false (stock = 0) and its count
             IndexModel([("deleted", ASCENDING), ("stock", ASCENDING)]),
         ]
 
@@ -73,6 +82,7 @@ class OrderView(Document):
     id: int  # type: ignore[assignment]
     user_id: int
     user: OrderUser
+    """The user as of this order's newest event; readers show the users view's current one (`Order.user`)."""
     items: list[OrderItemView]
     total_cents: int
     status: str
@@ -90,9 +100,10 @@ class OrderView(Document):
     class Settings:
         name = "orders"
         indexes = [
+            # orders(userId), User.orders (with a status too: the rows of one user are few); orders() walks `_id`
             IndexModel([("deleted", ASCENDING), ("user_id", ASCENDING), ("_id", DESCENDING)]),
+            # orders(status)
             IndexModel([("deleted", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)]),
-            IndexModel([("user.id", ASCENDING)]),
         ]
 
 

@@ -17,7 +17,6 @@ from shared.errors import BadUserInput
 
 Doc = dict[str, Any]
 MAX_PAGE = 100
-BATCH_ROWS_PER_USER = 100  # users with more orders than this get a query of their own
 
 
 @dataclass(frozen=True)
@@ -92,11 +91,11 @@ class ReadModel:
         doc = await collection.find_one({"_id": doc_id}, {"version": 1})
         return None if doc is None else int(doc["version"])
 
-    async def list_users(self, first: int, after: str | None, search: str | None, *, count: bool = True) -> Page:
+    async def list_users(self, first: int, after: str | None, search: str | None, *, with_total: bool = True) -> Page:
         query: Doc = {"deleted": False}
         if search and search.strip():
             query["$or"] = [{"name_lc": prefix(search)}, {"email": prefix(search)}]
-        return await paginate(self.users, query, SortKey("_id", 1), first, after, count=count)
+        return await paginate(self.users, query, SortKey("_id", 1), first, after, with_total=with_total)
 
     async def list_products(
         self,
@@ -108,7 +107,7 @@ class ReadModel:
         min_price_cents: int | None,
         max_price_cents: int | None,
         sort: SortKey,
-        count: bool = True,
+        with_total: bool = True,
     ) -> Page:
         query: Doc = {"deleted": False}
         if search and search.strip():
@@ -124,51 +123,50 @@ class ReadModel:
             price["$lte"] = max_price_cents
         if price:
             query["price_cents"] = price
-        return await paginate(self.products, query, sort, first, after, count=count)
+        return await paginate(self.products, query, sort, first, after, with_total=with_total)
 
     async def list_orders(
-        self, first: int, after: str | None, *, user_id: int | None, status: str | None, count: bool = True
+        self, first: int, after: str | None, *, user_id: int | None, status: str | None, with_total: bool = True
     ) -> Page:
         query: Doc = {"deleted": False}
         if user_id is not None:
             query["user_id"] = user_id
         if status is not None:
             query["status"] = status
-        return await paginate(self.orders, query, SortKey("_id", -1), first, after, count=count)
+        return await paginate(self.orders, query, SortKey("_id", -1), first, after, with_total=with_total)
 
     async def first_orders_of_users(self, user_ids: list[int], first: int, status: str | None) -> dict[int, Page]:
-        """The first page of orders of many users (newest first) in two queries instead of 2 per user.
+        """The first page of orders of many users (newest first): one indexed page query per user, all at once.
 
-        One aggregate counts each user's orders; one `$in` find fetches the orders of every user whose
-        count is small. The rare user with many orders gets a bounded query of its own.
+        Each is a walk of the (deleted, user_id, _id) index to its limit, so the cost is per user shown,
+        not per order stored; the totals are counted only if asked for.
         """
         check_first(first)
-        query: Doc = {"deleted": False, "user_id": {"$in": user_ids}}
-        if status is not None:
-            query["status"] = status
-        counts = {
-            row["_id"]: row["count"]
-            async for row in await self.orders.aggregate(
-                [{"$match": query}, {"$group": {"_id": "$user_id", "count": {"$sum": 1}}}]
-            )
-        }
-        light = [u for u in user_ids if counts.get(u, 0) <= max(first, BATCH_ROWS_PER_USER)]
-        pages: dict[int, Page] = {u: Page([], False, None, known(0)) for u in user_ids}
-        by_user: dict[int, list[Doc]] = {u: [] for u in light}
-        if any(counts.get(u) for u in light):
-            async for doc in self.orders.find({**query, "user_id": {"$in": light}}).sort("_id", -1):
-                by_user[doc["user_id"]].append(doc)
-        for user_id, docs in by_user.items():
-            page_docs = docs[:first]
-            cursor = encode_cursor([page_docs[-1]["_id"]]) if page_docs else None
-            pages[user_id] = Page(page_docs, len(docs) > first, cursor, known(counts.get(user_id, 0)))
-        for user_id in set(user_ids) - set(light):
-            pages[user_id] = await self.list_orders(first, None, user_id=user_id, status=status)
-        return pages
+        pages = await asyncio.gather(
+            *(self.list_orders(first, None, user_id=u, status=status, with_total=False) for u in user_ids)
+        )
+        return dict(zip(user_ids, pages, strict=True))
+
+    async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, Doc]:
+        """User views by id, deleted or not (an order keeps showing who placed it): one `_id` lookup."""
+        return {doc["_id"]: doc async for doc in self.users.find({"_id": {"$in": list(user_ids)}})}
+
+
+def current_user(placed_by: Doc, view: Doc | None) -> Doc:
+    """Who an order shows: the users view's user, unless the order's own snapshot (as of its newest event) is
+    newer. A rename shows on every order at once; a mutation's answer shows the user it committed with."""
+    return view if view is not None and view["version"] >= placed_by["version"] else placed_by
+
+
+async def count(collection: Any, query: Doc) -> int:
+    """The `count` command: an index count on MongoDB, one SQL count on the patched FerretDB (`count_documents`
+    is an aggregation, which FerretDB v1 runs by reading every matching document)."""
+    reply = await collection.database.command("count", collection.name, query=query)
+    return int(reply["n"])
 
 
 async def paginate(
-    collection: Any, query: Doc, sort: SortKey, first: int, after: str | None, *, count: bool = True
+    collection: Any, query: Doc, sort: SortKey, first: int, after: str | None, *, with_total: bool = True
 ) -> Page:
     """One page in keyset order. With `count`, the total is read at the same time as the page; without,
     it is read later, and only if someone asks for it."""
@@ -187,8 +185,8 @@ async def paginate(
             keyset = {"$or": [{sort.field: {op: last_value}}, {sort.field: last_value, "_id": {op: last_id}}]}
             page_query = {"$and": [query, keyset]}
     find = collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1)
-    if count:
-        documents, total = await asyncio.gather(find, collection.count_documents(query))
+    if with_total:
+        documents, total = await asyncio.gather(find, count(collection, query))
     else:
         documents = await find
     has_next = len(documents) > first
@@ -197,4 +195,4 @@ async def paginate(
     if documents:
         last = documents[-1]
         end_cursor = encode_cursor([last["_id"]] if sort.field == "_id" else [last[sort.field], last["_id"]])
-    return Page(documents, has_next, end_cursor, known(total) if count else lambda: collection.count_documents(query))
+    return Page(documents, has_next, end_cursor, known(total) if with_total else lambda: count(collection, query))

@@ -18,6 +18,12 @@ from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
 
 
+def aggregate_lane(event: EventEnvelope) -> tuple[tuple[str, int], int]:
+    """One lane per aggregate, in version order: a poll's events of one aggregate (on several topics) are
+    written one after another, oldest first, and different aggregates at the same time."""
+    return (event.aggregate_type, event.aggregate_id), event.aggregate_version
+
+
 class ProjectionRunner:
     def __init__(
         self,
@@ -46,6 +52,7 @@ class ProjectionRunner:
             producer=producer,
             auto_offset_reset=auto_offset_reset,
             before_commit=self.flush,
+            sequence=aggregate_lane,
         )
 
     async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:

@@ -1,11 +1,11 @@
-"""Read-model connection and the version-gated upsert every projector relies on."""
+"""Read-model connection and the version-gated write every projector relies on."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from beanie import init_beanie
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -30,28 +30,17 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     return client, db
 
 
-async def upsert_if_newer(
-    collection: AsyncCollection[Doc],
-    doc_id: int,
-    version: int,
-    fields: Doc,
-    *,
-    on_insert: Doc | None = None,
-) -> Doc | None:
-    """Write `fields` only when `version` is newer than the stored one; returns the new document.
+async def upsert_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bool:
+    """Replace the view with `document` only when its `version` is newer than the stored one.
 
-    When the stored version is the same or newer the filter misses, the upsert collides on `_id`
-    and the duplicate-key error means "stale event, skip" (None).
+    One round trip, found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored
+    version is the same or newer the filter misses, the upsert collides on `_id`, and the duplicate-key
+    error means "stale event, skip" (False).
     """
-    update: Doc = {"$set": {**fields, "version": version}}
-    if on_insert:
-        update["$setOnInsert"] = on_insert
     try:
-        return await collection.find_one_and_update(
-            {"_id": doc_id, "version": {"$lt": version}},
-            update,
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        await collection.replace_one(
+            {"_id": document["_id"], "version": {"$lt": document["version"]}}, document, upsert=True
         )
     except DuplicateKeyError:
-        return None
+        return False
+    return True

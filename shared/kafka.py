@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -60,8 +60,15 @@ class ShuttingDown(Exception):
     dead-lettered nor committed, so the next run handles it again."""
 
 
+Lane = Callable[[T], tuple[Hashable, int]]
+"""A message's lane and its place in it: messages of one lane are handled one at a time in that order."""
+Decoded = tuple[ConsumerRecord[bytes, bytes], T | BaseException]
+"""A record and its decoded message, or why it cannot be decoded."""
+
+
 class ConsumerLoop(Generic[T]):
-    """Consume, handle each message in partition order, commit only after every effect is durable.
+    """Consume, handle each message in partition order (or in its lane, see `sequence`), commit only after
+    every effect of the poll is durable.
 
     Transient failures are retried with exponential backoff and jitter; undecodable messages and
     messages that exhaust their retries go to `<topic>.dlq` with the error, and the loop moves on.
@@ -82,6 +89,8 @@ class ConsumerLoop(Generic[T]):
         auto_offset_reset: str = "earliest",
         max_records: int = 500,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        sequence: Lane[T] | None = None,
+        max_lanes: int = 32,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -93,6 +102,8 @@ class ConsumerLoop(Generic[T]):
         self.auto_offset_reset = auto_offset_reset
         self.max_records = max_records
         self.before_commit = before_commit
+        self.sequence = sequence
+        self._lane_slots = asyncio.Semaphore(max_lanes)
         self.consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -170,7 +181,7 @@ class ConsumerLoop(Generic[T]):
                 # Every partition finishes (or gives up) before anything else happens: no handler is left
                 # running behind a stopped consumer.
                 outcomes = await asyncio.gather(
-                    *(self._process_partition(r) for r in batches.values()), return_exceptions=True
+                    *(self._process_lane(lane) for lane in self._lanes(batches)), return_exceptions=True
                 )
                 errors = [e for e in outcomes if isinstance(e, BaseException)]
                 for error in errors:
@@ -203,22 +214,40 @@ class ConsumerLoop(Generic[T]):
                 lag = highwater - (records[-1].offset + 1)
                 CONSUMER_LAG.labels(group=self.group_id or "-", topic=tp.topic, partition=tp.partition).set(lag)
 
-    async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        for record in records:
-            await self.process(record)
+    def _lanes(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[Decoded[T]]]:
+        """The poll's messages in lanes: one per partition, or with `sequence` one per key over all partitions,
+        each in the order `sequence` gives (an undecodable message goes alone, to its DLQ)."""
+        if self.sequence is None:
+            return [[(record, _decoded(self.decode, record)) for record in records] for records in batches.values()]
+        keyed: dict[Hashable, list[tuple[int, Decoded[T]]]] = {}
+        alone: list[list[Decoded[T]]] = []
+        for records in batches.values():
+            for record in records:
+                message = _decoded(self.decode, record)
+                if isinstance(message, BaseException):
+                    alone.append([(record, message)])
+                    continue
+                key, place = self.sequence(message)
+                keyed.setdefault(key, []).append((place, (record, message)))
+        return alone + [[item for _, item in sorted(lane, key=lambda p: p[0])] for lane in keyed.values()]
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process_lane(self, lane: list[Decoded[T]]) -> None:
+        async with self._lane_slots:
+            for record, message in lane:
+                await self.process(record, message)
+
+    async def process(self, record: ConsumerRecord[bytes, bytes], message: T | BaseException | None = None) -> None:
         headers = dict(record.headers or ())
         tracing.bind(_text(headers.get("correlation_id")), _text(headers.get("traceparent")))
         with telemetry.consuming(record, headers, consumer=self.name, group=self.group_id) as span:
-            await self._process(record, span)
+            await self._process(record, span, _decoded(self.decode, record) if message is None else message)
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes], span: Span | None) -> None:
-        try:
-            message = self.decode(record.value)
-        except Exception as exc:  # undecodable: retrying cannot help
-            telemetry.dead_lettered(span, exc, dlq_topic(record.topic), attempts=0)
-            await self.dead_letter(record, exc, attempts=0)
+    async def _process(
+        self, record: ConsumerRecord[bytes, bytes], span: Span | None, message: T | BaseException
+    ) -> None:
+        if isinstance(message, BaseException):  # undecodable: retrying cannot help
+            telemetry.dead_lettered(span, message, dlq_topic(record.topic), attempts=0)
+            await self.dead_letter(record, message, attempts=0)
             return
         failures: list[BaseException] = []
         try:
@@ -278,6 +307,13 @@ class ConsumerLoop(Generic[T]):
             for tp in self.assignment():
                 await self.consumer.position(tp)
         self.ready = True
+
+
+def _decoded(decode: Callable[[bytes | None], T], record: ConsumerRecord[bytes, bytes]) -> T | BaseException:
+    try:
+        return decode(record.value)
+    except Exception as exc:
+        return exc
 
 
 def is_infrastructure_outage(error: BaseException | None) -> bool:

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Path.home() / ".cache" / "eventshop"
     kafka_version: str = "3.9.1"
     ferretdb_version: str = "v1.24.2"
+    ferretdb_postgresql_url: str = "postgres://eventshop:eventshop@127.0.0.1:5433/ferretdb"
 
     log_level: str = "INFO"
     log_json: bool = False

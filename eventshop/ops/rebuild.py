@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,7 +35,7 @@ from command.db import WriteDatabase
 from command.models import db_now
 from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
 from eventshop.ops.write_model import VIEW_KINDS, Doc, Kind, consistent_snapshot
-from projection.documents import VIEW_DOCUMENTS, OrderView, UserView
+from projection.documents import VIEW_DOCUMENTS
 from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
@@ -158,8 +158,6 @@ class Replay:
     """Events that went through a projector."""
     skipped: int = 0
     """Messages no projector can apply (undecodable, on the wrong topic, malformed): the DLQ has them."""
-    user_ids: set[int] = field(default_factory=set)
-    """Users whose order snapshots may need the newest user (see `refresh_order_users`)."""
 
 
 APPLY_CONCURRENCY = 16
@@ -178,8 +176,8 @@ async def replay(
     """Apply the events in `offsets` through the real projectors.
 
     Every event carries its aggregate's full snapshot and the projectors keep only the highest version, so
-    the newest event of each aggregate alone gives the view all its events would: only that one is applied
-    (`refresh_order_users` then does what `user.updated` does to orders). An aggregate whose newest event a
+    the newest event of each aggregate alone gives the view all its events would: only that one is applied.
+    An aggregate whose newest event a
     projector rejects gets all its events, in offset order, as the live projector saw them. Poison messages
     are counted and skipped (the live projector dead-lettered them); a MongoDB failure aborts (a rebuild with
     holes must not be switched to).
@@ -243,35 +241,7 @@ async def _apply(projector: Projector, event: EventEnvelope, result: Replay) -> 
         result.skipped += 1
         return False
     result.applied += 1
-    if event.aggregate_type is AggregateType.USER:
-        result.user_ids.add(event.aggregate_id)
-    elif event.aggregate_type is AggregateType.ORDER and isinstance(event.data.get("user_id"), int):
-        result.user_ids.add(event.data["user_id"])
     return True
-
-
-async def refresh_order_users(db: AsyncDatabase[Doc] | RenamedDatabase, user_ids: Collection[int] | None) -> None:
-    """Give every order the newest snapshot of its user that the users view has.
-
-    A replay applies the topics concurrently: a `user.updated` applied before that user's `order.created`
-    finds no order to refresh, and the order keeps the older user it was created with. The users view has
-    the newest one; this does what `user.updated` would have done in order (only where an order is behind).
-    """
-    users, orders = db[UserView.Settings.name], db[OrderView.Settings.name]
-    query: Doc = {} if user_ids is None else {"user_id": {"$in": sorted(user_ids)}}
-    held: dict[int, int] = {}  # user id -> the oldest user version any of their orders holds
-    async for order in orders.find(query, {"user_id": 1, "user.version": 1}):
-        version = order.get("user", {}).get("version", 0)
-        held[order["user_id"]] = min(version, held.get(order["user_id"], version))
-    ids = sorted(held)
-    for start in range(0, len(ids), 500):
-        async for user in users.find({"_id": {"$in": ids[start : start + 500]}}):
-            if user["version"] <= held[user["_id"]]:
-                continue
-            snapshot = {"id": user["_id"], "name": user["name"], "email": user["email"], "version": user["version"]}
-            await orders.update_many(
-                {"user_id": user["_id"], "user.version": {"$lt": user["version"]}}, {"$set": {"user": snapshot}}
-            )
 
 
 @dataclass
@@ -394,7 +364,6 @@ async def rebuild(
                 built = await current_range(consumer, topics)
             renamed = RenamedDatabase(read_db, fresh.names)
             replayed = await replay(settings, renamed, built, progress)
-            await refresh_order_users(renamed, None)
             skipped = replayed.skipped
         documents = await _count(read_db, fresh.names.items())
         previous = await _count(read_db, ((live, live) for live in fresh.names))
@@ -432,5 +401,4 @@ async def _catch_up_kafka(
         now = await current_range(consumer, list(built_until))
     since = OffsetRange(dict(built_until), now.end)
     replayed = await replay(settings, db, since, progress, label="catch-up")
-    await refresh_order_users(db, replayed.user_ids)
     return replayed.applied, skipped + replayed.skipped

@@ -45,12 +45,14 @@ class ViewKind:
     """The projector's pure snapshot -> view document function."""
     model: type[Any]
     aggregate: AggregateType
+    as_of_event: frozenset[str] = frozenset()
+    """Fields that hold another aggregate as of this aggregate's newest event (not compared by verify)."""
 
 
 VIEW_KINDS: tuple[ViewKind, ...] = (
     ViewKind(Kind.USER, UserView.Settings.name, user_document, User, AggregateType.USER),
     ViewKind(Kind.PRODUCT, ProductView.Settings.name, product_document, Product, AggregateType.PRODUCT),
-    ViewKind(Kind.ORDER, OrderView.Settings.name, order_document, Order, AggregateType.ORDER),
+    ViewKind(Kind.ORDER, OrderView.Settings.name, order_document, Order, AggregateType.ORDER, frozenset({"user"})),
 )
 BY_KIND = {v.kind: v for v in VIEW_KINDS}
 

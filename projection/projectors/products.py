@@ -7,7 +7,7 @@ from decimal import Decimal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import ProductView
-from projection.projectors.base import VIEW_WRITES, Doc, ViewChange, apply_if_newer, parse_time
+from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 from shared.money import to_cents
 
@@ -43,8 +43,5 @@ class ProductProjector:
         self.products = db[ProductView.Settings.name]
 
     async def apply(self, event: EventEnvelope) -> list[ViewChange]:
-        fields = product_document(event.data)
-        del fields["_id"], fields["version"]
-        async with VIEW_WRITES.hold(("product", event.aggregate_id)):
-            document = await apply_if_newer(self.products, event.aggregate_id, event.aggregate_version, fields)
-        return [] if document is None else [ViewChange("product", document)]
+        document = product_document(event.data)
+        return [ViewChange("product", document)] if await apply_if_newer(self.products, document) else []

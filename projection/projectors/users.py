@@ -1,11 +1,12 @@
-"""UserProjector: `user.*` events -> UserView, and the user snapshot inside that user's orders."""
+"""UserProjector: `user.*` events -> UserView. Orders show their user from this view (read time), so a rename
+writes one document, however many orders the user has."""
 
 from __future__ import annotations
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projection.documents import OrderView, UserView
-from projection.projectors.base import VIEW_WRITES, Doc, ViewChange, apply_if_newer, parse_time
+from projection.documents import UserView
+from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
 from shared.events import EventEnvelope, Topic
 
 
@@ -28,26 +29,7 @@ class UserProjector:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.users = db[UserView.Settings.name]
-        self.orders = db[OrderView.Settings.name]
 
     async def apply(self, event: EventEnvelope) -> list[ViewChange]:
-        data = event.data
-        fields = user_document(data)
-        del fields["_id"], fields["version"]
-        async with VIEW_WRITES.hold(("user", event.aggregate_id)):
-            document = await apply_if_newer(self.users, event.aggregate_id, event.aggregate_version, fields)
-            # Orders carry a snapshot of their user; refresh those holding an older one.
-            await self.orders.update_many(
-                {"user_id": event.aggregate_id, "user.version": {"$lt": event.aggregate_version}},
-                {
-                    "$set": {
-                        "user": {
-                            "id": data["id"],
-                            "name": data["name"],
-                            "email": data["email"],
-                            "version": event.aggregate_version,
-                        }
-                    }
-                },
-            )
-        return [] if document is None else [ViewChange("user", document)]
+        document = user_document(event.data)
+        return [ViewChange("user", document)] if await apply_if_newer(self.users, document) else []

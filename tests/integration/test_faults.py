@@ -77,9 +77,11 @@ class Components:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str) -> None:
-        log = (self.log_dir / f"{name}.log").open("a")
-        self.procs[name] = subprocess.Popen([EVENTSHOP, name], env=self.env, cwd=ROOT, stdout=log, stderr=log)
+    def start(self, name: str, *, instance: str | None = None) -> None:
+        """Start `eventshop <name>`; `instance` names a second process of the same command."""
+        key = instance or name
+        log = (self.log_dir / f"{key}.log").open("a")
+        self.procs[key] = subprocess.Popen([EVENTSHOP, name], env=self.env, cwd=ROOT, stdout=log, stderr=log)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown hook runs, exactly like a crashed machine."""
@@ -325,6 +327,48 @@ async def test_ferretdb_restarted_under_load(lab: FaultLab, rng: random.Random) 
         await asyncio.to_thread(start_service, lab.settings, "ferretdb")
 
     await under_load(lab, rng, fault)
+
+
+async def group_members(settings: Settings, group: str) -> list[set[str]]:
+    """The topics each member of a consumer group is assigned right now."""
+    from aiokafka.protocol.group import MemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    members = []
+    for member in description.members:
+        assignment = MemberAssignment.decode(member.member_assignment) if member.member_assignment else None
+        members.append({topic for topic, _ in assignment.assignment} if assignment else set())
+    return members
+
+
+async def test_two_projector_processes_in_one_group_lose_no_update(lab: FaultLab, rng: random.Random) -> None:
+    """A second projector joins while customers shop: the partitions of one order's topics (and of the
+    products' stock topics) are shared by both processes, so both write the same views at the same time. The
+    store's version gate must hold across processes: the read model ends equal to the write model."""
+    group = lab.components.env["PROJECTOR_GROUP"]
+
+    async def fault() -> None:
+        lab.components.start("projector", instance="projector-2")
+
+        async def both_assigned() -> bool:
+            members = await group_members(lab.settings, group)
+            return len(members) == 2 and all(m & {lab.settings.topic(t) for t in ORDER_TOPICS} for m in members)
+
+        await eventually(both_assigned, timeout=60, interval=0.5)
+
+    try:
+        await under_load(lab, rng, fault, orders=80)
+        assert len(await group_members(lab.settings, group)) == 2  # both stayed in to the end
+    finally:
+        lab.components.procs.pop("projector-2").terminate()
+
+
+ORDER_TOPICS = ("order.created", "order.reserved", "order.paid", "order.canceled")
 
 
 async def test_a_poison_message_in_the_middle_of_a_busy_partition(lab: FaultLab, rng: random.Random) -> None:

@@ -399,11 +399,15 @@ async def views_caught_up(lab: Lab) -> None:
 
 
 async def all_documents(mongo: AsyncDatabase[Any], names: dict[str, str] | None = None) -> dict[str, list[Any]]:
-    """Every view document, per view, read from the collections `names` gives (the live ones by default)."""
+    """Every view document, per view, read from the collections `names` gives (the live ones by default),
+    without what a view holds of another aggregate as of its own newest event (which a rebuild renews)."""
     found = {}
     for view in VIEW_KINDS:
         collection = mongo[(names or {}).get(view.collection, view.collection)]
-        found[view.collection] = [comparable(doc) async for doc in collection.find().sort("_id", 1)]
+        found[view.collection] = [
+            comparable({k: v for k, v in doc.items() if k not in view.as_of_event})
+            async for doc in collection.find().sort("_id", 1)
+        ]
     return found
 
 
