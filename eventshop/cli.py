@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 import typer
 
-from eventshop.ops.cli import dlq_app, projection_app, verify
+from eventshop.ops.cli import dlq_app, projection_app, seed, verify
 from eventshop.runtime import Component, run
 from gateway.auth import AuthConfigError, Role, issue_token
 from shared.logging import configure_logging
@@ -134,6 +134,7 @@ def export_schema(output: Path = typer.Argument(Path("schema.graphql"))) -> None
 app.add_typer(dlq_app, name="dlq", help="Inspect dead-letter topics and redrive their messages.")
 app.add_typer(projection_app, name="projection", help="Maintain the read model: rebuild and switch over.")
 app.command("verify")(verify)
+app.command("seed")(seed)
 
 if __name__ == "__main__":
     app()

@@ -1,13 +1,15 @@
-"""`eventshop dlq ...`, `eventshop projection rebuild` and `eventshop verify`: typer commands over the ops modules.
+"""`eventshop dlq ...`, `eventshop projection rebuild`, `eventshop verify` and `eventshop seed`: typer commands
+over the ops modules.
 
 The commands only parse options, open the connections and render with rich; the work is in `dlq`,
-`rebuild` and `verify`, which tests call directly.
+`rebuild`, `verify` and `seed`, which tests call directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from rich.table import Table
 from command.db import WriteDatabase
 from eventshop.ops.dlq import DeadLetter, DeadLetters, RedriveLog, as_dlq_topic, redrive
 from eventshop.ops.rebuild import CatchUpFailed, RebuildReport, Source, rebuild
+from eventshop.ops.seed import SeedPlan, SeedRefused, SeedReport, SeedStalled, wait_settled
+from eventshop.ops.seed import seed as seed_shop
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import Difference, settled_differences
 from shared.kafka import make_producer
@@ -304,3 +308,63 @@ def verify(
     more = f" ({len(found) - limit} not shown; --limit)" if len(found) > limit else ""
     console.print(f"[red]{len(found)} difference(s){more}[/red]")
     raise typer.Exit(1)
+
+
+# --- seed -------------------------------------------------------------------------------------------------------
+
+
+def seed(
+    users: int = typer.Option(..., "--users", min=0, help="customers in the shop"),
+    products: int = typer.Option(..., "--products", min=0, help="products in the catalogue"),
+    orders: int = typer.Option(..., "--orders", min=0, help="orders placed (then paid, fulfilled or canceled)"),
+    seed_value: int = typer.Option(1, "--seed", min=0, help="the same seed and counts always make the same shop"),
+    concurrency: int = typer.Option(8, min=1, max=64, help="commands in flight at once"),
+    force: bool = typer.Option(False, "--force", help="seed even though the database holds data the seed did not make"),
+    wait: bool = typer.Option(False, "--wait", help="then wait until the relay and the stock worker are done"),
+    wait_timeout: float = typer.Option(600.0, min=0, help="seconds --wait waits at most"),
+    reserve_timeout: float = typer.Option(
+        120.0, min=1, help="seconds without any order decided by the stock worker before the seed gives up"
+    ),
+) -> None:
+    """Create a realistic shop through the command handlers (resumable: run it again to continue)."""
+    console = Console()
+    try:
+        plan = SeedPlan(users, products, orders, seed_value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def work(settings: Settings) -> tuple[SeedReport, int]:
+        write_db = WriteDatabase(settings.mysql_dsn, pool_size=concurrency + 2)
+        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with Progress(*columns, console=console) as bar:
+                progress = _RichProgress(bar)
+                report = await seed_shop(
+                    write_db,
+                    plan,
+                    progress=progress,
+                    concurrency=concurrency,
+                    force=force,
+                    reserve_timeout=reserve_timeout,
+                )
+                left = (await wait_settled(write_db, timeout=wait_timeout, progress=progress)).total if wait else 0
+            return report, left
+        finally:
+            await write_db.dispose()
+
+    started = time.monotonic()
+    try:
+        report, left = _run(work)
+    except (SeedRefused, SeedStalled) as exc:
+        console.print(f"[red]{'refusing to seed' if isinstance(exc, SeedRefused) else 'stopped'}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    table = Table("phase", "planned", "already there", "created", "refused", title=f"seed {plan.seed}")
+    for label, phase in report.phases.items():
+        refused = ", ".join(f"{n} {code}" for code, n in sorted(phase.refused.items())) or "0"
+        table.add_row(label, str(phase.planned), str(phase.existing), str(phase.created), refused)
+    console.print(table)
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
+    console.print(f"orders: {shown or 'none'}; {time.monotonic() - started:.1f} s")
+    if left:
+        console.print(f"[red]still {left} event(s) or order(s) in flight after {wait_timeout:.0f} s[/red]")
+        raise typer.Exit(1)
