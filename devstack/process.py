@@ -184,8 +184,10 @@ def start_daemon(
     return proc.pid
 
 
-def stop_daemon(settings: Settings, name: str, *, timeout: float, kill: bool = False) -> bool:
-    """SIGTERM (or SIGKILL when `kill`) the daemon and wait; SIGKILL if it outlives the deadline.
+def stop_daemon(
+    settings: Settings, name: str, *, timeout: float, kill: bool = False, stop_signal: int = signal.SIGTERM
+) -> bool:
+    """`stop_signal` (or SIGKILL when `kill`) to the daemon and wait; SIGKILL if it outlives the deadline.
 
     Returns False when devstack had nothing running for `name`.
     """
@@ -194,7 +196,7 @@ def stop_daemon(settings: Settings, name: str, *, timeout: float, kill: bool = F
         pid_path(settings, name).unlink(missing_ok=True)
         return False
     try:
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else stop_signal)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout

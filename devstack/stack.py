@@ -7,6 +7,7 @@ decides per service whether to reuse what is running, adopt an external server o
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -91,7 +92,8 @@ def stop_service(settings: Settings, name: str, kill: bool = False) -> bool:
     """
     svc = _service(name)
     with service_lock(settings, name):
-        return stop_daemon(settings, name, timeout=svc.STOP_TIMEOUT, kill=kill)
+        stop_signal = getattr(svc, "STOP_SIGNAL", signal.SIGTERM)
+        return stop_daemon(settings, name, timeout=svc.STOP_TIMEOUT, kill=kill, stop_signal=stop_signal)
 
 
 def _each(

@@ -28,7 +28,7 @@ from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
 from shared import telemetry
-from shared.kafka import make_producer, start_with_retry
+from shared.kafka import make_producer, start_with_retry, when_available
 from shared.logging import get_logger
 from shared.settings import Settings, mask_dsn
 
@@ -52,10 +52,15 @@ class Resources:
     readiness: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     @classmethod
-    async def open(cls, settings: Settings) -> Resources:
-        write_db = WriteDatabase(settings.mysql_dsn)
-        mongo, db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
-        return cls(settings, write_db, mongo, ReadModel(db))
+    async def open(cls, settings: Settings, stopping: asyncio.Event) -> Resources | None:
+        """None when asked to stop while the read model was still unreachable (it is waited for)."""
+        connected = await when_available(
+            lambda: connect_read_model(settings.mongo_uri, settings.mongo_database), stopping, what="read model"
+        )
+        if connected is None:
+            return None
+        mongo, db = connected
+        return cls(settings, WriteDatabase(settings.mysql_dsn), mongo, ReadModel(db))
 
     async def close(self) -> None:
         await self.write_db.dispose()
@@ -166,7 +171,9 @@ async def run(components: list[Component], settings: Settings) -> bool:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     telemetry.setup(settings, service_name(components))
-    res = await Resources.open(settings)
+    res = await Resources.open(settings, stopping)
+    if res is None:
+        return True
     failed: list[asyncio.Task[None]] = []
     log.info(
         "eventshop.started",

@@ -23,10 +23,14 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     """
     client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     db = client[database]
-    await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
-    for document in VIEW_DOCUMENTS:
-        for index in document.Settings.indexes:  # one per call: FerretDB v1 fails on a batch that exists
-            await db[document.Settings.name].create_indexes([index])
+    try:
+        await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
+        for document in VIEW_DOCUMENTS:
+            for index in document.Settings.indexes:  # one per call: FerretDB v1 fails on a batch that exists
+                await db[document.Settings.name].create_indexes([index])
+    except BaseException:
+        await client.close()
+        raise
     return client, db
 
 

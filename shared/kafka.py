@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -318,7 +319,7 @@ def _decoded(decode: Callable[[bytes | None], T], record: ConsumerRecord[bytes, 
 
 def is_infrastructure_outage(error: BaseException | None) -> bool:
     """A store or broker that cannot be reached right now (as opposed to a message that cannot work)."""
-    from pymongo.errors import ConnectionFailure
+    from pymongo.errors import ConnectionFailure, OperationFailure
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(error, DBAPIError) and error.connection_invalidated:
@@ -326,11 +327,17 @@ def is_infrastructure_outage(error: BaseException | None) -> bool:
     if isinstance(error, OperationalError):
         code = getattr(error.orig, "args", (None,))[0]
         return code in MYSQL_CONNECTION_ERRORS or not isinstance(code, int)
+    if isinstance(error, OperationFailure) and error.code == FERRETDB_INTERNAL_ERROR:
+        return FERRETDB_STORAGE_UNAVAILABLE.search(str(error)) is not None
     return isinstance(error, ConnectionFailure | InterfaceError | KafkaConnectionError | ConnectionError)
 
 
 # Can't connect, lost connection, server gone away, server shutting down, too many connections.
 MYSQL_CONNECTION_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055, 1053, 1040, 1927})
+FERRETDB_INTERNAL_ERROR = 1
+FERRETDB_STORAGE_UNAVAILABLE = re.compile(r"failed to connect to|SQLSTATE (08|57P0)|conn closed|unexpected EOF")
+"""FerretDB answers InternalError when its PostgreSQL is down or restarting: connection refused (pgx), a
+connection exception (SQLSTATE class 08) or an operator shutdown (57P01-57P03)."""
 
 
 def _text(value: bytes | None) -> str | None:
@@ -342,6 +349,23 @@ def decode_event(raw: bytes | None) -> EventEnvelope:
         return EventEnvelope.from_bytes(raw)
     except Exception as exc:
         raise PoisonMessage(f"cannot decode event: {exc}") from exc
+
+
+async def when_available(
+    connect: Callable[[], Awaitable[T]], stopping: asyncio.Event, *, what: str, delay: float = 1.0
+) -> T | None:
+    """`connect()`, again every `delay` seconds while the store or broker is unreachable; None if asked to
+    stop first. Any other failure is raised: retrying cannot fix a wrong setting."""
+    while not stopping.is_set():
+        try:
+            return await connect()
+        except Exception as exc:
+            if not is_infrastructure_outage(exc):
+                raise
+            log.warning("infrastructure.unavailable", what=what, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+    return None
 
 
 async def start_with_retry(client: Any, stopping: asyncio.Event, delay: float = 1.0) -> bool:

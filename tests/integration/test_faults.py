@@ -102,8 +102,9 @@ class Components:
         for name, proc in self.procs.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode}: {self.log(name)}"
 
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text()[-3000:]
+    def log(self, name: str, chars: int | None = 3000) -> str:
+        text = (self.log_dir / f"{name}.log").read_text()
+        return text if chars is None else text[-chars:]
 
 
 @dataclass
@@ -329,6 +330,27 @@ async def test_ferretdb_restarted_under_load(lab: FaultLab, rng: random.Random) 
     await under_load(lab, rng, fault)
 
 
+async def test_postgresql_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:
+    """FerretDB's storage goes away for longer than a message's retries last and comes back: the projector
+    waits for it (a message dead-lettered meanwhile would leave the read model short)."""
+    waited = lab.components.log("projector", chars=None).count("consumer.waiting_for_infrastructure")
+
+    async def fault() -> None:
+        await eventually(lab.read_db["orders"].find_one)  # the projector is at work
+        await asyncio.to_thread(stop_service, lab.settings, "postgresql")
+        try:
+
+            async def waited_past_the_retries() -> bool:
+                log = lab.components.log("projector", chars=None)
+                return log.count("consumer.waiting_for_infrastructure") - waited > lab.settings.consumer_retries
+
+            await eventually(waited_past_the_retries, timeout=60, interval=0.5)
+        finally:
+            await asyncio.to_thread(start_service, lab.settings, "postgresql")
+
+    await under_load(lab, rng, fault)
+
+
 async def group_members(settings: Settings, group: str) -> list[set[str]]:
     """The topics each member of a consumer group is assigned right now."""
     from aiokafka.protocol.group import MemberAssignment
@@ -336,14 +358,18 @@ async def group_members(settings: Settings, group: str) -> list[set[str]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        (description,) = await admin.describe_consumer_groups([group])
+        (response,) = await admin.describe_consumer_groups([group])
     finally:
         await admin.close()
+    (described,) = response.groups  # (error, group, state, protocol type, protocol, members)
     members = []
-    for member in description.members:
-        assignment = MemberAssignment.decode(member.member_assignment) if member.member_assignment else None
-        members.append({topic for topic, _ in assignment.assignment} if assignment else set())
+    for *_, assignment in described[5]:  # (member id, client id, host, metadata, assignment)
+        decoded = MemberAssignment.decode(assignment) if assignment else None
+        members.append({topic for topic, _ in decoded.assignment} if decoded else set())
     return members
+
+
+ORDER_TOPICS = ("order.created", "order.reserved", "order.paid", "order.canceled")
 
 
 async def test_two_projector_processes_in_one_group_lose_no_update(lab: FaultLab, rng: random.Random) -> None:
@@ -366,9 +392,6 @@ async def test_two_projector_processes_in_one_group_lose_no_update(lab: FaultLab
         assert len(await group_members(lab.settings, group)) == 2  # both stayed in to the end
     finally:
         lab.components.procs.pop("projector-2").terminate()
-
-
-ORDER_TOPICS = ("order.created", "order.reserved", "order.paid", "order.canceled")
 
 
 async def test_a_poison_message_in_the_middle_of_a_busy_partition(lab: FaultLab, rng: random.Random) -> None:
