@@ -12,7 +12,7 @@ import typer
 
 from eventshop.ops.cli import dlq_app, projection_app, seed, verify
 from eventshop.runtime import Component, run
-from gateway.auth import AuthConfigError, Role, issue_token
+from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Role, Scope, issue_token
 from shared.logging import configure_logging
 from shared.settings import Settings, mask_dsn
 
@@ -101,25 +101,53 @@ def migrate(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"migrated to {revision}")
 
 
+_STOREFRONT = " ".join(sorted(STOREFRONT_SCOPES))
+
+
 @app.command()
 def token(
-    role: Role = typer.Option(..., help="admin or customer"),
+    role: Role = typer.Option(..., help="admin, customer or service"),
     user_id: int = typer.Option(None, "--user-id", help="the customer's user id (customer tokens)"),
     ttl: int = typer.Option(3600, "--ttl", min=1, help="seconds until the token expires"),
     subject: str = typer.Option("admin", help="the subject of an admin token"),
+    name: str = typer.Option(None, "--name", help="the calling service's name, its token's subject (service tokens)"),
+    scope: list[str] = typer.Option(
+        None,
+        "--scope",
+        help=f"a service token's scopes (repeat or space-separate; default: {_STOREFRONT})",
+    ),
 ) -> None:
     """Print a bearer token signed with JWT_SECRET (HS256) as the last line: for local use and tests."""
     if role is Role.CUSTOMER and (user_id is None or user_id < 1):
         raise typer.BadParameter("a customer token needs --user-id (a positive user id)", param_hint="--user-id")
-    if role is Role.ADMIN and user_id is not None:
+    if role is not Role.CUSTOMER and user_id is not None:
         raise typer.BadParameter("--user-id is for customer tokens", param_hint="--user-id")
+    if role is Role.SERVICE and not (name and name.strip()):
+        raise typer.BadParameter("a service token needs --name (e.g. storefront)", param_hint="--name")
+    if role is not Role.SERVICE and (name is not None or scope):
+        raise typer.BadParameter("--name and --scope are for service tokens", param_hint="--name/--scope")
+    scopes = _scopes(scope) if role is Role.SERVICE else frozenset()
+    subjects = {Role.CUSTOMER: str(user_id), Role.SERVICE: (name or "").strip(), Role.ADMIN: subject}
     try:
-        signed = issue_token(Settings(), role, str(user_id) if role is Role.CUSTOMER else subject, ttl)
+        signed = issue_token(Settings(), role, subjects[role], ttl, scopes)
     except AuthConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    if scopes:
+        typer.echo(f"scope: {' '.join(sorted(scopes))}", err=True)
     typer.echo('GraphiQL headers: {"Authorization": "Bearer <the token below>"}', err=True)
     typer.echo(signed)
+
+
+def _scopes(given: list[str] | None) -> frozenset[Scope]:
+    names = [name for item in given or () for name in item.split()]
+    if not names:
+        return STOREFRONT_SCOPES
+    unknown = sorted(set(names) - {s.value for s in Scope})
+    if unknown:
+        known = " ".join(s.value for s in Scope)
+        raise typer.BadParameter(f"unknown scope {' '.join(unknown)}; known: {known}", param_hint="--scope")
+    return frozenset(Scope(name) for name in names)
 
 
 @app.command("export-schema")

@@ -21,7 +21,7 @@ from command.db import WriteDatabase
 from gateway.auth import UNCHECKED, TokenVerifier, bearer_token, connection_token
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
-from gateway.limits import RateLimiter
+from gateway.limits import MutationLimits
 from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, WebSocketCap
 from gateway.schema import create_schema
 from projection.queries import ReadModel
@@ -49,7 +49,7 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         self.feed = feed
         self.settings = settings
         self.verifier = TokenVerifier.from_settings(settings)
-        self.limiter = RateLimiter(settings.mutation_rate, settings.mutation_burst)
+        self.limiter = MutationLimits.from_settings(settings)
 
     async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
         client = getattr(request, "client", None)

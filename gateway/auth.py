@@ -3,12 +3,18 @@
 Keys are kept apart by family, so a token can never choose how its own signature is read: HS* tokens
 are checked only with `JWT_SECRET`, RS*/PS*/ES* tokens only with the public key file or the JWKS file
 (RFC 8725 section 2.1, the "algorithm confusion" attack). `none` is refused by the settings.
+
+Roles (claim `role`): `admin`, `customer` (`sub` = their user id) and `service`, a backend such as a
+storefront calling on behalf of customers (`sub` = the service's name). A service token must carry an
+OAuth-style `scope` claim, a space-separated string of the scopes below (RFC 9068 section 2.2.3); it may
+do exactly what its scopes allow (gateway/policy.py says which operation needs which). Unknown scope
+names are refused rather than ignored, so a typo fails at the first call, not as a puzzling FORBIDDEN.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,24 +34,46 @@ REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 class Role(StrEnum):
     ADMIN = "admin"
     CUSTOMER = "customer"
+    SERVICE = "service"
+
+
+class Scope(StrEnum):
+    """What a service token may do; an admin may do all of it, a customer only on their own account."""
+
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    ORDERS_READ = "orders:read"
+    ORDERS_WRITE = "orders:write"
+    ORDERS_FULFIL = "orders:fulfil"
+    PRODUCTS_WRITE = "products:write"
+
+
+# A storefront backend signs customers up, keeps their profiles, and places, pays, cancels, deletes, reads and
+# watches their orders. The catalogue and fulfilment stay with administrators unless a token is granted more.
+STOREFRONT_SCOPES = frozenset({Scope.USERS_READ, Scope.USERS_WRITE, Scope.ORDERS_READ, Scope.ORDERS_WRITE})
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller named by a verified token. A customer's `subject` is their user id."""
+    """The caller named by a verified token. A customer's `subject` is their user id, a service's its name."""
 
     subject: str
     role: Role
     expires_at: float | None = None  # exp plus the allowed clock skew
     from_token: bool = True
+    scopes: frozenset[Scope] = frozenset()  # a service's grants; empty for admins and customers
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
     @property
+    def is_service(self) -> bool:
+        return self.role is Role.SERVICE
+
+    @property
     def user_id(self) -> int | None:
-        """The customer's own user id; None for an admin."""
+        """The customer's own user id; None for an admin or a service."""
         return int(self.subject) if self.role is Role.CUSTOMER else None
 
     def expired(self, now: float | None = None) -> bool:
@@ -179,8 +207,19 @@ def _principal(claims: Mapping[str, Any], leeway: float) -> Principal:
         raise Unauthenticated("token subject invalid")
     if role is Role.CUSTOMER and not (subject.isdigit() and int(subject) > 0):
         raise Unauthenticated("a customer token's subject must be the user id")
+    scopes = _scopes(claims.get("scope")) if role is Role.SERVICE else frozenset()
     # A WebSocket outlives its token: operations started after this moment are refused.
-    return Principal(subject=subject, role=role, expires_at=float(claims["exp"]) + leeway)
+    return Principal(subject=subject, role=role, expires_at=float(claims["exp"]) + leeway, scopes=scopes)
+
+
+def _scopes(claim: object) -> frozenset[Scope]:
+    """A service token's `scope`: a space-separated string of known scopes, at least one."""
+    if not isinstance(claim, str) or not claim.split():
+        raise Unauthenticated("a service token needs a scope claim (space-separated scopes)")
+    try:
+        return frozenset(Scope(name) for name in claim.split())
+    except ValueError:
+        raise Unauthenticated(f"token has an unknown scope; known: {' '.join(Scope)}") from None
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -210,12 +249,20 @@ def connection_token(params: Mapping[str, Any] | None) -> str | None:
     return token.strip()
 
 
-def issue_token(settings: Settings, role: Role, subject: str, ttl_seconds: float) -> str:
-    """An HS256 token signed with JWT_SECRET (for `eventshop token`: local use and tests)."""
+def issue_token(settings: Settings, role: Role, subject: str, ttl_seconds: float, scopes: Iterable[Scope] = ()) -> str:
+    """An HS256 token signed with JWT_SECRET (for `eventshop token`: local use and tests).
+
+    `scopes` go into a service token's `scope` claim (sorted, space-separated); other roles carry none.
+    """
     if settings.jwt_secret is None:
         raise AuthConfigError("JWT_SECRET is not set (development: copy .env.example to .env)")
+    granted = sorted({Scope(s) for s in scopes})
+    if role is Role.SERVICE and not granted:
+        raise AuthConfigError("a service token needs at least one scope")
+    if role is not Role.SERVICE and granted:
+        raise AuthConfigError("only service tokens carry scopes")
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": subject,
@@ -223,4 +270,6 @@ def issue_token(settings: Settings, role: Role, subject: str, ttl_seconds: float
         "iat": now,
         "exp": now + int(ttl_seconds),
     }
+    if granted:
+        claims["scope"] = " ".join(granted)
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 from command.db import WriteDatabase
 from gateway.auth import Principal
 from gateway.feed import ViewFeed
-from gateway.limits import RateLimiter
+from gateway.limits import MutationLimits
 from projection.queries import Page, ReadModel
 from shared.errors import Unauthenticated
 from shared.settings import Settings
@@ -33,7 +33,7 @@ class GatewayContext:
     response: Any = None
     principal: Principal | None = None  # None: anonymous
     auth_error: Unauthenticated | None = None  # a token was sent but is not valid
-    limiter: RateLimiter | None = None
+    limiter: MutationLimits | None = None
     client_ip: str = "unknown"
     connection_params: dict[str, Any] | None = None  # WebSocket connection_init payload (set by Strawberry)
     user_orders: DataLoader[UserOrdersKey, Page] = field(init=False)

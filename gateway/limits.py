@@ -1,10 +1,13 @@
 """Abuse limits: query depth, alias and token counts, introspection (-> QUERY_REJECTED, before execution),
-and the per-client mutation rate (-> RATE_LIMITED, applied by the access policy)."""
+and the per-client mutation rate with a budget per kind of caller (-> RATE_LIMITED, applied by the access
+policy)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule, ValidationContext, ValidationRule
@@ -12,7 +15,9 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaEx
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from gateway.auth import Principal, Role
 from shared.errors import ErrorCode
+from shared.settings import Settings
 
 
 class _Rejecting:
@@ -84,3 +89,68 @@ class RateLimiter:
         ]
         for client in full:
             del self._buckets[client]
+
+
+class Caller(StrEnum):
+    """Whose budget a mutation takes from: admins and services share one kind (backends, operators)."""
+
+    ANONYMOUS = "anonymous"
+    CUSTOMER = "customer"
+    SERVICE = "service"
+
+
+def caller_of(principal: Principal | None) -> Caller:
+    if principal is None:
+        return Caller.ANONYMOUS
+    return Caller.CUSTOMER if principal.role is Role.CUSTOMER else Caller.SERVICE
+
+
+@dataclass(frozen=True)
+class Budget:
+    rate: float  # tokens per second
+    burst: int
+
+
+def budgets(settings: Settings) -> dict[Caller, Budget | None]:
+    """Each kind of caller's budget; None is unlimited.
+
+    Customers and anonymous callers fall back to MUTATION_RATE / MUTATION_BURST where their own setting is
+    unset; admins and services are unlimited unless SERVICE_MUTATION_RATE is set. A rate of 0 is unlimited.
+    """
+
+    def budget(rate: float | None, burst: int | None, fallback_rate: float) -> Budget | None:
+        rate = fallback_rate if rate is None else rate
+        return Budget(rate, settings.mutation_burst if burst is None else burst) if rate > 0 else None
+
+    return {
+        Caller.ANONYMOUS: budget(
+            settings.anonymous_mutation_rate, settings.anonymous_mutation_burst, settings.mutation_rate
+        ),
+        Caller.CUSTOMER: budget(
+            settings.customer_mutation_rate, settings.customer_mutation_burst, settings.mutation_rate
+        ),
+        Caller.SERVICE: budget(settings.service_mutation_rate, settings.service_mutation_burst, 0.0),
+    }
+
+
+class MutationLimits:
+    """One token bucket per client, in the budget of its kind of caller (a kind without one is unlimited).
+
+    Buckets live in this gateway instance: N instances behind a balancer allow up to N times each budget.
+    """
+
+    def __init__(self, budgets: Mapping[Caller, Budget | None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.limiters = {
+            caller: RateLimiter(budget.rate, budget.burst, clock)
+            for caller, budget in budgets.items()
+            if budget is not None
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MutationLimits:
+        return cls(budgets(settings))
+
+    def take(self, principal: Principal | None, client: str) -> float:
+        """0.0 when the mutation may run; otherwise the seconds until the client's next token."""
+        limiter = self.limiters.get(caller_of(principal))
+        return 0.0 if limiter is None else limiter.take(client)

@@ -1,7 +1,9 @@
 """Who may call what: ONE table from operation to rule, applied to every field by ONE permission class.
 
-Roles: `admin` may do everything; a `customer` (token `sub` = their user id) reads and updates
-themselves and creates, pays, cancels, deletes, reads and watches their own orders; anonymous
+Roles: `admin` may do everything; a `service` (a backend such as the storefront, token `sub` = its
+name) may do what an admin may wherever its token holds the operation's scope (each rule names one;
+rules without a scope are for admins alone); a `customer` (token `sub` = their user id) reads and
+updates themselves and creates, pays, cancels, deletes, reads and watches their own orders; anonymous
 callers read products only. A missing or invalid token is UNAUTHENTICATED; a valid one that does
 not allow the operation is FORBIDDEN. Another user's order is FORBIDDEN (not NOT_FOUND): order ids
 are sequential, so hiding them would protect nothing and would only make errors harder to read. An
@@ -26,7 +28,7 @@ from strawberry.schema.name_converter import NameConverter
 
 from command.db import WriteDatabase
 from command.validation import parse_id
-from gateway.auth import Principal
+from gateway.auth import Principal, Scope
 from gateway.context import GatewayContext, Info
 from shared.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 
@@ -35,12 +37,27 @@ ROOT_TYPES = ("Query", "Mutation", "Subscription")
 
 
 class Rule:
-    """Decides for an authenticated principal; raises Forbidden (or NotFound) to refuse."""
+    """Decides for an authenticated principal; raises Forbidden (or NotFound) to refuse.
+
+    `scope` is what a service principal needs for the operation; it then acts as an admin would.
+    """
 
     public = False
+    scope: Scope | None = None
 
     async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
         raise NotImplementedError
+
+    def acts_as_admin(self, operation: str, principal: Principal) -> bool:
+        """True for an admin, and for a service holding the scope; a service without it is refused."""
+        if principal.is_admin:
+            return True
+        if principal.is_service:
+            if self.scope is not None and self.scope in principal.scopes:
+                return True
+            need = f"needs the {self.scope.value} scope" if self.scope else "is for administrators"
+            raise Forbidden(f"{operation} {need}")
+        return False
 
 
 class Public(Rule):
@@ -49,9 +66,14 @@ class Public(Rule):
     public = True
 
 
-class AdminOnly(Rule):
+@dataclass(frozen=True)
+class Staff(Rule):
+    """Administrators, and services holding `scope`; never customers."""
+
+    scope: Scope | None = None
+
     async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
-        if not principal.is_admin:
+        if not self.acts_as_admin(operation, principal):
             raise Forbidden(f"{operation} is for administrators")
 
 
@@ -64,10 +86,11 @@ class OwnUser(Rule):
 
     target: Callable[[Any, Args], object | None]
     field: str
+    scope: Scope | None = None
     absent_is_own: bool = False
 
     async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
-        if principal.is_admin:
+        if self.acts_as_admin(operation, principal):
             return
         target = self.target(source, args)
         if target is None and self.absent_is_own:
@@ -82,9 +105,10 @@ class OwnOrder(Rule):
 
     arg: str
     field: str
+    scope: Scope | None = None
 
     async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
-        if principal.is_admin:
+        if self.acts_as_admin(operation, principal):
             return
         order_id = parse_id(args[self.arg], self.field)
         owner = await order_owner(ctx.write_db, order_id)
@@ -107,32 +131,34 @@ def parent_id(source: Any, args: Args) -> object | None:
 
 
 PUBLIC = Public()
-ADMIN = AdminOnly()
+USERS_READ, USERS_WRITE = Scope.USERS_READ, Scope.USERS_WRITE
+ORDERS_READ, ORDERS_WRITE, ORDERS_FULFIL = Scope.ORDERS_READ, Scope.ORDERS_WRITE, Scope.ORDERS_FULFIL
+PRODUCTS_WRITE = Scope.PRODUCTS_WRITE
 
 RULES: dict[str, Rule] = {
     # Queries
     "Query.product": PUBLIC,
     "Query.products": PUBLIC,
-    "Query.user": OwnUser(arg("id"), "id"),
-    "Query.users": ADMIN,
-    "Query.order": OwnOrder("id", "id"),
-    "Query.orders": OwnUser(arg("user_id"), "userId", absent_is_own=True),
-    "User.orders": OwnUser(parent_id, "id"),
+    "Query.user": OwnUser(arg("id"), "id", USERS_READ),
+    "Query.users": Staff(USERS_READ),
+    "Query.order": OwnOrder("id", "id", ORDERS_READ),
+    "Query.orders": OwnUser(arg("user_id"), "userId", ORDERS_READ, absent_is_own=True),
+    "User.orders": OwnUser(parent_id, "id", ORDERS_READ),
     # Mutations (every one also takes a token from the caller's rate bucket)
-    "Mutation.createUser": ADMIN,
-    "Mutation.updateUser": OwnUser(arg("id"), "id"),
-    "Mutation.deleteUser": ADMIN,
-    "Mutation.createProduct": ADMIN,
-    "Mutation.updateProduct": ADMIN,
-    "Mutation.deleteProduct": ADMIN,
-    "Mutation.createOrder": OwnUser(input_field("user_id"), "userId"),
-    "Mutation.updateOrder": ADMIN,
-    "Mutation.payOrder": OwnOrder("id", "id"),
-    "Mutation.cancelOrder": OwnOrder("id", "id"),
-    "Mutation.deleteOrder": OwnOrder("id", "id"),
+    "Mutation.createUser": Staff(USERS_WRITE),
+    "Mutation.updateUser": OwnUser(arg("id"), "id", USERS_WRITE),
+    "Mutation.deleteUser": Staff(USERS_WRITE),
+    "Mutation.createProduct": Staff(PRODUCTS_WRITE),
+    "Mutation.updateProduct": Staff(PRODUCTS_WRITE),
+    "Mutation.deleteProduct": Staff(PRODUCTS_WRITE),
+    "Mutation.createOrder": OwnUser(input_field("user_id"), "userId", ORDERS_WRITE),
+    "Mutation.updateOrder": Staff(ORDERS_FULFIL),
+    "Mutation.payOrder": OwnOrder("id", "id", ORDERS_WRITE),
+    "Mutation.cancelOrder": OwnOrder("id", "id", ORDERS_WRITE),
+    "Mutation.deleteOrder": OwnOrder("id", "id", ORDERS_WRITE),
     # Subscriptions
-    "Subscription.orderStatusChanged": OwnOrder("order_id", "orderId"),
-    "Subscription.orderUpdates": OwnUser(arg("user_id"), "userId", absent_is_own=True),
+    "Subscription.orderStatusChanged": OwnOrder("order_id", "orderId", ORDERS_READ),
+    "Subscription.orderUpdates": OwnUser(arg("user_id"), "userId", ORDERS_READ, absent_is_own=True),
 }
 
 
@@ -164,7 +190,7 @@ class Authorize(BasePermission):
 def throttle(ctx: GatewayContext) -> None:
     if ctx.limiter is None:
         return
-    wait = ctx.limiter.take(ctx.client)
+    wait = ctx.limiter.take(ctx.principal, ctx.client)
     if wait > 0:
         retry_after = math.ceil(wait * 1000) / 1000
         raise RateLimited(f"too many mutations; retry in {retry_after:g}s", retry_after=retry_after)
@@ -184,7 +210,8 @@ def enforce(*types: type) -> None:
 
 
 def owner_scope(info: Info, user_id: strawberry.ID | None, field: str = "userId") -> int | None:
-    """Whose orders: the user asked for, else the customer themselves; None (everyone) only for admins."""
+    """Whose orders: the user asked for, else the customer themselves; None (everyone) for admins and services
+    (the rule has already let only those with the scope through)."""
     if user_id is not None:
         return parse_id(user_id, field)
     principal = info.context.principal

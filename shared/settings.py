@@ -80,8 +80,19 @@ class Settings(BaseSettings):
     jwt_issuer: str = "eventshop"
     jwt_audience: str = "eventshop"
     jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of clock skew allowed on exp/nbf/iat")
-    mutation_rate: float = Field(5.0, gt=0, description="mutations per second refilled into each client's bucket")
-    mutation_burst: int = Field(20, ge=1, description="mutations a client may send at once")
+    # Mutation budgets per kind of caller (gateway/limits.py): a token bucket per client, refilled at the rate
+    # up to the burst. Customers and anonymous callers fall back to MUTATION_RATE/BURST; admin and service
+    # tokens are unlimited unless SERVICE_MUTATION_RATE is set. A rate of 0 is unlimited.
+    mutation_rate: float = Field(
+        5.0, gt=0, description="mutations per second per client where CUSTOMER_/ANONYMOUS_MUTATION_RATE is unset"
+    )
+    mutation_burst: int = Field(20, ge=1, description="mutations at once where a role's own burst is unset")
+    customer_mutation_rate: float | None = Field(None, ge=0, description="per customer; unset: MUTATION_RATE")
+    customer_mutation_burst: int | None = Field(None, ge=1, description="per customer; unset: MUTATION_BURST")
+    anonymous_mutation_rate: float | None = Field(None, ge=0, description="per client IP; unset: MUTATION_RATE")
+    anonymous_mutation_burst: int | None = Field(None, ge=1, description="per client IP; unset: MUTATION_BURST")
+    service_mutation_rate: float | None = Field(None, ge=0, description="per admin/service token; unset: unlimited")
+    service_mutation_burst: int | None = Field(None, ge=1, description="per admin/service token; unset: MUTATION_BURST")
     max_ws_connections_per_client: int = Field(100, ge=1, description="open WebSockets per client IP")
     graphql_introspection: bool = Field(True, description="allow __schema/__type queries; turn off in production")
 
@@ -112,7 +123,18 @@ class Settings(BaseSettings):
         """The Kafka topic of a catalog name in this environment."""
         return f"{self.kafka_topic_prefix}{name}"
 
-    @field_validator("jwt_secret", "jwt_public_key_file", "jwt_jwks_file", mode="before")
+    @field_validator(
+        "jwt_secret",
+        "jwt_public_key_file",
+        "jwt_jwks_file",
+        "customer_mutation_rate",
+        "customer_mutation_burst",
+        "anonymous_mutation_rate",
+        "anonymous_mutation_burst",
+        "service_mutation_rate",
+        "service_mutation_burst",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

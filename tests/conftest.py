@@ -73,6 +73,12 @@ def make_test_settings(**overrides: Any) -> Settings:
         # The suites act as one admin for hundreds of mutations; the limits have tests of their own.
         "mutation_rate": 10_000.0,
         "mutation_burst": 10_000,
+        # Every kind of caller falls back to those (admins and services: unlimited), whatever `.env` says.
+        **{
+            f"{kind}_mutation_{part}": None
+            for kind in ("customer", "anonymous", "service")
+            for part in ("rate", "burst")
+        },
     }
     values.update(overrides)
     return base.model_copy(update=values)

@@ -23,8 +23,9 @@ from starlette.applications import Starlette
 
 from tests.conftest import TEST_JWT_SECRET, GraphQLClient
 
-ANONYMOUS, OWNER, OTHER, ADMIN = "anonymous", "owner", "other", "admin"
-ROLES = (ANONYMOUS, OWNER, OTHER, ADMIN)
+ANONYMOUS, OWNER, OTHER, ADMIN, STOREFRONT = "anonymous", "owner", "other", "admin", "storefront"
+ROLES = (ANONYMOUS, OWNER, OTHER, ADMIN, STOREFRONT)
+STOREFRONT_SCOPE = "orders:read orders:write users:read users:write"  # what `eventshop token --role service` grants
 OK, UNAUTHENTICATED, FORBIDDEN = "ok", "UNAUTHENTICATED", "FORBIDDEN"
 
 
@@ -66,6 +67,10 @@ def customer_token(user_id: int | str) -> str:
 
 def admin_token() -> str:
     return signed(claims("admin", "test-admin"))
+
+
+def service_token(name: str = "storefront", scope: str = STOREFRONT_SCOPE) -> str:
+    return signed(claims("service", name, scope=scope))
 
 
 def client(base_url: str, token: str | None, transport: httpx.AsyncBaseTransport | None = None) -> GraphQLClient:

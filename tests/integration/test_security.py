@@ -1,6 +1,7 @@
 """Who may do what, told as a table: every operation of the schema against every role (anonymous, the
-customer who owns what is touched, another customer, an admin). Then the tokens that must be refused,
-and the abuse limits: the mutation rate, WebSocket connections per client, introspection.
+customer who owns what is touched, another customer, an admin, the storefront's service token). Then the
+tokens that must be refused, and the abuse limits: the mutation budget of each kind of caller, WebSocket
+connections per client, introspection.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from starlette.applications import Starlette
 
 from command.db import WriteDatabase
 from gateway.app import create_app
+from gateway.auth import STOREFRONT_SCOPES
 from gateway.feed import ViewFeed
 from gateway.policy import RULES
 from gateway.schema import schema
@@ -39,6 +42,7 @@ from tests.integration.access import (
     OTHER,
     OWNER,
     ROLES,
+    STOREFRONT,
     UNAUTHENTICATED,
     Live,
     admin_token,
@@ -48,9 +52,20 @@ from tests.integration.access import (
     customer_token,
     hand_made,
     served,
+    service_token,
     signed,
 )
-from tests.integration.shop import decided, order_input, place_order, read_order, register_customer, stock_product
+from tests.integration.shop import (
+    CREATE_ORDER,
+    NOTHING_FOR_PRODUCT,
+    decided,
+    order_input,
+    place_order,
+    products_written,
+    read_order,
+    register_customer,
+    stock_product,
+)
 
 # --- The world every row of the table acts on ------------------------------------------------------------
 
@@ -122,9 +137,11 @@ class Case:
     prepare: Callable[[World], Awaitable[Target]]
 
 
-EVERYONE = {ANONYMOUS: OK, OWNER: OK, OTHER: OK, ADMIN: OK}
-OWNER_OR_ADMIN = {ANONYMOUS: UNAUTHENTICATED, OWNER: OK, OTHER: FORBIDDEN, ADMIN: OK}
-ADMIN_ONLY = {ANONYMOUS: UNAUTHENTICATED, OWNER: FORBIDDEN, OTHER: FORBIDDEN, ADMIN: OK}
+EVERYONE = {ANONYMOUS: OK, OWNER: OK, OTHER: OK, ADMIN: OK, STOREFRONT: OK}
+OWNER_OR_STAFF = {ANONYMOUS: UNAUTHENTICATED, OWNER: OK, OTHER: FORBIDDEN, ADMIN: OK, STOREFRONT: OK}
+STAFF = {ANONYMOUS: UNAUTHENTICATED, OWNER: FORBIDDEN, OTHER: FORBIDDEN, ADMIN: OK, STOREFRONT: OK}
+# The catalogue and fulfilment: scopes (products:write, orders:fulfil) a storefront is not granted.
+BACK_OFFICE = {ANONYMOUS: UNAUTHENTICATED, OWNER: FORBIDDEN, OTHER: FORBIDDEN, ADMIN: OK, STOREFRONT: FORBIDDEN}
 
 
 def version_of(w: World, table: str, row_id: str) -> Callable[[], Awaitable[Any]]:
@@ -200,64 +217,66 @@ ORDER_UPDATES = "subscription($u: ID) { orderUpdates(userId: $u) { id userId } }
 CASES = [
     Case("Query.product", "query($id: ID!) { product(id: $id) { id name } }", EVERYONE, the_product),
     Case("Query.products", "{ products(first: 2) { totalCount } }", EVERYONE, no_arguments),
-    Case("Query.user", "query($id: ID!) { user(id: $id) { id email } }", OWNER_OR_ADMIN, the_owner),
-    Case("Query.users", "{ users(first: 2) { totalCount } }", ADMIN_ONLY, no_arguments),
-    Case("Query.order", "query($id: ID!) { order(id: $id) { id userId } }", OWNER_OR_ADMIN, the_order),
-    Case("Query.orders", "query($u: ID) { orders(userId: $u) { totalCount } }", OWNER_OR_ADMIN, the_owners_orders),
+    Case("Query.user", "query($id: ID!) { user(id: $id) { id email } }", OWNER_OR_STAFF, the_owner),
+    Case("Query.users", "{ users(first: 2) { totalCount } }", STAFF, no_arguments),
+    Case("Query.order", "query($id: ID!) { order(id: $id) { id userId } }", OWNER_OR_STAFF, the_order),
+    Case("Query.orders", "query($u: ID) { orders(userId: $u) { totalCount } }", OWNER_OR_STAFF, the_owners_orders),
     Case(
         "User.orders",
         "query($id: ID!) { user(id: $id) { id orders(first: 5) { totalCount } } }",
-        OWNER_OR_ADMIN,
+        OWNER_OR_STAFF,
         the_owner,
     ),
     Case(
         "Mutation.createUser",
         "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }",
-        ADMIN_ONLY,
+        STAFF,
         a_new_user,
     ),
     Case(
         "Mutation.updateUser",
         'mutation($id: ID!) { updateUser(id: $id, input: {name: "Renamed"}) { id version } }',
-        OWNER_OR_ADMIN,
+        OWNER_OR_STAFF,
         a_fresh_customer,
     ),
-    Case("Mutation.deleteUser", "mutation($id: ID!) { deleteUser(id: $id) { id } }", ADMIN_ONLY, a_fresh_customer),
+    Case("Mutation.deleteUser", "mutation($id: ID!) { deleteUser(id: $id) { id } }", STAFF, a_fresh_customer),
     Case(
         "Mutation.createProduct",
         "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
-        ADMIN_ONLY,
+        BACK_OFFICE,
         a_new_product,
     ),
     Case(
         "Mutation.updateProduct",
         'mutation($id: ID!) { updateProduct(id: $id, input: {description: "cheaper?"}) { id version } }',
-        ADMIN_ONLY,
+        BACK_OFFICE,
         a_fresh_product,
     ),
-    Case("Mutation.deleteProduct", "mutation($id: ID!) { deleteProduct(id: $id) { id } }", ADMIN_ONLY, a_fresh_product),
+    Case(
+        "Mutation.deleteProduct", "mutation($id: ID!) { deleteProduct(id: $id) { id } }", BACK_OFFICE, a_fresh_product
+    ),
     Case(
         "Mutation.createOrder",
         "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id userId } }",
-        OWNER_OR_ADMIN,
+        OWNER_OR_STAFF,
         an_order_for_the_owner,
     ),
     Case(
         "Mutation.updateOrder",
         "mutation($id: ID!) { updateOrder(id: $id, input: {status: PROCESSING}) { id status } }",
-        ADMIN_ONLY,
+        BACK_OFFICE,
         an_order("PAID"),
     ),
-    Case("Mutation.payOrder", PAY, OWNER_OR_ADMIN, an_order("RESERVED")),
-    Case("Mutation.cancelOrder", CANCEL, OWNER_OR_ADMIN, an_order("RESERVED")),
+    Case("Mutation.payOrder", PAY, OWNER_OR_STAFF, an_order("RESERVED")),
+    Case("Mutation.cancelOrder", CANCEL, OWNER_OR_STAFF, an_order("RESERVED")),
     Case(
         "Mutation.deleteOrder",
         "mutation($id: ID!) { deleteOrder(id: $id) { id } }",
-        OWNER_OR_ADMIN,
+        OWNER_OR_STAFF,
         an_order("CANCELED"),
     ),
-    Case("Subscription.orderStatusChanged", ORDER_STATUS, OWNER_OR_ADMIN, the_order),
-    Case("Subscription.orderUpdates", ORDER_UPDATES, OWNER_OR_ADMIN, the_owners_orders),
+    Case("Subscription.orderStatusChanged", ORDER_STATUS, OWNER_OR_STAFF, the_order),
+    Case("Subscription.orderUpdates", ORDER_UPDATES, OWNER_OR_STAFF, the_owners_orders),
 ]
 
 
@@ -271,6 +290,11 @@ def test_the_table_covers_every_operation_of_the_schema_and_every_rule() -> None
     assert operations - set(rows) == set(), "an operation without a row in this table"
     assert set(rows) == set(RULES), "every rule is exercised"
     assert all(set(case.expect) == set(ROLES) for case in CASES)
+    storefront = set(STOREFRONT_SCOPES)
+    for case in CASES:  # the storefront's column follows from the scope each rule names
+        rule = RULES[case.operation]
+        allowed = rule.public or rule.scope in storefront
+        assert (case.expect[STOREFRONT] == OK) == allowed, case.operation
 
 
 @pytest.mark.parametrize(
@@ -283,6 +307,7 @@ async def test_every_operation_for_every_role(case: Case, role: str, world: Worl
         OWNER: customer_token(target.owner_id),
         OTHER: customer_token(world.other["id"]),
         ADMIN: admin_token(),
+        STOREFRONT: service_token(),
     }[role]
     expected = case.expect[role]
     if case.operation.startswith("Subscription."):
@@ -426,6 +451,10 @@ def refused_tokens() -> list[tuple[str, str]]:
         ("an algorithm not allowed (HS512)", signed(claims(), algorithm="HS512")),
         ("unknown role", signed(claims(role="superuser"))),
         ("customer whose sub is no user id", signed(claims("customer", "alice"))),
+        ("service without a scope", signed(claims("service", "storefront"))),
+        ("service with an empty scope", signed(claims("service", "storefront", scope=" "))),
+        ("service with an unknown scope", signed(claims("service", "storefront", scope="orders:write root"))),
+        ("service whose scope is a list", signed(claims("service", "storefront", scope=["orders:write"]))),
         ("garbage", "not.a.jwt"),
     ]
 
@@ -526,6 +555,29 @@ async def test_jwks_keys_are_chosen_by_kid_from_a_local_file(
     }
 
 
+async def test_a_service_may_do_what_its_scopes_allow_and_nothing_else(world: World, probe: WriteModelProbe) -> None:
+    """An order-taking service creates orders for any customer but cannot read customers or stock products;
+    scopes in a customer's or an admin's token change nothing (their role decides)."""
+    create_product = "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }"
+    marker = unique("scoped")
+    product = {"input": {"name": marker, "description": marker, "price": "1.00", "stock": 1}}
+    orders_only = client(world.url, service_token("order-taker", scope="orders:write"))
+    greedy_customer = client(world.url, signed(claims("customer", world.owner["id"], scope="products:write")))
+    scoped_admin = client(world.url, signed(claims("admin", "ops", scope="orders:read")))
+    try:
+        before = await probe.high_water()
+        placed = await orders_only.data(CREATE_ORDER, input=order_input(world.other["id"], (world.product["id"], 1)))
+        assert placed["createOrder"]["userId"] == world.other["id"]
+        assert codes(await orders_only.execute(USERS)) == [FORBIDDEN]
+        assert codes(await orders_only.execute(create_product, **product)) == [FORBIDDEN]
+        assert codes(await greedy_customer.execute(create_product, **product)) == [FORBIDDEN]
+        assert await products_written(probe, before, marker) == NOTHING_FOR_PRODUCT
+        assert (await scoped_admin.data(USERS))["users"]["totalCount"] >= 2  # still every admin right
+    finally:
+        for caller in (orders_only, greedy_customer, scoped_admin):
+            await caller.http.aclose()
+
+
 # --- Abuse limits -----------------------------------------------------------------------------------------
 
 RENAME = "mutation($id: ID!, $name: String!) { updateUser(id: $id, input: {name: $name}) { version } }"
@@ -535,7 +587,7 @@ async def test_the_mutation_rate_limit_trips_per_client_and_recovers(
     settings: Settings, gql: GraphQLClient, write_db: WriteDatabase, read_model: ReadModel, probe: WriteModelProbe
 ) -> None:
     busy, calm = await register_customer(gql, "Busy Bee"), await register_customer(gql, "Calm Clam")
-    app = gateway_app(settings, write_db, read_model, mutation_rate=1.0, mutation_burst=3)
+    app = gateway_app(settings, write_db, read_model, customer_mutation_rate=1.0, customer_mutation_burst=3)
     bee, clam = (
         in_process(app, f"Bearer {customer_token(busy['id'])}"),
         in_process(app, f"Bearer {customer_token(calm['id'])}"),
@@ -566,7 +618,7 @@ async def test_the_mutation_rate_limit_trips_per_client_and_recovers(
 async def test_anonymous_mutations_are_limited_by_client_address(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel
 ) -> None:
-    app = gateway_app(settings, write_db, read_model, mutation_rate=0.5, mutation_burst=2)
+    app = gateway_app(settings, write_db, read_model, anonymous_mutation_rate=0.5, anonymous_mutation_burst=2)
     stranger = in_process(app, None)
     create = 'mutation { createProduct(input: {name: "Spam", price: "1.00", stock: 1}) { id } }'
     try:
@@ -575,6 +627,52 @@ async def test_anonymous_mutations_are_limited_by_client_address(
     finally:
         await stranger.http.aclose()
     assert outcomes == [[UNAUTHENTICATED], [UNAUTHENTICATED], ["RATE_LIMITED"]]
+
+
+async def test_a_service_bursts_past_any_customer_budget_while_a_customers_21st_mutation_waits(
+    settings: Settings, gql: GraphQLClient, write_db: WriteDatabase, read_model: ReadModel, probe: WriteModelProbe
+) -> None:
+    """The default budgets: a customer may send 20 mutations at once, a service token is unlimited.
+
+    The customer's refill is slowed to 1/s so that "the 21st within a second" does not depend on how fast
+    this machine answers the first 20; the burst and the service's budget are the defaults.
+    """
+    defaults = {name: Settings.model_fields[name].default for name in ("mutation_rate", "mutation_burst")}
+    app = gateway_app(settings, write_db, read_model, **defaults, customer_mutation_rate=1.0)
+    shopper, storefronts_customer = await register_customer(gql, "Quick Quentin"), await register_customer(gql, "Sam")
+    product = await stock_product(gql, unique("stocking"), "1.00", 1_000_000)
+    customer = in_process(app, f"Bearer {customer_token(shopper['id'])}")
+    storefront = in_process(app, f"Bearer {service_token()}")
+    try:
+        before = await probe.high_water()
+        service_burst = await asyncio.gather(
+            *(
+                storefront.execute(CREATE_ORDER, input=order_input(storefronts_customer["id"], (product["id"], 1)))
+                for _ in range(40)
+            )
+        )
+        assert [codes(body) for body in service_burst] == [[]] * 40, service_burst
+
+        burst = await asyncio.gather(
+            *(customer.execute(CREATE_ORDER, input=order_input(shopper["id"], (product["id"], 1))) for _ in range(21))
+        )
+        outcomes = Counter(codes(body)[0] if codes(body) else OK for body in burst)
+        assert outcomes == {OK: 20, "RATE_LIMITED": 1}, outcomes
+        (limited,) = [body for body in burst if codes(body)]
+        assert limited["data"] is None
+        assert 0 < limited["errors"][0]["extensions"]["retryAfter"] <= 1.0
+
+        created = {
+            uid: await probe.scalar("SELECT COUNT(*) FROM orders WHERE user_id = %s", int(uid))
+            for uid in (shopper["id"], storefronts_customer["id"])
+        }
+        events = [e for e in await probe.events_since(before) if e.topic == "order.created"]
+        per_user = {uid: sum(1 for e in events if e.data["user_id"] == int(uid)) for uid in created}
+        assert created == {shopper["id"]: 20, storefronts_customer["id"]: 40}  # the refused one wrote nothing
+        assert per_user == created
+    finally:
+        await customer.http.aclose()
+        await storefront.http.aclose()
 
 
 async def test_websocket_connections_per_client_are_capped(
