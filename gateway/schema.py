@@ -54,6 +54,7 @@ from gateway.types import (
     User,
     asks_for_total,
     connection,
+    counted_from_start,
 )
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
@@ -88,9 +89,22 @@ class Query:
 
     @strawberry.field
     async def users(
-        self, info: Info, first: int = 20, after: str | None = None, search: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        search: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[User]:
-        page = await info.context.read_model.list_users(first, after, search, with_total=asks_for_total(info))
+        page = await info.context.read_model.list_users(
+            counted_from_start(info, first, last),
+            after,
+            search,
+            last=last,
+            before=before,
+            with_total=asks_for_total(info),
+        )
         return connection(page, User.from_doc)
 
     @strawberry.field
@@ -112,15 +126,19 @@ class Query:
         min_price: Decimal | None = None,
         max_price: Decimal | None = None,
         order_by: ProductOrderBy = ProductOrderBy.ID_ASC,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Product]:
         page = await info.context.read_model.list_products(
-            first,
+            counted_from_start(info, first, last),
             after,
             search=search,
             in_stock=in_stock,
             min_price_cents=None if min_price is None else to_cents(min_price),
             max_price_cents=None if max_price is None else to_cents(max_price),
             sort=PRODUCT_SORT[order_by],
+            last=last,
+            before=before,
             with_total=asks_for_total(info),
         )
         return connection(page, Product.from_doc)
@@ -141,12 +159,16 @@ class Query:
         after: str | None = None,
         user_id: strawberry.ID | None = None,
         status: OrderStatus | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Order]:
         page = await info.context.read_model.list_orders(
-            first,
+            counted_from_start(info, first, last),
             after,
             user_id=owner_scope(info, user_id),  # a customer who names no user gets their own orders
             status=None if status is None else status.value,
+            last=last,
+            before=before,
             with_total=asks_for_total(info),
         )
         return connection(page, Order.from_doc)

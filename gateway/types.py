@@ -32,10 +32,16 @@ class ProductOrderBy(Enum):
     NEWEST = "NEWEST"
 
 
-@strawberry.type
+@strawberry.type(description="Where a page of a connection lies (Relay cursor connections).")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(
+        description="More items follow this page. Exact after `first`; after `last` it is false (not looked up)."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="More items precede this page. Exact after `last`; after `first` it is false (not looked up)."
+    )
+    start_cursor: str | None = strawberry.field(description="The cursor of the first edge; null on an empty page.")
+    end_cursor: str | None = strawberry.field(description="The cursor of the last edge; null on an empty page.")
 
 
 @strawberry.type
@@ -71,14 +77,22 @@ class User:
         first: int = 20,
         after: str | None = None,
         status: OrderStatus | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Order]:
         ctx = info.context
         status_value = status.value if status else None
-        if after is None:  # the usual case, batched across every user of the page (DataLoader)
+        if after is None and last is None and before is None:  # the usual case, batched (DataLoader)
             page = await ctx.user_orders.load((int(self.id), first, status_value))
         else:
             page = await ctx.read_model.list_orders(
-                first, after, user_id=int(self.id), status=status_value, with_total=asks_for_total(info)
+                counted_from_start(info, first, last),
+                after,
+                user_id=int(self.id),
+                status=status_value,
+                last=last,
+                before=before,
+                with_total=asks_for_total(info),
             )
         return connection(page, Order.from_doc)
 
@@ -192,17 +206,41 @@ NodeT = TypeVar("NodeT")
 
 
 @strawberry.type
+class Edge(Generic[NodeT]):
+    """A node and its cursor (pass it as `after` or `before`); `Edge[User]` is `UserEdge` in the schema."""
+
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
 class Connection(Generic[NodeT]):
-    """A Relay-style page; `Connection[User]` is named `UserConnection` in the schema."""
+    """A Relay cursor connection; `Connection[User]` is named `UserConnection` in the schema. `nodes` is
+    `edges { node }` without the cursors."""
 
     nodes: list[NodeT]
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Awaitable[int]]]
+    cursors: strawberry.Private[Callable[[], list[str]]]
+
+    @strawberry.field
+    def edges(self) -> list[Edge[NodeT]]:
+        return [Edge(cursor=cursor, node=node) for cursor, node in zip(self.cursors(), self.nodes, strict=True)]
 
     @strawberry.field
     async def total_count(self) -> int:
         """Counted only when asked for: on a large collection the count costs more than the page."""
         return await self.count()
+
+
+def counted_from_start(info: Info, first: int, last: int | None) -> int | None:
+    """`first` as the read model takes it: None when paging from the end (`last`) and the query left `first` at
+    its default; when the query gives both, they go on, and the read model refuses them (BAD_USER_INPUT)."""
+    if last is None:
+        return first
+    field = info.selected_fields[0]
+    given = isinstance(field, SelectedField) and field.arguments.get("first") is not None
+    return first if given else None
 
 
 def asks_for_total(info: Info) -> bool:
@@ -223,6 +261,12 @@ def asks_for_total(info: Info) -> bool:
 def connection(page: Page, node: Callable[[Doc], NodeT]) -> Connection[NodeT]:
     return Connection(
         nodes=[node(doc) for doc in page.documents],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
+        ),
         count=page.count,
+        cursors=lambda: [page.cursor_of(doc) for doc in page.documents],
     )

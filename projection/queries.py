@@ -19,12 +19,30 @@ Doc = dict[str, Any]
 MAX_PAGE = 100
 
 
+def id_cursor(doc: Doc) -> str:
+    """The cursor of a document in an `_id` ordering."""
+    return encode_cursor([doc["_id"]])
+
+
 @dataclass(frozen=True)
 class Page:
+    """A slice of a connection as the Relay specification pages it.
+
+    The flag of the direction the client pages in is exact (`has_next_page` after `first`, `has_previous_page`
+    after `last`); the other one is False, as the specification allows when it is not known cheaply: the page
+    on that side is the one the client came from.
+    """
+
     documents: list[Doc]
     has_next_page: bool
     end_cursor: str | None
     count: Callable[[], Awaitable[int]]  # the total: a query of its own, made only when someone asks
+    has_previous_page: bool = False
+    cursor_of: Callable[[Doc], str] = id_cursor  # every document's cursor: its keyset in the page's ordering
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursor_of(self.documents[0]) if self.documents else None
 
 
 def known(total: int) -> Callable[[], Awaitable[int]]:
@@ -43,25 +61,48 @@ class SortKey:
     field: str
     direction: int  # 1 ascending, -1 descending
 
+    def keyset(self, doc: Doc) -> list[Any]:
+        return [doc["_id"]] if self.field == "_id" else [doc[self.field], doc["_id"]]
+
+    def cursor(self, doc: Doc) -> str:
+        return encode_cursor(self.keyset(doc))
+
+    def order(self, direction: int) -> list[tuple[str, int]]:
+        return [("_id", direction)] if self.field == "_id" else [(self.field, direction), ("_id", direction)]
+
+    def beyond(self, cursor: str, name: str, *, later: bool) -> Doc:
+        """The documents strictly after (`later`) or before the cursor's document in this ordering."""
+        op = "$gt" if (self.direction == 1) == later else "$lt"
+        if self.field == "_id":
+            (last_id,) = decode_cursor(cursor, 1, name)
+            return {"_id": {op: last_id}}
+        last_value, last_id = decode_cursor(cursor, 2, name)
+        return {"$or": [{self.field: {op: last_value}}, {self.field: last_value, "_id": {op: last_id}}]}
+
 
 def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
 
 
-def decode_cursor(cursor: str, size: int) -> list[Any]:
+def decode_cursor(cursor: str, size: int, name: str = "after") -> list[Any]:
+    """The keyset in a cursor; `name` is the argument it came in (for the error)."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except Exception as exc:
-        raise BadUserInput("after is not a valid cursor", field="after") from exc
+        raise BadUserInput(f"{name} is not a valid cursor", field=name) from exc
     if not isinstance(values, list) or len(values) != size:
-        raise BadUserInput("after is not a valid cursor", field="after")
+        raise BadUserInput(f"{name} is not a valid cursor", field=name)
     return values
 
 
+def check_count(value: int, name: str) -> int:
+    if not 0 <= value <= MAX_PAGE:
+        raise BadUserInput(f"{name} must be between 0 and {MAX_PAGE}", field=name)
+    return value
+
+
 def check_first(first: int) -> int:
-    if not 0 <= first <= MAX_PAGE:
-        raise BadUserInput(f"first must be between 0 and {MAX_PAGE}", field="first")
-    return first
+    return check_count(first, "first")
 
 
 def prefix(text: str) -> dict[str, str]:
@@ -91,15 +132,26 @@ class ReadModel:
         doc = await collection.find_one({"_id": doc_id}, {"version": 1})
         return None if doc is None else int(doc["version"])
 
-    async def list_users(self, first: int, after: str | None, search: str | None, *, with_total: bool = True) -> Page:
+    async def list_users(
+        self,
+        first: int | None,
+        after: str | None,
+        search: str | None,
+        *,
+        last: int | None = None,
+        before: str | None = None,
+        with_total: bool = True,
+    ) -> Page:
         query: Doc = {"deleted": False}
         if search and search.strip():
             query["$or"] = [{"name_lc": prefix(search)}, {"email": prefix(search)}]
-        return await paginate(self.users, query, SortKey("_id", 1), first, after, with_total=with_total)
+        return await paginate(
+            self.users, query, SortKey("_id", 1), first, after, last=last, before=before, with_total=with_total
+        )
 
     async def list_products(
         self,
-        first: int,
+        first: int | None,
         after: str | None,
         *,
         search: str | None,
@@ -107,6 +159,8 @@ class ReadModel:
         min_price_cents: int | None,
         max_price_cents: int | None,
         sort: SortKey,
+        last: int | None = None,
+        before: str | None = None,
         with_total: bool = True,
     ) -> Page:
         query: Doc = {"deleted": False}
@@ -123,17 +177,27 @@ class ReadModel:
             price["$lte"] = max_price_cents
         if price:
             query["price_cents"] = price
-        return await paginate(self.products, query, sort, first, after, with_total=with_total)
+        return await paginate(self.products, query, sort, first, after, last=last, before=before, with_total=with_total)
 
     async def list_orders(
-        self, first: int, after: str | None, *, user_id: int | None, status: str | None, with_total: bool = True
+        self,
+        first: int | None,
+        after: str | None,
+        *,
+        user_id: int | None,
+        status: str | None,
+        last: int | None = None,
+        before: str | None = None,
+        with_total: bool = True,
     ) -> Page:
         query: Doc = {"deleted": False}
         if user_id is not None:
             query["user_id"] = user_id
         if status is not None:
             query["status"] = status
-        return await paginate(self.orders, query, SortKey("_id", -1), first, after, with_total=with_total)
+        return await paginate(
+            self.orders, query, SortKey("_id", -1), first, after, last=last, before=before, with_total=with_total
+        )
 
     async def first_orders_of_users(self, user_ids: list[int], first: int, status: str | None) -> dict[int, Page]:
         """The first page of orders of many users (newest first): one indexed page query per user, all at once.
@@ -166,33 +230,56 @@ async def count(collection: Any, query: Doc) -> int:
 
 
 async def paginate(
-    collection: Any, query: Doc, sort: SortKey, first: int, after: str | None, *, with_total: bool = True
+    collection: Any,
+    query: Doc,
+    sort: SortKey,
+    first: int | None,
+    after: str | None,
+    *,
+    last: int | None = None,
+    before: str | None = None,
+    with_total: bool = True,
 ) -> Page:
-    """One page in keyset order. With `count`, the total is read at the same time as the page; without,
-    it is read later, and only if someone asks for it."""
-    check_first(first)
-    page_query = dict(query)
-    op = "$gt" if sort.direction == 1 else "$lt"
-    if sort.field == "_id":
-        order = [("_id", sort.direction)]
-        if after is not None:
-            (last_id,) = decode_cursor(after, 1)
-            page_query["_id"] = {op: last_id}
+    """One page in keyset order, sliced as the Relay specification slices a connection: the documents after
+    `after` and before `before`, then the first `first` of them or the last `last` (one of the two, not both).
+
+    Backwards (`last`) is the same index walk in the reversed ordering, reversed again in memory, so either
+    way a page reads at most its size + 1 documents. With `with_total`, the total (of the whole connection,
+    cursors aside) is read at the same time as the page; without, later, and only if someone asks for it."""
+    if first is not None and last is not None:
+        raise BadUserInput("pass first or last, not both", field="last")
+    if last is not None:
+        size, backwards = check_count(last, "last"), True
+    elif first is not None:
+        size, backwards = check_first(first), False
     else:
-        order = [(sort.field, sort.direction), ("_id", sort.direction)]
-        if after is not None:
-            last_value, last_id = decode_cursor(after, 2)
-            keyset = {"$or": [{sort.field: {op: last_value}}, {sort.field: last_value, "_id": {op: last_id}}]}
-            page_query = {"$and": [query, keyset]}
-    find = collection.find(page_query).sort(order).limit(first + 1).to_list(first + 1)
+        raise BadUserInput("pass first or last", field="first")
+    window = []  # the cursors' bounds, in the shapes the indexes serve
+    if after is not None:
+        window.append(sort.beyond(after, "after", later=True))
+    if before is not None:
+        window.append(sort.beyond(before, "before", later=False))
+    if not window:
+        page_query = query
+    elif sort.field == "_id":  # one range on `_id`, beside the filter
+        page_query = {**query, "_id": {op: v for keyset in window for op, v in keyset["_id"].items()}}
+    else:
+        page_query = {"$and": [query, *window]}
+    order = sort.order(-sort.direction if backwards else sort.direction)
+    find = collection.find(page_query).sort(order).limit(size + 1).to_list(size + 1)
     if with_total:
         documents, total = await asyncio.gather(find, count(collection, query))
     else:
         documents = await find
-    has_next = len(documents) > first
-    documents = documents[:first]
-    end_cursor = None
-    if documents:
-        last = documents[-1]
-        end_cursor = encode_cursor([last["_id"]] if sort.field == "_id" else [last[sort.field], last["_id"]])
-    return Page(documents, has_next, end_cursor, known(total) if with_total else lambda: count(collection, query))
+    more = len(documents) > size
+    documents = documents[:size]
+    if backwards:
+        documents.reverse()
+    return Page(
+        documents,
+        has_next_page=more and not backwards,
+        end_cursor=sort.cursor(documents[-1]) if documents else None,
+        count=known(total) if with_total else lambda: count(collection, query),
+        has_previous_page=more and backwards,
+        cursor_of=sort.cursor,
+    )

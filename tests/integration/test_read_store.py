@@ -23,7 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView, ProductView, UserView
 from projection.projectors.base import apply_if_newer
-from projection.queries import ReadModel, SortKey, count, paginate
+from projection.queries import ReadModel, SortKey, count, encode_cursor, paginate
 
 Doc = dict[str, Any]
 
@@ -226,6 +226,19 @@ async def test_a_pushed_down_sort_pages_like_mongodb(
         after = page.end_cursor
     assert seen == expected
 
+    # Backwards from the end (`last`/`before`): the reversed walk, each page in the ordering's own order.
+    seen = []
+    before = None
+    while True:
+        page = await paginate(
+            scratch, {"deleted": False}, SortKey(field, direction), None, None, last=17, before=before, with_total=False
+        )
+        seen = [d["_id"] for d in page.documents] + seen
+        if not page.has_previous_page:
+            break
+        before = page.start_cursor
+    assert seen == expected
+
 
 # --- the hot queries walk an index to their limit ---------------------------------------------------------------
 
@@ -264,7 +277,113 @@ def hot_queries() -> dict[str, QueryShape]:
             {"deleted": False, "$or": [{"name_lc": {"$regex": "^ad"}}, {"email": {"$regex": "^ad"}}]},
             [("_id", 1)],
         ),
+        # Paging on: `after` bounds the walk; `last`/`before` walk the same index the other way round.
+        "orders(userId, after)": (OrderView, {"deleted": False, "user_id": 7, "_id": {"$lt": 4000}}, [("_id", -1)]),
+        "orders(userId, last, before)": (
+            OrderView,
+            {"deleted": False, "user_id": 7, "_id": {"$gt": 1000}},
+            [("_id", 1)],
+        ),
+        "orders(status, last)": (OrderView, {"deleted": False, "status": "PAID"}, [("_id", 1)]),
+        "orders(last, before)": (OrderView, {"deleted": False, "_id": {"$gt": 1000}}, [("_id", 1)]),
+        "products(ID_ASC, last, before)": (ProductView, {"deleted": False, "_id": {"$lt": 4000}}, [("_id", -1)]),
+        "products(NEWEST, last)": (ProductView, {"deleted": False}, [("_id", 1)]),
+        "products(PRICE_ASC, after)": (
+            ProductView,
+            {"$and": [{"deleted": False}, keyset("price_cents", "$gt", 50_000, 2500)]},
+            [("price_cents", 1), ("_id", 1)],
+        ),
+        "products(PRICE_ASC, last, before)": (
+            ProductView,
+            {"$and": [{"deleted": False}, keyset("price_cents", "$lt", 50_000, 2500)]},
+            [("price_cents", -1), ("_id", -1)],
+        ),
+        "products(PRICE_DESC, minPrice, last, before)": (
+            ProductView,
+            {"$and": [{"deleted": False, "price_cents": {"$gte": 1000}}, keyset("price_cents", "$gt", 50_000, 2500)]},
+            [("price_cents", 1), ("_id", 1)],
+        ),
+        "products(NAME_ASC, inStock, last, before)": (
+            ProductView,
+            {"$and": [{"deleted": False, "stock": {"$gt": 0}}, keyset("name_lc", "$lt", "keyboard 2500", 2500)]},
+            [("name_lc", -1), ("_id", -1)],
+        ),
+        "products(PRICE_ASC, after, before)": (
+            ProductView,
+            {
+                "$and": [
+                    {"deleted": False},
+                    keyset("price_cents", "$gt", 20_000, 1000),
+                    keyset("price_cents", "$lt", 80_000, 4000),
+                ]
+            },
+            [("price_cents", 1), ("_id", 1)],
+        ),
+        "users(search, last, before)": (
+            UserView,
+            {
+                "deleted": False,
+                "$or": [{"name_lc": {"$regex": "^ad"}}, {"email": {"$regex": "^ad"}}],
+                "_id": {"$lt": 4000},
+            },
+            [("_id", -1)],
+        ),
     }
+
+
+def keyset(field: str, op: str, value: Any, doc_id: int) -> Doc:
+    """The keyset bound of a cursor in a `field, _id` ordering, as `SortKey.beyond` writes it."""
+    return {"$or": [{field: {op: value}}, {field: value, "_id": {op: doc_id}}]}
+
+
+async def test_the_hot_paging_shapes_are_the_ones_paginate_sends() -> None:
+    """The table above is what `paginate` sends for those arguments (so the plans checked are the real ones)."""
+    sent: list[tuple[Doc, list[tuple[str, int]]]] = []
+
+    class Recorder:
+        def find(self, flt: Doc) -> Recorder:
+            sent.append((flt, []))
+            return self
+
+        def sort(self, order: list[tuple[str, int]]) -> Recorder:
+            sent[-1][1].extend(order)
+            return self
+
+        def limit(self, n: int) -> Recorder:
+            return self
+
+        async def to_list(self, n: int) -> list[Doc]:
+            return []
+
+    def cursor(*values: Any) -> str:
+        return encode_cursor(values)
+
+    price = SortKey("price_cents", 1)
+    cases = {
+        "orders(userId, last, before)": (
+            {"deleted": False, "user_id": 7},
+            SortKey("_id", -1),
+            {"last": 5, "before": cursor(1000)},
+        ),
+        "products(ID_ASC, last, before)": ({"deleted": False}, SortKey("_id", 1), {"last": 5, "before": cursor(4000)}),
+        "products(PRICE_ASC, after)": ({"deleted": False}, price, {"first": 5, "after": cursor(50_000, 2500)}),
+        "products(PRICE_ASC, last, before)": ({"deleted": False}, price, {"last": 5, "before": cursor(50_000, 2500)}),
+        "products(PRICE_DESC, minPrice, last, before)": (
+            {"deleted": False, "price_cents": {"$gte": 1000}},
+            SortKey("price_cents", -1),
+            {"last": 5, "before": cursor(50_000, 2500)},
+        ),
+        "products(PRICE_ASC, after, before)": (
+            {"deleted": False},
+            price,
+            {"first": 5, "after": cursor(20_000, 1000), "before": cursor(80_000, 4000)},
+        ),
+    }
+    for name, (flt, sort, args) in cases.items():
+        sent.clear()
+        first = args.pop("first", None)
+        await paginate(Recorder(), flt, sort, first, args.pop("after", None), with_total=False, **args)
+        assert sent == [hot_queries()[name][1:]], name
 
 
 @pytest.mark.parametrize("name", list(hot_queries()))
