@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The JWT secret `.env.example` ships for local development; a production gateway refuses to start with it.
@@ -16,6 +16,9 @@ SIGNING_ALGORITHMS = frozenset(
     {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
 _DSN_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@/\s]*@")
+# Consumer groups of this environment when not set explicitly: `<KAFKA_TOPIC_PREFIX><name>`, so environments
+# that share a Kafka cluster share neither topics nor groups (and never rebalance each other's consumers).
+GROUP_NAMES = {"projector_group": "eventshop-projector", "stock_worker_group": "eventshop-stock-worker"}
 _QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|secret|token|access_token)=)[^&;#\s]*", re.I)
 
 
@@ -54,8 +57,8 @@ class Settings(BaseSettings):
     consumer_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a consumer group without committed offsets starts"
     )
-    projector_group: str = "eventshop-projector"
-    stock_worker_group: str = "eventshop-stock-worker"
+    projector_group: str = Field("", description="empty: <KAFKA_TOPIC_PREFIX>eventshop-projector")
+    stock_worker_group: str = Field("", description="empty: <KAFKA_TOPIC_PREFIX>eventshop-stock-worker")
 
     # Gateway.
     host: str = "127.0.0.1"
@@ -122,6 +125,22 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The Kafka topic of a catalog name in this environment."""
         return f"{self.kafka_topic_prefix}{name}"
+
+    @model_validator(mode="after")
+    def _groups_follow_the_prefix(self) -> Settings:
+        return self._name_groups()
+
+    def _name_groups(self) -> Settings:
+        """A group not set (or set empty) is named after the environment; an explicit name is kept as it is."""
+        for name, group in GROUP_NAMES.items():
+            if name not in self.model_fields_set or not getattr(self, name).strip():
+                object.__setattr__(self, name, self.topic(group))  # frozen: set once, while validating
+                self.model_fields_set.discard(name)  # still derived: a copy with another prefix follows it
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """As pydantic's, but derived group names follow a new KAFKA_TOPIC_PREFIX (validators do not run here)."""
+        return super().model_copy(update=update, deep=deep)._name_groups()
 
     @field_validator(
         "jwt_secret",

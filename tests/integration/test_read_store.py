@@ -137,6 +137,8 @@ def matches(doc: Doc, flt: Doc) -> bool:
                 return False
             continue
         value = doc.get(key)
+        if isinstance(want, re.Pattern):
+            want = {"$regex": want.pattern}
         ops = want if isinstance(want, dict) else {"$eq": want}
         if not all(cond(value, op, arg) for op, arg in ops.items()):
             return False
@@ -163,6 +165,7 @@ FILTERS: list[Doc] = [
     {"name_lc": {"$regex": "^m"}},
     {"name_lc": {"$regex": "^a\\ b"}},
     {"name_lc": {"$regex": "^"}},
+    {"name_lc": re.compile("^mo")},
     {"deleted": False, "$or": [{"name_lc": {"$regex": "^mo"}}, {"status": "SHIPPED"}]},
     {"$and": [{"deleted": False}, {"$or": [{"price_cents": {"$gt": 4000}}, {"price_cents": 10, "_id": {"$gt": 3}}]}]},
     {"user_id": None},
