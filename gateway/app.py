@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,6 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from command.db import WriteDatabase
@@ -23,6 +27,13 @@ from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
 from gateway.limits import MutationLimits
 from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, WebSocketCap
+from gateway.persisted import (
+    PersistedQueries,
+    PersistedQueryError,
+    persisted_graphql_ws,
+    persisted_transport_ws,
+    registering,
+)
 from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.errors import Unauthenticated
@@ -39,7 +50,7 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         super().__init__(
             create_schema(settings),
             graphql_ide="graphiql",
-            allow_queries_via_get=False,
+            allow_queries_via_get=True,  # persisted queries only (execute_operation); POST for the rest
             keep_alive=True,
             keep_alive_interval=settings.ws_keep_alive_seconds,
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
@@ -50,6 +61,41 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         self.settings = settings
         self.verifier = TokenVerifier.from_settings(settings)
         self.limiter = MutationLimits.from_settings(settings)
+        self.persisted = PersistedQueries(settings.persisted_queries_max)
+        self.graphql_transport_ws_handler_class = persisted_transport_ws(
+            self.persisted, self.graphql_transport_ws_handler_class
+        )
+        self.graphql_ws_handler_class = persisted_graphql_ws(self.persisted, self.graphql_ws_handler_class)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """A GET carrying a persisted query's hash (and no `query`) is a query, not a visit to GraphiQL."""
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+
+    async def execute_operation(  # noqa: PLR0917 - Strawberry's signature
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: GatewayContext,
+        root_value: None,
+        sub_response: Any,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        """Automatic persisted queries: a hash becomes its query text here, before anything parses it, so the
+        limits, the rate limits and the access policy meet a full query (gateway/persisted.py)."""
+        resolved = None
+        if isinstance(request_data, GraphQLRequestData):  # a batch (a list) is refused earlier: batching is off
+            try:
+                resolved = self.persisted.resolve(request_data.query, request_data.extensions)
+            except PersistedQueryError as error:
+                return error.result()
+            if resolved is not None:
+                request_data = dataclasses.replace(request_data, query=resolved.query)
+        if resolved is None and request_adapter.method == "GET":
+            raise HTTPException(400, "queries over GET must be persisted queries (extensions.persistedQuery)")
+        with registering(resolved):
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
 
     async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
         client = getattr(request, "client", None)

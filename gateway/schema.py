@@ -41,6 +41,7 @@ from gateway.inputs import (
 )
 from gateway.limits import limit_extensions
 from gateway.observability import OperationMetrics
+from gateway.persisted import RememberValidPersistedQueries
 from gateway.policy import enforce, owner_scope
 from gateway.reads import wait_for_version
 from gateway.scalars import DecimalScalar
@@ -337,6 +338,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
             # Clients send the same few documents over and over: validate each once (bounded). No parser
             # cache: it would parse before MaxTokensLimiter sets its limit.
             lambda: ValidationCache(maxsize=QUERY_CACHE_SIZE),
+            RememberValidPersistedQueries,  # APQ: a query sent with its hash is stored once it validated
         ],
     )
 

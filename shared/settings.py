@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     request_timeout: float = Field(15.0, gt=0, description="seconds before an HTTP request is cut off")
     allowed_origins: str = Field("", description="comma-separated origins allowed by CORS (browsers)")
     max_subscriptions_per_connection: int = Field(20, ge=1)
+    persisted_queries_max: int = Field(
+        1000, ge=0, description="automatic persisted queries kept per gateway (LRU); 0 turns APQ off"
+    )
 
     # Security (issue 6): who may call what, and how often.
     env: str = Field("development", description="deployment environment; `production` refuses development defaults")
