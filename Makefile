@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ES := $(BIN)/eventshop
 
-.PHONY: run test venv up down status migrate lint schema bench clean
+.PHONY: run test venv up down status browser migrate lint schema bench clean graphiql-assets
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ run: migrate
 	@echo 'Auth: run "$(ES) token --role admin" (or --role customer --user-id ID) and paste {"Authorization": "Bearer <token>"} into GraphiQL'"'"'s headers'
 	$(ES) all
 
-test: up
+# Debian's chromium for the GraphiQL browser test (apt-get, like MariaDB; Playwright downloads nothing).
+browser: venv
+	$(ES) devstack browser
+
+test: up browser
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -45,6 +49,18 @@ schema: venv
 
 bench: migrate
 	$(BIN)/python -m bench
+
+# The read model grown to 100k orders, every read and write path against its bound (not part of `make bench`).
+.PHONY: bench-scale
+bench-scale: migrate
+	$(BIN)/python -m bench --only scale --output bench/results/scale-figures.json
+
+# Re-create gateway/static/graphiql/vendor/ from gateway/graphiql/package-lock.json (needs npm; only to upgrade).
+graphiql-assets: venv
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp gateway/graphiql/package.json gateway/graphiql/package-lock.json gateway/graphiql/.npmrc "$$tmp"/ && \
+	(cd "$$tmp" && npm ci --ignore-scripts --no-audit --no-fund) && \
+	$(BIN)/python gateway/graphiql/vendor.py "$$tmp/node_modules" gateway/static/graphiql/vendor
 
 clean:
 	rm -rf $(VENV) .devstack

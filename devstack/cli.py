@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from devstack.browser import provision_chromium
 from devstack.process import DevstackError
 from devstack.stack import down, status, up
 from shared.settings import Settings
@@ -36,6 +37,16 @@ def down_cmd() -> None:
         down(Settings(), echo=typer.echo)
     except DevstackError as exc:
         typer.echo(f"devstack down failed:\n{exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@devstack_app.command("browser")
+def browser_cmd() -> None:
+    """Install Debian's chromium for the browser tests when it is missing; print its path."""
+    try:
+        typer.echo(provision_chromium(Settings()))
+    except DevstackError as exc:
+        typer.echo(f"devstack browser failed:\n{exc}", err=True)
         raise typer.Exit(1) from None
 
 

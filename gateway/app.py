@@ -1,4 +1,4 @@
-"""The gateway's Starlette app: /graphql (GraphiQL on GET), /healthz, /readyz, /metrics."""
+"""The gateway's Starlette app: /graphql (GraphiQL on GET, its files under /graphiql/), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from command.db import WriteDatabase
 from gateway.auth import UNCHECKED, TokenVerifier, bearer_token, connection_token
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
+from gateway.ide import GraphiQLPage, assets_mount
 from gateway.limits import MutationLimits
 from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, WebSocketCap
 from gateway.persisted import (
@@ -60,6 +61,7 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         self.feed = feed
         self.settings = settings
         self.verifier = TokenVerifier.from_settings(settings)
+        self.ide = GraphiQLPage()
         self.limiter = MutationLimits.from_settings(settings)
         self.persisted = PersistedQueries(settings.persisted_queries_max)
         self.graphql_transport_ws_handler_class = persisted_transport_ws(
@@ -96,6 +98,10 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
             return await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
             )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Strawberry decides when (GET with Accept text/html); the page is ours: no CDN, pinned files."""
+        return self.ide.response(request)
 
     async def get_context(self, request: Any, response: Any = None) -> GatewayContext:
         client = getattr(request, "client", None)
@@ -178,6 +184,7 @@ def create_app(
             Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            assets_mount(),
         ],
         middleware=[
             Middleware(Correlation),
