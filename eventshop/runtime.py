@@ -1,6 +1,8 @@
 """Process composition: open the shared resources once, run the chosen components, stop cleanly.
 
-`eventshop all` runs every component in one process; each other command runs one of them.
+`eventshop all` runs every component in one process; each other command runs one of them. A process
+without the gateway serves its Prometheus metrics on HOST:METRICS_PORT when that is set (the gateway
+serves them on its own /metrics).
 SIGINT/SIGTERM set one `stopping` event: the gateway stops accepting, consumers finish and commit
 the batch in hand, the relay finishes its batch, then connections close.
 """
@@ -10,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import uvicorn
+from prometheus_client import start_http_server
 from pymongo import AsyncMongoClient
 
 from command.db import WriteDatabase
@@ -171,8 +176,14 @@ async def run(components: list[Component], settings: Settings) -> bool:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     telemetry.setup(settings, service_name(components))
+    try:
+        metrics = MetricsEndpoint.start(settings, components)
+    except OSError as exc:
+        log.error("metrics.port_unavailable", host=settings.host, port=settings.metrics_port, error=repr(exc))
+        return False
     res = await Resources.open(settings, stopping)
     if res is None:
+        metrics.stop()
         return True
     failed: list[asyncio.Task[None]] = []
     log.info(
@@ -202,9 +213,39 @@ async def run(components: list[Component], settings: Settings) -> bool:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await res.close()
+        metrics.stop()
         await asyncio.to_thread(telemetry.shutdown)  # exports the spans still buffered
         log.info("eventshop.stopped")
     return not failed
+
+
+@dataclass
+class MetricsEndpoint:
+    """/metrics of a relay, stock worker or projector process (prometheus_client's server, in a thread): those
+    processes serve no other HTTP. Off when METRICS_PORT is 0, and when the gateway runs in the process."""
+
+    server: WSGIServer | None = None
+    thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, components: list[Component]) -> MetricsEndpoint:
+        if Component.GATEWAY in components or settings.metrics_port == 0:
+            return cls()
+        server, thread = start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics.serving", host=settings.host, port=server.server_port)
+        return cls(server, thread)
+
+    @property
+    def port(self) -> int | None:
+        return None if self.server is None else int(self.server.server_port)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        self.server = self.thread = None
 
 
 def service_name(components: list[Component]) -> str:

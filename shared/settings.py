@@ -61,8 +61,11 @@ class Settings(BaseSettings):
     stock_worker_group: str = Field("", description="empty: <KAFKA_TOPIC_PREFIX>eventshop-stock-worker")
 
     # Gateway.
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="bind address of the gateway, and of METRICS_PORT")
     port: int = 8000
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="relay, stock worker, projector: serve /metrics on this port; 0: off"
+    )
     read_wait_timeout: float = Field(5.0, ge=0, description="max seconds minVersion waits for the read model")
     ws_keep_alive_seconds: float = Field(10.0, gt=0)
     max_query_depth: int = Field(10, ge=1)

@@ -30,6 +30,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 BACKING = ("mysql", "mongo", "kafka", "kafka-ui", "mongo-express")
+MONITORING = ("prometheus", "grafana")  # their configuration: tests/unit/test_dashboard.py
 EVENTSHOP = ("migrate", "init", "gateway", "relay", "stock-worker", "projector")
 LONG_RUNNING = ("gateway", "relay", "stock-worker", "projector")
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
@@ -84,7 +85,7 @@ def dockerfile_instruction(name: str) -> list[str]:
 
 
 def test_every_service_of_the_stack_is_defined() -> None:
-    missing = [name for name in (*BACKING, *EVENTSHOP) if name not in SERVICES]
+    missing = [name for name in (*BACKING, *MONITORING, *EVENTSHOP) if name not in SERVICES]
     assert not missing, f"docker-compose.yml lacks services {missing}"
 
 
@@ -103,7 +104,9 @@ def test_backing_services_run_the_versions_the_code_expects() -> None:
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{Settings.model_fields['kafka_version'].default}"
     assert SERVICES["kafka-ui"]["image"].startswith("provectuslabs/kafka-ui:")
     assert SERVICES["mongo-express"]["image"].startswith("mongo-express:")
-    for name in BACKING:
+    assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:v")
+    assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
+    for name in (*BACKING, *MONITORING):
         tag = SERVICES[name]["image"].rpartition(":")[2]
         assert tag and tag != "latest", f"{name}: pin an image tag"
 
@@ -244,7 +247,7 @@ def test_processes_without_http_do_not_inherit_the_gateway_healthcheck(service: 
     assert (SERVICES[service].get("healthcheck") or {}).get("disable") is True
 
 
-@pytest.mark.parametrize("service", BACKING)
+@pytest.mark.parametrize("service", [*BACKING, *MONITORING])
 def test_backing_services_have_a_healthcheck(service: str) -> None:
     check = SERVICES[service].get("healthcheck") or {}
     assert check.get("test") and not check.get("disable")

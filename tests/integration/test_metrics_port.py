@@ -1,0 +1,64 @@
+"""The real `eventshop relay` process with METRICS_PORT set: Prometheus can scrape it (as docker-compose's
+does), and SIGTERM stops it cleanly with the port closed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from command.db import WriteDatabase
+from shared.settings import Settings
+from tests.conftest import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_relay_process_serves_its_metrics_on_metrics_port(
+    relay_settings: Settings, relay_db: WriteDatabase, tmp_path: Path
+) -> None:
+    """On the relay tests' database (empty outbox), so nothing is published and no other relay is disturbed."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_", "METRICS_"))}
+    env.update(
+        MYSQL_DSN=relay_settings.mysql_dsn,
+        MONGO_URI=relay_settings.mongo_uri,
+        KAFKA_BROKERS=relay_settings.kafka_brokers,
+        KAFKA_TOPIC_PREFIX=relay_settings.kafka_topic_prefix,
+        HOST="127.0.0.1",
+        METRICS_PORT=str(port),
+    )
+    log = (tmp_path / "relay.log").open("wb")
+    relay = await asyncio.create_subprocess_exec(EVENTSHOP, "relay", env=env, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def scraped() -> str | None:
+                assert relay.returncode is None, (tmp_path / "relay.log").read_text()[-3000:]
+                try:
+                    text = (await http.get("/metrics")).text
+                except httpx.TransportError:
+                    return None  # not listening yet
+                return text if "\neventshop_outbox_backlog " in text else None
+
+            text = await eventually(scraped, timeout=60)
+        assert "eventshop_relay_published_total" in text and "eventshop_outbox_oldest_age_seconds" in text
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(relay.wait(), 30)
+        log.close()
+    assert code == 0, (tmp_path / "relay.log").read_text()[-3000:]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the metrics port outlived the process"
