@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import ObjectId, Regex
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -137,7 +137,7 @@ def matches(doc: Doc, flt: Doc) -> bool:
                 return False
             continue
         value = doc.get(key)
-        if isinstance(want, re.Pattern):
+        if isinstance(want, Regex):
             want = {"$regex": want.pattern}
         ops = want if isinstance(want, dict) else {"$eq": want}
         if not all(cond(value, op, arg) for op, arg in ops.items()):
@@ -165,7 +165,7 @@ FILTERS: list[Doc] = [
     {"name_lc": {"$regex": "^m"}},
     {"name_lc": {"$regex": "^a\\ b"}},
     {"name_lc": {"$regex": "^"}},
-    {"name_lc": re.compile("^mo")},
+    {"name_lc": Regex("^mo")},  # a regex as the value (Regex: re.compile would add the "u" flag)
     {"deleted": False, "$or": [{"name_lc": {"$regex": "^mo"}}, {"status": "SHIPPED"}]},
     {"$and": [{"deleted": False}, {"$or": [{"price_cents": {"$gt": 4000}}, {"price_cents": 10, "_id": {"$gt": 3}}]}]},
     {"user_id": None},
