@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from bench.env import BenchEnv, Process
 from bench.stats import Figure, latency_summary
 from gateway.auth import Role
 from shared.events import Topic, decode_view_change
+from shared.settings import Settings
 
 MODERATE_CLIENTS = 8
 GOAL_P50_MS = 30.0
@@ -187,7 +189,8 @@ class Customer:
         return [await self.until_reserved(await self.place_order()) for _ in range(orders)]
 
 
-async def _seed(url: str, admin: dict[str, str], users: int, products: int) -> tuple[list[int], list[int]]:
+async def seed_customers(url: str, admin: dict[str, str], users: int, products: int) -> tuple[list[int], list[int]]:
+    """`users` customers and `products` products with ample stock, created through the gateway's mutations."""
     async with httpx.AsyncClient(base_url=url, headers=admin, timeout=30) as http:
 
         async def call(query: str, **variables: Any) -> dict[str, Any]:
@@ -219,7 +222,7 @@ async def _seed(url: str, admin: dict[str, str], users: int, products: int) -> t
 
 
 def _phase(name: str, samples: list[Sample], tail: Tail, placed: int, seconds: float, goal: bool) -> list[Figure]:
-    visible = [tail.stamps[("view:order", s.order_id)] - s.responded for s in samples if _stamped_view(tail, s)]
+    visible = read_model_delays(samples, tail)
     subscribed = [s.seen - s.responded for s in samples if s.seen is not None]
     reserved = [s.reserved - s.responded for s in samples if s.reserved is not None]
     mutation = [s.mutation for s in samples]
@@ -282,6 +285,11 @@ def _phase(name: str, samples: list[Sample], tail: Tail, placed: int, seconds: f
     return figures
 
 
+def read_model_delays(samples: list[Sample], tail: Tail) -> list[float]:
+    """Seconds from each createOrder response to the projector's announcement of the written order view."""
+    return [tail.stamps[("view:order", s.order_id)] - s.responded for s in samples if _stamped_view(tail, s)]
+
+
 def _stamped_view(tail: Tail, sample: Sample) -> bool:
     return ("view:order", sample.order_id) in tail.stamps
 
@@ -295,15 +303,23 @@ async def _stamped(tail: Tail, samples: list[Sample], timeout: float = 5.0) -> N
                 await tail.arrived.wait()
 
 
-async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figure]:
-    settings = env.settings
-    await env.reset_write_model()  # no outbox rows left by earlier benchmarks for this relay to publish
-    client, _ = await env.reset_read_model()
-    await client.close()
-    process = Process.eventshop(["all"], env.process_env(settings), env.log_dir / "latency-all.log")
+@dataclass
+class LiveSystem:
+    """A running `eventshop all` and the tail of its order.created and views.changed topics."""
+
+    process: Process
+    tail: Tail
+    exit_code: int | None = None  # set when it stopped
+
+
+@contextlib.asynccontextmanager
+async def live_system(env: BenchEnv, settings: Settings, log: Path, **process_env: str) -> AsyncIterator[LiveSystem]:
+    """`eventshop all` on `settings` (extra environment in `process_env`), ready, with its tail reading."""
+    process = Process.eventshop(["all"], env.process_env(settings, **process_env), log)
     tail = Tail(settings.topic(Topic.ORDER_CREATED), settings.topic(Topic.VIEWS_CHANGED), settings.kafka_bootstrap)
     stopping, tail_ready = asyncio.Event(), asyncio.Event()
     tailing = asyncio.create_task(tail.run(tail_ready, stopping))
+    system = LiveSystem(process, tail)
     try:
         await process.wait_ready()
         ready = asyncio.ensure_future(tail_ready.wait())
@@ -313,37 +329,64 @@ async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figu
             tailing.result()  # raises what stopped the tail
         if not tail_ready.is_set():
             raise RuntimeError("the views.changed tail did not start within 30 s")
-        users, products = await _seed(process.url, env.headers(Role.ADMIN), MODERATE_CLIENTS, 20)
-        customers = [
-            Customer(process.url, uid, env.token(Role.CUSTOMER, uid), products, seed=n) for n, uid in enumerate(users)
-        ]
-        figures: list[Figure] = []
-        async with contextlib.AsyncExitStack() as stack:
-            for c in customers:
-                stack.push_async_callback(c.http.aclose)
-                await stack.enter_async_context(c.subscribed())
-            await customers[0].session(0, warmup=5)
-            t0 = time.perf_counter()
-            samples = await customers[0].session(max(1, light), warmup=0)
-            await _stamped(tail, samples)
-            figures += _phase(
-                "light (1 client, sequential)", samples, tail, len(samples), time.perf_counter() - t0, goal=True
-            )
-            await asyncio.gather(*(c.session(0, warmup=2) for c in customers))
-            t0 = time.perf_counter()
-            sessions = await asyncio.gather(*(c.session(max(1, per_client), warmup=0) for c in customers))
-            moderate = [s for session in sessions for s in session]
-            elapsed = time.perf_counter() - t0
-            await _stamped(tail, moderate)
-            figures += _phase(
-                f"moderate ({MODERATE_CLIENTS} clients)", moderate, tail, len(moderate), elapsed, goal=False
-            )
+        yield system
     finally:
         stopping.set()
-        code = process.stop()  # first: the process must not outlive a failed run
+        system.exit_code = process.stop()  # first: the process must not outlive a failed run
         (tail_outcome,) = await asyncio.gather(tailing, return_exceptions=True)
     if isinstance(tail_outcome, BaseException):
         raise tail_outcome
-    if code != 0:
-        figures.append(Figure("latency", "eventshop all exit code", "", float(code), note="NOT a clean shutdown"))
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, env: BenchEnv, users: list[int], products: list[int]) -> AsyncIterator[list[Customer]]:
+    """One Customer per user id, each subscribed to its orderUpdates."""
+    customers = [Customer(url, uid, env.token(Role.CUSTOMER, uid), products, seed=n) for n, uid in enumerate(users)]
+    async with contextlib.AsyncExitStack() as stack:
+        for c in customers:
+            stack.push_async_callback(c.http.aclose)
+            await stack.enter_async_context(c.subscribed())
+        yield customers
+
+
+async def light_load(customers: list[Customer], tail: Tail, orders: int) -> tuple[list[Sample], float]:
+    """The first customer alone, `orders` orders one after the other (after a warm-up); samples, seconds."""
+    await customers[0].session(0, warmup=5)
+    t0 = time.perf_counter()
+    samples = await customers[0].session(max(1, orders), warmup=0)
+    await _stamped(tail, samples)
+    return samples, time.perf_counter() - t0
+
+
+async def moderate_load(customers: list[Customer], tail: Tail, per_client: int) -> tuple[list[Sample], float]:
+    """Every customer at once, `per_client` orders each (after a warm-up); samples, seconds."""
+    await asyncio.gather(*(c.session(0, warmup=2) for c in customers))
+    t0 = time.perf_counter()
+    sessions = await asyncio.gather(*(c.session(max(1, per_client), warmup=0) for c in customers))
+    elapsed = time.perf_counter() - t0
+    samples = [s for session in sessions for s in session]
+    await _stamped(tail, samples)
+    return samples, elapsed
+
+
+async def run(env: BenchEnv, light: int = 60, per_client: int = 25) -> list[Figure]:
+    settings = env.settings
+    await env.reset_write_model()  # no outbox rows left by earlier benchmarks for this relay to publish
+    client, _ = await env.reset_read_model()
+    await client.close()
+    figures: list[Figure] = []
+    async with live_system(env, settings, env.log_dir / "latency-all.log") as system:
+        url, tail = system.process.url, system.tail
+        users, products = await seed_customers(url, env.headers(Role.ADMIN), MODERATE_CLIENTS, 20)
+        async with connected(url, env, users, products) as customers:
+            samples, seconds = await light_load(customers, tail, light)
+            figures += _phase("light (1 client, sequential)", samples, tail, len(samples), seconds, goal=True)
+            samples, seconds = await moderate_load(customers, tail, per_client)
+            figures += _phase(
+                f"moderate ({MODERATE_CLIENTS} clients)", samples, tail, len(samples), seconds, goal=False
+            )
+    if system.exit_code != 0:
+        figures.append(
+            Figure("latency", "eventshop all exit code", "", float(system.exit_code or 0), note="NOT a clean shutdown")
+        )
     return figures

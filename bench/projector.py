@@ -161,7 +161,12 @@ async def produce(producer: AIOKafkaProducer, settings: Settings, events: list[E
 
 
 async def kafka_eventshop(
-    db: AsyncDatabase[Doc], producer: AIOKafkaProducer, settings: Settings, total: int, group: str
+    db: AsyncDatabase[Doc],
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    total: int,
+    group: str,
+    timeout: float = TIMEOUT,
 ) -> tuple[float, int]:
     runner = build_projection_runner(db, producer, settings, group_id=group, auto_offset_reset="earliest")
     loop = runner.loop
@@ -182,7 +187,7 @@ async def kafka_eventshop(
     started = time.perf_counter()
     task = asyncio.create_task(runner.run(stopping))
     try:
-        await asyncio.wait_for(stopping.wait(), TIMEOUT)
+        await asyncio.wait_for(stopping.wait(), timeout)
     finally:
         stopping.set()
         await task
