@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bson import json_util
-from bson.json_util import JSONMode, JSONOptions
+import bson
+from bson.codec_options import CodecOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
@@ -104,13 +104,15 @@ class EventEnvelope(BaseModel):
 
 
 def encode_view_change(kind: str, document: dict[str, Any]) -> bytes:
-    """A `views.changed` message: the new view document, with BSON types (dates) preserved."""
-    message = {"kind": kind, "id": document["_id"], "version": document["version"], "document": document}
-    return json_util.dumps(message, json_options=_VIEW_JSON).encode()
+    """A `views.changed` message: the new view document as BSON, the read model's own types (dates) kept.
+
+    BSON rather than Extended JSON: pymongo's C codec makes one message about ten times cheaper to write and
+    read, and the projector writes one per applied event."""
+    return bson.encode({"kind": kind, "id": document["_id"], "version": document["version"], "document": document})
 
 
 def decode_view_change(raw: bytes) -> dict[str, Any]:
-    return json_util.loads(raw, json_options=_VIEW_JSON)  # type: ignore[no-any-return]
+    return bson.decode(raw, codec_options=_VIEW_CODEC)
 
 
-_VIEW_JSON = JSONOptions(tz_aware=True, json_mode=JSONMode.RELAXED)
+_VIEW_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)

@@ -250,10 +250,25 @@ class ConsumerLoop(Generic[T]):
             telemetry.dead_lettered(span, message, dlq_topic(record.topic), attempts=0)
             await self.dead_letter(record, message, attempts=0)
             return
+        try:
+            await self.handle(message, record)  # the usual case, without the retry machinery's cost
+        except Exception as first:
+            await self._retry(record, span, message, first)
+            return
+        self.processed += 1
+
+    async def _retry(
+        self, record: ConsumerRecord[bytes, bytes], span: Span | None, message: T, first: Exception
+    ) -> None:
+        """Retry with backoff after `first` failed the first attempt (counted as one); then the DLQ."""
         failures: list[BaseException] = []
+        pending: Exception | None = first
         try:
             async for attempt in self._retrying(failures):
                 with attempt:
+                    if pending is not None:
+                        error, pending = pending, None
+                        raise error
                     await self.handle(message, record)
         except Exception as exc:
             if isinstance(exc, ShuttingDown) or is_infrastructure_outage(exc):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
-from shared.events import AggregateType, EventEnvelope, Topic, dlq_topic
+from shared.events import AggregateType, EventEnvelope, Topic, decode_view_change, dlq_topic
 from shared.kafka import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
@@ -60,10 +59,11 @@ async def test_an_event_arriving_twice_through_kafka_is_applied_once(
                 await producer.send_and_wait(settings.topic(event.event_type), event.to_bytes(), key=event.key)
             doc = await eventually(lambda: read_model.user(user_id))
             assert doc["version"] == 2
-            announced = await changes.collect(lambda rs: any(json.loads(r.value)["id"] == user_id for r in rs))
+            announced = await changes.collect(lambda rs: any(decode_view_change(r.value)["id"] == user_id for r in rs))
     finally:
         await producer.stop()
-    assert [json.loads(r.value)["version"] for r in announced if json.loads(r.value)["id"] == user_id] == [2]
+    messages = [decode_view_change(r.value) for r in announced]
+    assert [m["version"] for m in messages if m["id"] == user_id] == [2]
 
 
 async def test_a_poison_message_goes_to_the_dlq_and_the_next_message_is_processed(
