@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from devstack.process import DevstackError, log_path, run
+from devstack.process import DevstackError, apt_install
 from shared.settings import Settings
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -29,21 +29,7 @@ def provision_chromium(settings: Settings) -> str:
     found = chromium_path()
     if found:
         return found
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            raise DevstackError("chromium: it is missing and installing it needs root or sudo")
-        prefix = ["sudo", "-n"]
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    log = log_path(settings, "provision-chromium")
-    run([*prefix, "apt-get", "update"], what="chromium: apt-get update", env=env, log=log)
-    run(
-        [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends"]
-        + ["chromium"],
-        what="chromium: apt-get install chromium",
-        env=env,
-        log=log,
-    )
+    apt_install(settings, "chromium", what="chromium", options=["--no-install-recommends"])
     found = chromium_path()
     if not found:
         raise DevstackError("chromium: the package is installed but no chromium executable was found")

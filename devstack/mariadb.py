@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from devstack.process import DevstackError, log_path, run, run_async, service_dir
+from devstack.process import DevstackError, apt_install, log_path, run, run_async, service_dir
 from shared.settings import Settings
 
 NAME = "mariadb"
@@ -53,20 +53,7 @@ def provision(settings: Settings) -> None:
     """Install Debian's mariadb-server when mariadbd is missing (fresh CI machines)."""
     if _find("mariadbd") and _find("mariadb-install-db") and _find("mariadb"):
         return
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            raise DevstackError("mariadb: mariadbd is missing and installing it needs root or sudo")
-        prefix = ["sudo", "-n"]
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    log = log_path(settings, "provision-mariadb")
-    run([*prefix, "apt-get", "update"], what="mariadb: apt-get update", env=env, log=log)
-    run(
-        [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "mariadb-server"],
-        what="mariadb: apt-get install mariadb-server",
-        env=env,
-        log=log,
-    )
+    apt_install(settings, "mariadb-server", what=NAME)
     if not _find("mariadbd"):
         raise DevstackError("mariadb: mariadb-server installed but mariadbd not found")
 

@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devstack.process import DevstackError, log_path, run, service_dir
+from devstack.process import DevstackError, apt_install, log_path, run, service_dir
 from shared.settings import Settings
 
 NAME = "postgresql"
@@ -59,20 +59,7 @@ def provision(settings: Settings) -> None:
     """Install Debian's postgresql when its server binaries are missing (fresh CI machines)."""
     if _bin("postgres") and _bin("initdb") and _bin("psql"):
         return
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            raise DevstackError("postgresql: the server is missing and installing it needs root or sudo")
-        prefix = ["sudo", "-n"]
-    log = log_path(settings, "provision-postgresql")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run([*prefix, "apt-get", "update"], what="postgresql: apt-get update", env=env, log=log)
-    run(
-        [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "postgresql"],
-        what="postgresql: apt-get install postgresql",
-        env=env,
-        log=log,
-    )
+    apt_install(settings, "postgresql", what=NAME)
     if not _bin("postgres"):
         raise DevstackError("postgresql: postgresql installed but the postgres binary was not found")
 

@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,6 +97,24 @@ def run(
         last = "\n".join(output.splitlines()[-30:])
         raise DevstackError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{last}")
     return proc.stdout
+
+
+def apt_install(settings: Settings, package: str, *, what: str, options: Sequence[str] = ()) -> None:
+    """`apt-get update` and `apt-get install -y <package>` (fresh CI machines); as root, or through sudo."""
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if not shutil.which("sudo"):
+            raise DevstackError(f"{what}: {package} is missing and installing it needs root or sudo")
+        prefix = ["sudo", "-n"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    log = log_path(settings, f"provision-{what}")
+    run([*prefix, "apt-get", "update"], what=f"{what}: apt-get update", env=env, log=log)
+    run(
+        [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", *options, package],
+        what=f"{what}: apt-get install {package}",
+        env=env,
+        log=log,
+    )
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

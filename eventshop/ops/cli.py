@@ -221,7 +221,7 @@ def dlq_redrive(
 
 
 class _RichProgress:
-    """rebuild.Progress on a rich progress bar: one line per stage."""
+    """eventshop.ops.progress.Progress on a rich progress bar: one line per stage."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 from pymongo.asynchronous.collection import AsyncCollection
@@ -33,6 +33,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from command.db import WriteDatabase
 from command.models import db_now
+from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
 from eventshop.ops.write_model import VIEW_KINDS, Doc, Kind, consistent_snapshot
 from projection.documents import VIEW_DOCUMENTS
@@ -58,22 +59,6 @@ class CatchUpFailed(RuntimeError):
 class Source(StrEnum):
     WRITE_MODEL = "write-model"
     KAFKA = "kafka"
-
-
-class Progress(Protocol):
-    """Where a rebuild reports how far it is (a rich progress bar on the command line)."""
-
-    def start(self, label: str, total: int | None) -> None: ...
-
-    def advance(self, label: str, amount: int) -> None: ...
-
-
-class NoProgress:
-    def start(self, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, label: str, amount: int) -> None:
-        pass
 
 
 class RenamedDatabase:

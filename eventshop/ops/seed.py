@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -41,6 +41,7 @@ from command.handlers.pay_order import PayOrder, pay_order
 from command.handlers.update_order import UpdateOrder, update_order
 from command.idempotency import Idempotency
 from command.models import OrderStatus, Product
+from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.seed_data import (
     PRODUCT_MARKER,
     CustomerSpec,
@@ -68,22 +69,6 @@ command whose commit may have happened is checked before it runs again (see `_re
 OUTAGE_SECONDS = 120.0
 STATUS_BATCH = 1000
 POLL_SECONDS = 0.2
-
-
-class Progress(Protocol):
-    """Where the seed reports how far each phase is (a rich progress bar on the command line)."""
-
-    def start(self, label: str, total: int | None) -> None: ...
-
-    def advance(self, label: str, amount: int) -> None: ...
-
-
-class NoProgress:
-    def start(self, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, label: str, amount: int) -> None:
-        pass
 
 
 class SeedRefused(RuntimeError):
