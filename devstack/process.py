@@ -100,7 +100,9 @@ def run(
 
 
 def apt_install(settings: Settings, package: str, *, what: str, options: Sequence[str] = ()) -> None:
-    """`apt-get update` and `apt-get install -y <package>` (fresh CI machines); as root, or through sudo."""
+    """`apt-get update` and `apt-get install -y <package>` (fresh CI machines); as root, or through sudo.
+
+    One at a time: `devstack up` provisions the services in parallel, and apt holds a lock while it works."""
     prefix: list[str] = []
     if os.geteuid() != 0:
         if not shutil.which("sudo"):
@@ -108,13 +110,16 @@ def apt_install(settings: Settings, package: str, *, what: str, options: Sequenc
         prefix = ["sudo", "-n"]
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     log = log_path(settings, f"provision-{what}")
-    run([*prefix, "apt-get", "update"], what=f"{what}: apt-get update", env=env, log=log)
-    run(
-        [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", *options, package],
-        what=f"{what}: apt-get install {package}",
-        env=env,
-        log=log,
-    )
+    wait_for_apt = ["-o", "DPkg::Lock::Timeout=600"]  # another apt (not ours) may be running
+    with service_lock(settings, "apt"):
+        run([*prefix, "apt-get", *wait_for_apt, "update"], what=f"{what}: apt-get update", env=env, log=log)
+        run(
+            [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", *wait_for_apt, "install", "-y", *options]
+            + [package],
+            what=f"{what}: apt-get install {package}",
+            env=env,
+            log=log,
+        )
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
