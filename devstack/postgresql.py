@@ -9,6 +9,7 @@ PostgreSQL refuses to run as root, so as root it runs as the `postgres` user the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -51,8 +52,18 @@ def _owner() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def _root(settings: Settings) -> Path:
+    """The cluster's directory: in the state dir, unless the server user cannot reach it there (a checkout in a
+    private home directory, run as root); then in that user's home, named after the state dir."""
+    root = service_dir(settings, NAME)
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in root.parents if p.exists()):
+        return root
+    home = Path(pwd.getpwnam(SERVER_USER).pw_dir)
+    return home / f"eventshop-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+
+
 def _socket_dir(settings: Settings) -> Path:
-    return service_dir(settings, NAME) / "run"
+    return _root(settings) / "run"
 
 
 def provision(settings: Settings) -> None:
@@ -66,7 +77,7 @@ def provision(settings: Settings) -> None:
 
 def prepare(settings: Settings) -> list[str]:
     """Initialise the cluster once (C collation, UTF-8) and return the postgres command line."""
-    root = service_dir(settings, NAME)
+    root = _root(settings)
     data = root / "data"
     uid, gid = _owner()
     for path in (root, _socket_dir(settings)):
@@ -108,6 +119,8 @@ def prepare(settings: Settings) -> list[str]:
         "shared_buffers=256MB",
         "-c",
         "log_min_messages=warning",
+        "-c",  # devstack finds its daemon by the state dir in its command line
+        f"cluster_name=eventshop {service_dir(settings, NAME)}",
     ]
 
 
