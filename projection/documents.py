@@ -40,6 +40,8 @@ class ProductView(Document):
     description: str
     price_cents: int
     stock: int
+    in_stock: bool
+    """stock > 0, kept with the stock: `inStock` is an equality an index counts, not a range on a number."""
     version: int
     created_at: datetime
     updated_at: datetime
@@ -52,8 +54,8 @@ class ProductView(Document):
             IndexModel([("deleted", ASCENDING), ("name_lc", ASCENDING), ("_id", ASCENDING)]),
             # PRICE_ASC, PRICE_DESC (backwards) and price ranges
             IndexModel([("deleted", ASCENDING), ("price_cents", ASCENDING), ("_id", ASCENDING)]),
-            # inStock: false (stock = 0) and its count
-            IndexModel([("deleted", ASCENDING), ("stock", ASCENDING)]),
+            # inStock and its count
+            IndexModel([("deleted", ASCENDING), ("in_stock", ASCENDING), ("_id", ASCENDING)]),
         ]
 
 

@@ -167,9 +167,9 @@ class ReadModel:
         if search and search.strip():
             query["name_lc"] = prefix(search)
         if in_stock is True:
-            query["stock"] = {"$gt": 0}
+            query["in_stock"] = True
         elif in_stock is False:
-            query["stock"] = 0
+            query["in_stock"] = False
         price: Doc = {}
         if min_price_cents is not None:
             price["$gte"] = min_price_cents

@@ -21,6 +21,7 @@ def product_document(snapshot: Doc) -> Doc:
         "description": snapshot["description"],
         "price_cents": to_cents(Decimal(snapshot["price"])),
         "stock": snapshot["stock"],
+        "in_stock": snapshot["stock"] > 0,
         "version": snapshot["version"],
         "created_at": parse_time(snapshot["created_at"]),
         "updated_at": parse_time(snapshot["updated_at"]),
