@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,14 +20,34 @@ from pymongo import MongoClient
 from starlette.applications import Starlette
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.dataloader import DataLoader
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.scalars import DecimalScalar
 from gateway.types import Connection, Order, Product, connection
-from projection.documents import OrderView, ProductView
+from projection.documents import OrderView, ProductView, UserView
 from projection.queries import Page, encode_cursor, known
 
 Doc = dict[str, Any]
+
+
+@dataclass
+class BareContext:
+    """What the gateway's types ask of the context: `Order.user` loads users through `users` (from memory here)."""
+
+    users: DataLoader[int, Doc | None]
+
+
+class BareGraphQL(GraphQL[BareContext, None]):
+    def __init__(self, schema: strawberry.Schema, users: list[Doc]) -> None:
+        super().__init__(schema, graphql_ide=None, allow_queries_via_get=False)
+        self.by_id = {doc["_id"]: doc for doc in users}
+
+    async def get_context(self, request: Any, response: Any = None) -> BareContext:
+        async def load(ids: list[int]) -> list[Doc | None]:
+            return [self.by_id.get(i) for i in ids]
+
+        return BareContext(users=DataLoader(load_fn=load, cache=False))
 
 
 def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
@@ -55,12 +76,14 @@ def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
     return strawberry.Schema(query=Query, config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}))
 
 
-def load(mongo_uri: str, database: str) -> tuple[list[Doc], list[Doc]]:
+def load(mongo_uri: str, database: str) -> tuple[list[Doc], list[Doc], list[Doc]]:
     client: MongoClient[Doc] = MongoClient(mongo_uri, tz_aware=True)
     try:
         db = client[database]
-        return list(db[ProductView.Settings.name].find({"deleted": False})), list(
-            db[OrderView.Settings.name].find({"deleted": False})
+        return (
+            list(db[ProductView.Settings.name].find({"deleted": False})),
+            list(db[OrderView.Settings.name].find({"deleted": False})),
+            list(db[UserView.Settings.name].find()),
         )
     finally:
         client.close()
@@ -72,8 +95,8 @@ def main() -> None:
     parser.add_argument("--mongo-uri", required=True)
     parser.add_argument("--database", required=True)
     args = parser.parse_args()
-    products, orders = load(args.mongo_uri, args.database)
-    graphql = GraphQL(build_schema(products, orders), graphql_ide=None, allow_queries_via_get=False)
+    products, orders, users = load(args.mongo_uri, args.database)
+    graphql = BareGraphQL(build_schema(products, orders), users)
 
     async def healthz(request: Any) -> Any:
         from starlette.responses import JSONResponse
