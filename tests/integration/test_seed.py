@@ -107,8 +107,12 @@ async def seed_lab(settings: Settings) -> AsyncIterator[SeedLab]:
     producer = make_producer(own)
     await producer.start()
     stopping = asyncio.Event()
-    relay = OutboxRelay(write_db, producer, own)
-    stock = StockWorker(write_db, producer, own, group_id=f"seed-stock-{run}")
+    # The relay and the stock worker on pools of their own, as in their own processes: a seed that holds its
+    # pool's connections must not starve them (nor they it).
+    relay_db = WriteDatabase(own.mysql_dsn, signal=write_db.signal, pool_size=4)  # woken by the seed's commits
+    stock_db = WriteDatabase(own.mysql_dsn, pool_size=4)
+    relay = OutboxRelay(relay_db, producer, own)
+    stock = StockWorker(stock_db, producer, own, group_id=f"seed-stock-{run}")
     await stock.loop.start()
     tasks = [asyncio.create_task(c.run(stopping)) for c in (relay, stock)]
     await stock.loop.wait_ready()
@@ -119,7 +123,8 @@ async def seed_lab(settings: Settings) -> AsyncIterator[SeedLab]:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
         await producer.stop()
         await events.stop()
-        await write_db.dispose()
+        for db in (write_db, relay_db, stock_db):
+            await db.dispose()
         async with server.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
         await server.dispose()
