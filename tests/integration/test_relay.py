@@ -311,3 +311,64 @@ async def _is_zero(count: Any) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def kill_sessions(db: WriteDatabase) -> int:
+    """KILL every other session on the database, as a MariaDB restart or a network cut does to them."""
+    async with db.engine.connect() as conn:
+        sessions = await conn.exec_driver_sql(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        killed = 0
+        for (session,) in list(sessions):
+            try:
+                await conn.exec_driver_sql(f"KILL CONNECTION {int(session)}")
+                killed += 1
+            except Exception:  # noqa: BLE001 - it ended on its own meanwhile
+                pass
+    return killed
+
+
+async def test_a_relay_whose_sessions_are_killed_while_writers_commit_publishes_every_row(
+    relay_db: WriteDatabase, completion: Settings
+) -> None:
+    """The relay's lock and completion sessions die three times while events are committed: each time it loses
+    leadership, takes it again on fresh sessions and goes on; every row reaches Kafka (at least once)."""
+    keys = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(5)]
+    own_pool = WriteDatabase(completion.mysql_dsn, pool_size=4)  # the relay's own process
+    cuts: list[int] = []
+    try:
+        async with TopicTail(completion, Topic.USER_UPDATED) as tail:
+            async with RelayProcess(own_pool, completion) as relay:
+                event_ids: list[str] = []
+                for version in range(1, 31):
+                    event_ids += await write_events_once(relay_db, keys, version)
+                    if version in (8, 16, 24):
+                        await eventually(lambda: _leading(relay), timeout=30)
+                        cuts.append(await kill_sessions(relay_db))
+                records = await tail.collect(seen_all(set(event_ids)), timeout=60)
+                await eventually(lambda: _is_zero(unpublished(relay_db)), timeout=60)
+    finally:
+        await own_pool.dispose()
+    assert len(cuts) == 3 and all(cuts), cuts  # the relay's sessions were there to kill each time
+    assert set(event_ids) <= set(by_event_id(records, set(event_ids)))
+
+
+async def write_events_once(db: WriteDatabase, keys: list[int], version: int) -> list[str]:
+    """One event per key at `version`, each in its own transaction; retried when the cut took its session."""
+    written = []
+    for key in keys:
+        while True:
+            try:
+                async with db.transaction() as tx:
+                    event = new_event(Topic.USER_UPDATED, AggregateType.USER, probe_user(key, version))
+                    tx.record(event)
+                break
+            except Exception:  # noqa: BLE001 - the session was killed before the commit: nothing was written
+                continue
+        written.append(str(event.event_id))
+    return written
+
+
+async def _leading(relay: OutboxRelay) -> bool:
+    return relay.is_leader
