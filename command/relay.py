@@ -33,6 +33,8 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 LOCK_PREFIX = "eventshop.outbox_relay"
+ACK_TIMEOUT = 30.0
+"""Longest wait for a batch's acks (twice the producer's request timeout) before the batch counts as failed."""
 MIN_POLL_INTERVAL = 0.005
 PURGE_EVERY_SECONDS = 60.0
 MEASURE_EVERY_SECONDS = 1.0
@@ -122,7 +124,10 @@ class OutboxRelay:
         ids = [row.id for row in rows]
         if self.settings.outbox_completion == "delete" and len(rows) == self.settings.outbox_batch_size:
             self._read_ahead = asyncio.create_task(self._pending(ids + self._completing_ids()))
-        await asyncio.gather(*futures)  # every ack (acks=all) before anything is completed
+        # Every ack (acks=all) before anything is completed. Bounded: after a broker crash an unacked send can
+        # wait for ever; timing out makes this an error like any other (leadership released, rows sent again).
+        async with asyncio.timeout(ACK_TIMEOUT):
+            await asyncio.gather(*futures)
         RELAY_PUBLISHED.inc(len(rows))
         self.published += len(rows)
         await self._finish_completing()
