@@ -166,10 +166,8 @@ class ReadModel:
         query: Doc = {"deleted": False}
         if search and search.strip():
             query["name_lc"] = prefix(search)
-        if in_stock is True:
-            query["in_stock"] = True
-        elif in_stock is False:
-            query["in_stock"] = False
+        if in_stock is not None:
+            query["in_stock"] = in_stock
         price: Doc = {}
         if min_price_cents is not None:
             price["$gte"] = min_price_cents

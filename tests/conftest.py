@@ -31,6 +31,7 @@ from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
+from shared.events import ALL_TOPICS
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
 from tests.events import EventLog, Mark, WrittenEvent
@@ -339,6 +340,18 @@ class TopicTail:
         for tp, records in batches.items():
             self.records.extend(records)
             self.read_to[tp] = records[-1].offset + 1
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Delete every catalog topic (and DLQ twin) of an environment a test made for itself."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.topic(t) for t in ALL_TOPICS])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -36,10 +36,18 @@ from devstack import start_service, stop_service
 from eventshop.ops.verify import differences
 from projection.store import connect_read_model
 from shared.errors import DomainError
-from shared.events import ALL_TOPICS
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
-from tests.conftest import ROOT, GraphQLClient, RunningSystem, WriteModelProbe, eventually, migrate, unique
+from tests.conftest import (
+    ROOT,
+    GraphQLClient,
+    RunningSystem,
+    WriteModelProbe,
+    delete_topics,
+    eventually,
+    migrate,
+    unique,
+)
 
 pytestmark = pytest.mark.slow
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
@@ -251,16 +259,7 @@ async def lab(fault_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         await write_db.dispose()
         await mongo.drop_database(s.mongo_database)
         await mongo.close()
-        await _delete_topics(s)
-
-
-async def _delete_topics(s: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([s.topic(t) for t in ALL_TOPICS])
-    finally:
-        await admin.close()
+        await delete_topics(s)
 
 
 @pytest.fixture

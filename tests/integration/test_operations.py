@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
@@ -52,10 +51,10 @@ from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
-from shared.events import ALL_TOPICS, AggregateType, EventEnvelope, Topic, dlq_topic
+from shared.events import AggregateType, EventEnvelope, Topic, dlq_topic
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
-from tests.conftest import ROOT, RunningSystem, TopicTail, WriteModelProbe, eventually, migrate, unique
+from tests.conftest import ROOT, RunningSystem, TopicTail, WriteModelProbe, delete_topics, eventually, migrate, unique
 from tests.integration.shop import decided
 
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
@@ -338,12 +337,7 @@ async def lab(settings: Settings) -> AsyncIterator[Lab]:
         async with server.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}_ops_{run}`")
         await server.dispose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([own.topic(t) for t in ALL_TOPICS])
-        finally:
-            await admin.close()
+        await delete_topics(own)
 
 
 async def new_user(db: WriteDatabase, name: str) -> int:

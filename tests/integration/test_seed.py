@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
@@ -33,10 +32,9 @@ from command.stock_worker import StockWorker
 from eventshop.cli import app
 from eventshop.ops.seed import SeedPlan, SeedRefused, SeedReport, only_seed, seed, wait_settled
 from eventshop.ops.seed_data import ShopShape, customer
-from shared.events import ALL_TOPICS
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
-from tests.conftest import WriteModelProbe, migrate
+from tests.conftest import WriteModelProbe, delete_topics, migrate
 from tests.events import EventLog, WrittenEvent
 
 SMALL = SeedPlan(users=20, products=10, orders=50)
@@ -128,12 +126,7 @@ async def seed_lab(settings: Settings) -> AsyncIterator[SeedLab]:
         async with server.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
         await server.dispose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([own.topic(t) for t in ALL_TOPICS])
-        finally:
-            await admin.close()
+        await delete_topics(own)
 
 
 @pytest.fixture
