@@ -2,6 +2,8 @@
 
 Every gateway consumes the topic itself (no consumer group, from the latest offset), so
 subscriptions and read-your-writes waits work whichever instance a client is connected to.
+A listener may follow several views: an order's subscriber also follows the order's user, whose
+rename changes no order document (an order shows its user from the users view at read time).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 
@@ -27,16 +29,24 @@ QUEUE_LIMIT = 1000
 SAFETY_RECHECK_SECONDS = 0.5
 
 
+class Announced(NamedTuple):
+    """One `views.changed` message as a listener gets it: the view's kind and its new document."""
+
+    kind: str
+    document: Doc
+
+
 @dataclass(eq=False)
 class Listener:
     """One subscription's inbox. If a client falls too far behind, it is told to resynchronise."""
 
-    queue: asyncio.Queue[Doc] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[Announced] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    keys: set[Hashable] = field(default_factory=set)  # what it follows (see ViewFeed.follow)
 
-    def offer(self, document: Doc) -> None:
+    def offer(self, announced: Announced) -> None:
         try:
-            self.queue.put_nowait(document)
+            self.queue.put_nowait(announced)
         except asyncio.QueueFull:
             self.overflowed = True
 
@@ -45,12 +55,13 @@ class ViewFeed:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._listeners: dict[Hashable, set[Listener]] = defaultdict(set)
+        self._open: set[Listener] = set()  # each once, however many keys it follows
         self._waiters: dict[Hashable, set[asyncio.Event]] = defaultdict(set)
         self.ready = asyncio.Event()
 
     @property
     def listener_count(self) -> int:
-        return sum(len(s) for s in self._listeners.values())
+        return len(self._open)
 
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -87,21 +98,30 @@ class ViewFeed:
         keys: list[Hashable] = [(kind, doc_id)]
         if kind == "order":
             keys += [("order-of-user", document.get("user_id")), ("order-of-user", None)]
+        announced = Announced(kind, document)
         for key in keys:
             for listener in self._listeners.get(key, ()):
-                listener.offer(document)
+                listener.offer(announced)
 
     @contextlib.asynccontextmanager
     async def listen(self, key: Hashable) -> AsyncIterator[Listener]:
         """Register before reading the current state, so no change falls between the two."""
         listener = Listener()
-        self._listeners[key].add(listener)
+        self._open.add(listener)
+        self.follow(listener, key)
         try:
             yield listener
         finally:
-            self._listeners[key].discard(listener)
-            if not self._listeners[key]:
-                del self._listeners[key]
+            self._open.discard(listener)
+            for followed in listener.keys:
+                self._listeners[followed].discard(listener)
+                if not self._listeners[followed]:
+                    del self._listeners[followed]
+
+    def follow(self, listener: Listener, key: Hashable) -> None:
+        """Announcements for `key` go to `listener` too, until it stops listening."""
+        listener.keys.add(key)
+        self._listeners[key].add(listener)
 
     async def wait_for_version(
         self, kind: str, doc_id: int, version: int, current: Callable[[], Awaitable[int | None]], timeout: float

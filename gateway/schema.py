@@ -28,7 +28,7 @@ from command.snapshots import product_snapshot, user_snapshot
 from command.validation import parse_id
 from gateway.context import Info
 from gateway.errors import ErrorCodes
-from gateway.feed import Listener
+from gateway.feed import Announced, Listener
 from gateway.inputs import (
     CancelOrderInput,
     CreateOrderInput,
@@ -264,7 +264,8 @@ class Mutation:
 class Subscription:
     @strawberry.subscription
     async def order_status_changed(self, info: Info, order_id: strawberry.ID) -> AsyncGenerator[Order, None]:
-        """First the order as the read model has it now, then each newer version, in order."""
+        """First the order as the read model has it now, then each newer version, in order; and the order
+        again when its user changes (a rename writes the users view only)."""
         oid = parse_id(order_id, "orderId")
         ctx = info.context
         async with ctx.feed.listen(("order", oid)) as listener:
@@ -276,8 +277,10 @@ class Subscription:
                 current = await ctx.read_model.order(oid)
             if current is None:
                 raise NotFound(f"order {oid} not found", field="orderId")
+            # Before the first answer resolves Order.user, so a rename is either in it or announced after it.
+            ctx.feed.follow(listener, ("user", current["user_id"]))
             yield Order.from_doc(current)
-            async for document in newer_versions(listener, current["version"], lambda: ctx.read_model.order(oid)):
+            async for document in order_changes(listener, current, lambda: ctx.read_model.order(oid)):
                 yield Order.from_doc(document)
 
     @strawberry.subscription
@@ -287,27 +290,30 @@ class Subscription:
         async with info.context.feed.listen(("order-of-user", uid)) as listener:
             last_seen: dict[int, int] = {}
             while True:
-                document = await listener.queue.get()
+                document = (await listener.queue.get()).document
                 if document["version"] > last_seen.get(document["_id"], 0):
                     last_seen[document["_id"]] = document["version"]
                     yield Order.from_doc(document)
 
 
-async def newer_versions(
-    listener: Listener, version: int, reread: Callable[[], Awaitable[Doc | None]]
+async def order_changes(
+    listener: Listener, sent: Doc, reread: Callable[[], Awaitable[Doc | None]]
 ) -> AsyncIterator[Doc]:
-    """Announced documents with a version above the last one sent; never a duplicate or a step back."""
+    """The order's announced versions above the last one sent (never a duplicate or a step back), and the last
+    one sent again when its user's view changed: Order.user resolves from the users view at read time."""
     while True:
-        document = await listener.queue.get()
+        changes = [await listener.queue.get()]
         if listener.overflowed:  # the client fell behind: skip to the current state
             listener.overflowed = False
             while not listener.queue.empty():
-                listener.queue.get_nowait()
-            document = await reread() or document
-        if document["version"] > version:
-            version = document["version"]
-            yield document
-            if document.get("deleted"):
+                changes.append(listener.queue.get_nowait())
+            changes.append(Announced("order", await reread() or sent))
+        newer = [c.document for c in changes if c.kind == "order" and c.document["version"] > sent["version"]]
+        if newer:
+            sent = max(newer, key=lambda document: int(document["version"]))
+        if newer or any(c.kind == "user" for c in changes):
+            yield sent
+            if sent.get("deleted"):
                 return
 
 

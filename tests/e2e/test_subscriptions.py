@@ -14,6 +14,7 @@ from tests.e2e.conftest import Client, Process, Subscription
 
 ORDER_STATUS = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id status version } }"
 ORDER_UPDATES = "subscription($u: ID) { orderUpdates(userId: $u) { id status version } }"
+ORDER_WITH_USER = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id version user { name } } }"
 
 
 async def shop(client: Client, stock: int = 100) -> tuple[str, str]:
@@ -83,6 +84,23 @@ async def test_a_late_subscriber_gets_the_current_state_first(client: Client, ev
     async with Subscription(eventshop_all.url, ORDER_STATUS, {"id": order["id"]}, protocol="graphql-ws") as sub:
         first = order_of(await sub.next())
     assert first == {"id": order["id"], "status": "PAID", "version": 3}
+
+
+async def test_a_subscriber_sees_the_new_name_of_the_user_who_placed_the_order(
+    client: Client, second_gateway: Process
+) -> None:
+    """A rename writes the users view and no order: the feed sends the watched order again, with its new user."""
+    user_id, product_id = await shop(client)
+    order = await place(client, user_id, product_id)
+    await reserved(client, order["id"])  # no order event is still on its way
+    async with Subscription(second_gateway.url, ORDER_WITH_USER, {"id": order["id"]}) as sub:
+        first = order_of(await sub.next())
+        assert first == {"id": order["id"], "version": 2, "user": {"name": "Live"}}
+        await client.data(
+            'mutation($id: ID!) { updateUser(id: $id, input: {name: "Live Renamed"}) { id } }', id=user_id
+        )
+        renamed = order_of(await sub.next())
+    assert renamed == {"id": order["id"], "version": 2, "user": {"name": "Live Renamed"}}
 
 
 async def test_subscribing_to_an_unknown_order_is_not_found(eventshop_all: Process) -> None:
