@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from projection.runner import build_projection_runner
-from shared.events import DOMAIN_TOPICS, EventEnvelope
+from shared.events import DOMAIN_TOPICS, Event, Snapshot, parse_event
 from shared.kafka import make_producer
 from shared.settings import Settings
 
@@ -76,7 +75,7 @@ COMMANDS = CommandCounter()
 monitoring.register(COMMANDS)  # applies to every client created from here on
 
 
-def upsert_for(event_type: str, snapshot: Doc) -> tuple[str, Doc]:
+def upsert_for(event_type: str, snapshot: Snapshot) -> tuple[str, Doc]:
     """The `update` statement of UpdateOne({_id, version: {$lt: v}}, {$set: document}, upsert=True)."""
     collection, to_document = DOCUMENTS[event_type.split(".", 1)[0]]
     fields = to_document(snapshot)
@@ -103,7 +102,7 @@ async def bulk_upsert(db: AsyncDatabase[Doc], ops: dict[str, list[Doc]]) -> None
             pending = pending[done:]
 
 
-def record_for(settings: Settings, event: EventEnvelope, offset: int) -> ConsumerRecord[bytes, bytes]:
+def record_for(settings: Settings, event: Event, offset: int) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic=settings.topic(event.event_type),
         partition=0,
@@ -131,7 +130,7 @@ async def verify(db: AsyncDatabase[Doc], expected: dict[str, tuple[int, int]]) -
 
 
 async def direct_eventshop(
-    db: AsyncDatabase[Doc], producer: AIOKafkaProducer, settings: Settings, events: list[EventEnvelope]
+    db: AsyncDatabase[Doc], producer: AIOKafkaProducer, settings: Settings, events: list[Event]
 ) -> float:
     runner = build_projection_runner(db, producer, settings, group_id="bench-unused")
     records = [record_for(settings, e, i) for i, e in enumerate(events)]
@@ -142,7 +141,7 @@ async def direct_eventshop(
     return rate(len(events), time.perf_counter() - started)
 
 
-async def direct_baseline(db: AsyncDatabase[Doc], events: list[EventEnvelope]) -> float:
+async def direct_baseline(db: AsyncDatabase[Doc], events: list[Event]) -> float:
     ops: dict[str, list[Doc]] = defaultdict(list)
     for event in events:
         collection, op = upsert_for(event.event_type.value, event.data)
@@ -152,7 +151,7 @@ async def direct_baseline(db: AsyncDatabase[Doc], events: list[EventEnvelope]) -
     return rate(len(events), time.perf_counter() - started)
 
 
-async def produce(producer: AIOKafkaProducer, settings: Settings, events: list[EventEnvelope]) -> None:
+async def produce(producer: AIOKafkaProducer, settings: Settings, events: list[Event]) -> None:
     futures = [
         await producer.send(settings.topic(e.event_type), e.to_bytes(), key=e.key, headers=e.kafka_headers())
         for e in events
@@ -229,8 +228,8 @@ async def kafka_baseline(db: AsyncDatabase[Doc], settings: Settings, total: int,
                 ops: dict[str, list[Doc]] = defaultdict(list)
                 for records in batches.values():
                     for record in records:
-                        event = json.loads(record.value or b"{}")
-                        collection, op = upsert_for(event["event_type"], event["data"])
+                        event = parse_event(record.value)
+                        collection, op = upsert_for(event.event_type.value, event.data)
                         ops[collection].append(op)
                         seen += 1
                 await bulk_upsert(db, ops)

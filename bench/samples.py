@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import SCHEMA_VERSION, AggregateType, Event, Topic, parse_event
 
 Doc = dict[str, Any]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -89,20 +89,24 @@ def order_snapshot(order_id: int, version: int, user_id: int, product_ids: list[
     }
 
 
-def envelope(topic: Topic, kind: AggregateType, snapshot: Doc, **fields: Any) -> EventEnvelope:
-    return EventEnvelope(
-        event_type=topic,
-        aggregate_type=kind,
-        aggregate_id=snapshot["id"],
-        aggregate_version=snapshot["version"],
-        data=snapshot,
-        trace="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        correlation_id="bench",
-        **fields,
+def envelope(topic: Topic, kind: AggregateType, snapshot: Doc, **fields: Any) -> Event:
+    """The typed event of a snapshot written as plain values, read as consumers read it."""
+    return parse_event(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "event_type": topic,
+            "aggregate_type": kind,
+            "aggregate_id": snapshot["id"],
+            "aggregate_version": snapshot["version"],
+            "data": snapshot,
+            "trace": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "correlation_id": "bench",
+            **fields,
+        }
     )
 
 
-def projection_stream(users: int, products: int, orders: int, seed: int = 7) -> list[EventEnvelope]:
+def projection_stream(users: int, products: int, orders: int, seed: int = 7) -> list[Event]:
     """Every aggregate's events in version order, aggregates interleaved the way a busy shop produces them:
     users created then renamed, products created, repriced and reserved, orders created then reserved."""
     rng = random.Random(seed)
@@ -110,7 +114,7 @@ def projection_stream(users: int, products: int, orders: int, seed: int = 7) -> 
     product_ids = list(range(1, products + 1))
     lines = {o: rng.sample(product_ids, 2) for o in range(1, orders + 1)}
     owner = {o: rng.choice(user_ids) for o in range(1, orders + 1)}
-    events: list[EventEnvelope] = []
+    events: list[Event] = []
     for version in (1, 2, 3):
         if version <= 2:
             events += [
@@ -133,7 +137,7 @@ def projection_stream(users: int, products: int, orders: int, seed: int = 7) -> 
     return events
 
 
-def relay_payloads(count: int, aggregates: int = 1000, seed: int = 11) -> list[EventEnvelope]:
+def relay_payloads(count: int, aggregates: int = 1000, seed: int = 11) -> list[Event]:
     """`count` order events over `aggregates` orders (the relay's typical row: an order snapshot, ~1.3 KB)."""
     rng = random.Random(seed)
     versions: dict[int, int] = {}

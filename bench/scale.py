@@ -56,7 +56,7 @@ from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserVie
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
-from shared.events import AggregateType, EventEnvelope
+from shared.events import AggregateType, Event
 from shared.kafka import make_producer
 from shared.settings import Settings
 
@@ -236,7 +236,7 @@ class RawViews:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
-        self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Doc], Doc]]] = {
+        self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Any], Doc]]] = {
             AggregateType.USER: (db[RAW + UserView.Settings.name], user_document),
             AggregateType.PRODUCT: (db[RAW + ProductView.Settings.name], product_document),
             AggregateType.ORDER: (db[RAW + OrderView.Settings.name], order_document),
@@ -247,7 +247,7 @@ class RawViews:
             for index in document.Settings.indexes:  # one per call, as connect_read_model does (FerretDB v1)
                 await self.db[RAW + document.Settings.name].create_indexes([index])
 
-    async def write(self, events: list[EventEnvelope]) -> float:
+    async def write(self, events: list[Event]) -> float:
         """One poll's worth: its documents in lanes (one aggregate, in order), LANES at once; seconds taken."""
         lanes: dict[tuple[str, int], list[tuple[AsyncCollection[Doc], Doc]]] = {}
         for event in events:
@@ -311,7 +311,7 @@ def segments(start: Size | None, end: Size) -> list[Size]:
 
 
 async def segment(
-    batch: list[EventEnvelope],
+    batch: list[Event],
     eventshop_first: bool,
     db: AsyncDatabase[Doc],
     raw: RawViews,

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.samples import envelope
 from projection.documents import OrderView, ProductView, UserView
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import AggregateType, Event, Topic
 from shared.money import format_money
 
 Doc = dict[str, Any]
@@ -157,7 +157,7 @@ class Shop:
     def orderable(self) -> list[ProductState]:
         return [p for p in self.products if p.stock > 0]
 
-    def grow(self, orders: int, users: int, products: int) -> Iterator[EventEnvelope]:
+    def grow(self, orders: int, users: int, products: int) -> Iterator[Event]:
         for user_id in range(self.users + 1, users + 1):
             yield envelope(Topic.USER_CREATED, AggregateType.USER, user_snapshot(user_id))
         self.users = max(self.users, users)
@@ -175,7 +175,7 @@ class Shop:
             yield from self._order(order_id, orderable)
         self.orders = max(self.orders, orders)
 
-    def _order(self, order_id: int, orderable: list[ProductState]) -> Iterator[EventEnvelope]:
+    def _order(self, order_id: int, orderable: list[ProductState]) -> Iterator[Event]:
         rng = self.rng
         lines = rng.sample(orderable, min(len(orderable), rng.choice((1, 1, 2, 2, 2, 3, 3, 4))))
         at = float(order_id * 20)
@@ -194,7 +194,7 @@ class Shop:
             yield from self._stock(order, Topic.STOCK_RELEASED, +1, at + 121)
         self.order_versions[order_id] = len(order.history)
 
-    def _stock(self, order: OrderDraft, topic: Topic, sign: int, at: float) -> Iterator[EventEnvelope]:
+    def _stock(self, order: OrderDraft, topic: Topic, sign: int, at: float) -> Iterator[Event]:
         for product, quantity, _ in order.lines:
             product.stock += sign * quantity
             product.version += 1

@@ -38,7 +38,7 @@ from gateway.auth import Role
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import OrderCreated, OrderSnapshot, Topic
 
 CONCURRENCY = 8
 CREATE_ORDER = """
@@ -159,13 +159,7 @@ async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[in
             "canceled_at": None,
             "deleted_at": None,
         }
-        envelope = EventEnvelope(
-            event_type=Topic.ORDER_CREATED,
-            aggregate_type=AggregateType.ORDER,
-            aggregate_id=order_id,
-            aggregate_version=1,
-            data=snapshot,
-        )
+        envelope = OrderCreated.of(OrderSnapshot.model_validate(snapshot))
         await conn.exec_driver_sql(
             "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
             "headers, created_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)",

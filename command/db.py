@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from command.outbox import OutboxSignal, outbox_row
-from shared.events import EventEnvelope
+from shared.events import Event
 
 DUPLICATE_KEY = 1062
 
@@ -25,9 +25,9 @@ class Transaction:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.events: list[EventEnvelope] = []
+        self.events: list[Event] = []
 
-    def record(self, event: EventEnvelope) -> None:
+    def record(self, event: Event) -> None:
         """Write the event's outbox row; call it after the aggregate row is locked or inserted."""
         self.events.append(event)
         self.session.add(outbox_row(event))

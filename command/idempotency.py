@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from command.db import Transaction, is_duplicate_key
 from command.models import IdempotencyKey, db_now
 from shared.errors import BadUserInput, Conflict
+from shared.events import OrderSnapshot
 
 MAX_KEY_LENGTH = 255
 T = TypeVar("T")
@@ -43,7 +44,7 @@ class Idempotency:
         return cls(operation, key, hashlib.sha256(canonical.encode()).hexdigest(), ttl_seconds)
 
 
-async def recall(tx: Transaction, idem: Idempotency | None) -> dict[str, Any] | None:
+async def recall(tx: Transaction, idem: Idempotency | None) -> OrderSnapshot | None:
     """The stored response of an earlier call with this key, or None if this call should act."""
     if idem is None:
         return None
@@ -77,15 +78,15 @@ async def recall(tx: Transaction, idem: Idempotency | None) -> dict[str, Any] | 
         return None
     if row.request_hash != idem.request_hash:
         raise Conflict("idempotencyKey was already used for a different request", field="idempotencyKey")
-    return row.response
+    return OrderSnapshot.model_validate(row.response)
 
 
-async def remember(tx: Transaction, idem: Idempotency | None, response: dict[str, Any]) -> None:
+async def remember(tx: Transaction, idem: Idempotency | None, response: OrderSnapshot) -> None:
     if idem is None:
         return
     row = await tx.session.get(IdempotencyKey, (idem.operation, idem.key))
     assert row is not None
-    row.response = response
+    row.response = response.model_dump(mode="json")
 
 
 async def retry_on_key_race(call: Callable[[], Awaitable[T]]) -> T:

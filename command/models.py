@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Numeric, String, Text
 from sqlmodel import Field, SQLModel
+
+from shared.events import OrderStatus, PaymentMethod
 
 
 def db_now() -> datetime:
@@ -20,25 +21,6 @@ def db_now() -> datetime:
     milliseconds, so a mutation's answer and a later query show the same instant."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond - now.microsecond % 1000, tzinfo=None)
-
-
-class OrderStatus(StrEnum):
-    CREATED = "CREATED"
-    RESERVED = "RESERVED"
-    REJECTED = "REJECTED"
-    PAID = "PAID"
-    PROCESSING = "PROCESSING"
-    SHIPPED = "SHIPPED"
-    DELIVERED = "DELIVERED"
-    CANCELED = "CANCELED"
-
-
-class PaymentMethod(StrEnum):
-    CREDIT_CARD = "CREDIT_CARD"
-    DEBIT_CARD = "DEBIT_CARD"
-    PIX = "PIX"
-    BOLETO = "BOLETO"
-    BANK_TRANSFER = "BANK_TRANSFER"
 
 
 class User(SQLModel, table=True):

@@ -9,10 +9,9 @@ from sqlmodel import col, select
 from command.db import Transaction
 from command.handlers.common import bump, lock_live
 from command.models import Order, OrderItem, OrderStatus, OrderStatusChange, User, db_now
-from command.outbox import new_event
 from command.snapshots import order_snapshot
 from shared.errors import InvalidState
-from shared.events import AggregateType, Topic
+from shared.events import OrderEvent, OrderSnapshot
 
 
 async def lock_order(tx: Transaction, order_id: int) -> Order:
@@ -47,7 +46,7 @@ async def order_items(tx: Transaction, order_id: int) -> list[OrderItem]:
     return list(result.scalars())
 
 
-async def snapshot(tx: Transaction, order: Order) -> dict[str, Any]:
+async def snapshot(tx: Transaction, order: Order) -> OrderSnapshot:
     """The order's full state as committed by this transaction (items, history, user)."""
     await tx.session.flush()
     items = await order_items(tx, order.id)  # type: ignore[arg-type]
@@ -59,9 +58,9 @@ async def snapshot(tx: Transaction, order: Order) -> dict[str, Any]:
     return order_snapshot(order, items, list(history.scalars()), user)
 
 
-async def record_order_event(tx: Transaction, order: Order, topic: Topic, **fields: Any) -> dict[str, Any]:
+async def record_order_event(tx: Transaction, order: Order, kind: type[OrderEvent], **fields: Any) -> OrderSnapshot:
     data = await snapshot(tx, order)
-    tx.record(new_event(topic, AggregateType.ORDER, data, **fields))
+    tx.record(kind.of(data, **fields))
     return data
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from command.models import OutboxRow, db_now
-from shared import tracing
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import Event
 
 
 class OutboxSignal:
@@ -29,26 +27,7 @@ class OutboxSignal:
         return True
 
 
-def new_event(
-    topic: Topic,
-    aggregate_type: AggregateType,
-    snapshot: dict[str, Any],
-    **fields: Any,
-) -> EventEnvelope:
-    """An envelope carrying the aggregate's full snapshot after the change."""
-    return EventEnvelope(
-        event_type=topic,
-        aggregate_type=aggregate_type,
-        aggregate_id=snapshot["id"],
-        aggregate_version=snapshot["version"],
-        data=snapshot,
-        correlation_id=tracing.correlation_id.get(),
-        trace=tracing.traceparent.get(),
-        **fields,
-    )
-
-
-def outbox_row(event: EventEnvelope) -> OutboxRow:
+def outbox_row(event: Event) -> OutboxRow:
     return OutboxRow(
         event_id=str(event.event_id),
         topic=event.event_type.value,

@@ -17,9 +17,8 @@ from command.db import Transaction, WriteDatabase, is_duplicate_key
 from command.handlers.common import bump
 from command.models import Order, OrderItem, OrderStatus, ProcessedEvent, Product
 from command.orders import order_items, record_order_event, transition
-from command.outbox import new_event
 from command.snapshots import product_snapshot
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import Event, OrderRejected, OrderReserved, StockReleased, StockReserved, Topic
 from shared.kafka import ConsumerLoop, decode_event
 from shared.settings import Settings
 
@@ -37,24 +36,18 @@ async def reserve_stock(tx: Transaction, order_id: int) -> None:
     if shortfall is not None:
         transition(tx, order, OrderStatus.REJECTED, shortfall)
         order.reject_reason = shortfall
-        await record_order_event(tx, order, Topic.ORDER_REJECTED, reason=shortfall)
+        await record_order_event(tx, order, OrderRejected, reason=shortfall)
         return
     for item in items:
         product = products[item.product_id]
         product.stock -= item.quantity
         bump(product)
         tx.record(
-            new_event(
-                Topic.STOCK_RESERVED,
-                AggregateType.PRODUCT,
-                product_snapshot(product),
-                order_id=order_id,
-                quantity=item.quantity,
-            )
+            StockReserved.of(product_snapshot(product), order_id=order_id, quantity=item.quantity)
         )
     order.stock_held = True
     transition(tx, order, OrderStatus.RESERVED)
-    await record_order_event(tx, order, Topic.ORDER_RESERVED)
+    await record_order_event(tx, order, OrderReserved)
 
 
 async def release_stock(tx: Transaction, order_id: int) -> None:
@@ -69,13 +62,7 @@ async def release_stock(tx: Transaction, order_id: int) -> None:
         product.stock += item.quantity
         bump(product)
         tx.record(
-            new_event(
-                Topic.STOCK_RELEASED,
-                AggregateType.PRODUCT,
-                product_snapshot(product),
-                order_id=order_id,
-                quantity=item.quantity,
-            )
+            StockReleased.of(product_snapshot(product), order_id=order_id, quantity=item.quantity)
         )
     order.stock_held = False
 
@@ -110,7 +97,7 @@ class StockWorker:
         auto_offset_reset: str = "earliest",
     ) -> None:
         self.db = db
-        self.loop: ConsumerLoop[EventEnvelope] = ConsumerLoop(
+        self.loop: ConsumerLoop[Event] = ConsumerLoop(
             settings=settings,
             name=CONSUMER,
             group_id=group_id or settings.stock_worker_group,
@@ -121,7 +108,7 @@ class StockWorker:
             auto_offset_reset=auto_offset_reset,
         )
 
-    async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
         action = {Topic.ORDER_CREATED: reserve_stock, Topic.ORDER_CANCELED: release_stock}.get(event.event_type)
         if action is None:
             return

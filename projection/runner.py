@@ -13,7 +13,7 @@ from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
-from shared.events import EventEnvelope, Topic, encode_view_change, utcnow
+from shared.events import Event, Topic, encode_view_change, utcnow
 from shared.kafka import ConsumerLoop, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
@@ -42,7 +42,7 @@ class StoredVersions:
             self._versions.popitem(last=False)
 
 
-def aggregate_lane(event: EventEnvelope) -> tuple[tuple[str, int], int]:
+def aggregate_lane(event: Event) -> tuple[tuple[str, int], int]:
     """One lane per aggregate, in version order: a poll's events of one aggregate (on several topics) are
     written one after another, oldest first, and different aggregates at the same time."""
     return (event.aggregate_type, event.aggregate_id), event.aggregate_version
@@ -51,14 +51,14 @@ def aggregate_lane(event: EventEnvelope) -> tuple[tuple[str, int], int]:
 class ProjectionRunner:
     def __init__(
         self,
-        projectors: Sequence[Projector],
+        projectors: Sequence[Projector[Any]],
         producer: AIOKafkaProducer,
         settings: Settings,
         *,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
     ) -> None:
-        self.routes: dict[Topic, Projector] = {}
+        self.routes: dict[Topic, Projector[Any]] = {}
         for projector in projectors:
             for topic in projector.topics:
                 self.routes[topic] = projector
@@ -67,7 +67,7 @@ class ProjectionRunner:
         self.views_changed = settings.topic(Topic.VIEWS_CHANGED)
         self._announcements: list[asyncio.Future[Any]] = []
         self.stored = StoredVersions()
-        self.loop: ConsumerLoop[EventEnvelope] = ConsumerLoop(
+        self.loop: ConsumerLoop[Event] = ConsumerLoop(
             settings=settings,
             name="projector",
             group_id=group_id or settings.projector_group,
@@ -80,7 +80,7 @@ class ProjectionRunner:
             sequence=aggregate_lane,
         )
 
-    async def handle(self, event: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
         projector = self.routes.get(event.event_type)
         if projector is None or self.settings.topic(event.event_type) != record.topic:
             raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
@@ -113,5 +113,5 @@ def build_projection_runner(
     db: Any, producer: AIOKafkaProducer, settings: Settings, **options: Any
 ) -> ProjectionRunner:
     """One projector per aggregate, all fed by one consumer group."""
-    projectors: list[Projector] = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
+    projectors: list[Projector[Any]] = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
     return ProjectionRunner(projectors, producer, settings, **options)

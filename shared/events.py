@@ -1,17 +1,30 @@
-"""The event catalog: topic names and the envelope every event travels in."""
+"""The event catalog: topic names, the vocabulary both sides share, and one typed model per event.
+
+Every event carries the full snapshot of its aggregate after the change (event-carried state), plus the
+fields of its own kind (a rejection's reason, a stock move's order and quantity). The write side builds
+these models; every consumer reads them with `parse_event`, which first brings an event written by an
+older release up to today's shape (`UPCASTERS`): Kafka keeps old events, and a rebuild reads them all.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import bson
 from bson.codec_options import CodecOptions
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
-SCHEMA_VERSION = 1
+from shared import tracing
+from shared.money import format_money, parse_money
+
+SCHEMA_VERSION = 2
+"""The shape every event is written in today. 2: the event-specific fields are only on the events they belong to."""
 
 
 class Topic(StrEnum):
@@ -44,37 +57,143 @@ ALL_TOPICS: tuple[str, ...] = (*(t.value for t in Topic), *(dlq_topic(t) for t i
 
 
 class AggregateType(StrEnum):
+    """The kinds of aggregate: the one vocabulary of events, outbox rows, views and operations."""
+
     USER = "user"
     PRODUCT = "product"
     ORDER = "order"
+
+
+class OrderStatus(StrEnum):
+    CREATED = "CREATED"
+    RESERVED = "RESERVED"
+    REJECTED = "REJECTED"
+    PAID = "PAID"
+    PROCESSING = "PROCESSING"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELED = "CANCELED"
+
+
+class PaymentMethod(StrEnum):
+    CREDIT_CARD = "CREDIT_CARD"
+    DEBIT_CARD = "DEBIT_CARD"
+    PIX = "PIX"
+    BOLETO = "BOLETO"
+    BANK_TRANSFER = "BANK_TRANSFER"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class EventEnvelope(BaseModel):
-    """One event as it travels through the outbox and Kafka (the Kafka value, JSON).
+def _as_utc(value: datetime) -> datetime:
+    """The write model keeps naive UTC; events always say so."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    `data` is the full snapshot of the aggregate after the change (event-carried state);
-    `reason`, `order_id` and `quantity` are event-specific (rejections, cancellations, stock moves).
-    """
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+Money = Annotated[Decimal, BeforeValidator(parse_money), PlainSerializer(format_money, return_type=str)]
+"""A Decimal with two places; a string in JSON, so no float ever rounds it."""
+
+
+class Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    version: int = Field(ge=1)
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    deleted_at: UtcDatetime | None = None
+
+
+class UserSnapshot(Snapshot):
+    name: str
+    email: str
+
+
+class ProductSnapshot(Snapshot):
+    name: str
+    description: str
+    price: Money
+    stock: int
+
+
+class OrderUser(BaseModel):
+    """The user as of the order's event."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    id: int
+    name: str
+    email: str
+    version: int
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    product_id: int
+    product_name: str
+    quantity: int = Field(ge=1)
+    unit_price: Money
+    subtotal: Money
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: OrderStatus
+    at: UtcDatetime
+    reason: str | None = None
+
+
+class OrderSnapshot(Snapshot):
+    user_id: int
+    user: OrderUser
+    items: tuple[OrderLine, ...]
+    total_amount: Money
+    status: OrderStatus
+    payment_method: PaymentMethod | None = None
+    cancel_reason: str | None = None
+    reject_reason: str | None = None
+    history: tuple[StatusChange, ...]
+    paid_at: UtcDatetime | None = None
+    canceled_at: UtcDatetime | None = None
+
+
+class Event(BaseModel):
+    """What every event is: its identity, its aggregate's id and version, and the trace it belongs to.
+
+    The Kafka value is the event as JSON; the key is the aggregate id, so one aggregate's events stay in order.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    aggregate: ClassVar[AggregateType]
+
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_type: Topic
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)
     aggregate_type: AggregateType
     aggregate_id: int
     aggregate_version: int = Field(ge=1)
-    schema_version: int = SCHEMA_VERSION
-    trace: str | None = None
-    correlation_id: str | None = None
-    data: dict[str, Any]
-    reason: str | None = None
-    order_id: int | None = None
-    quantity: int | None = None
+    schema_version: Literal[2] = 2  # SCHEMA_VERSION: `parse_event` upcasts older ones first
+    # The request or message that caused the event (contextvars of the unit of work that builds it).
+    trace: str | None = Field(default_factory=lambda: tracing.traceparent.get())
+    correlation_id: str | None = Field(default_factory=lambda: tracing.correlation_id.get())
+    data: Snapshot
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, **fields: Any) -> Self:
+        """The event of this type for an aggregate's snapshot after the change (and the event's own fields)."""
+        return cls(
+            event_type=cls.model_fields["event_type"].default,
+            aggregate_type=cls.aggregate,
+            aggregate_id=snapshot.id,
+            aggregate_version=snapshot.version,
+            data=snapshot,
+            **fields,
+        )
 
     @property
     def key(self) -> bytes:
@@ -83,12 +202,6 @@ class EventEnvelope(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes | None) -> EventEnvelope:
-        if raw is None:
-            raise ValueError("empty message value")
-        return cls.model_validate_json(raw)
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -101,6 +214,160 @@ class EventEnvelope(BaseModel):
         if self.correlation_id:
             headers.append(("correlation_id", self.correlation_id.encode()))
         return headers
+
+
+class UserEvent(Event):
+    aggregate = AggregateType.USER
+    aggregate_type: Literal[AggregateType.USER] = AggregateType.USER
+    data: UserSnapshot
+
+
+class UserCreated(UserEvent):
+    event_type: Literal[Topic.USER_CREATED] = Topic.USER_CREATED
+
+
+class UserUpdated(UserEvent):
+    event_type: Literal[Topic.USER_UPDATED] = Topic.USER_UPDATED
+
+
+class UserDeleted(UserEvent):
+    event_type: Literal[Topic.USER_DELETED] = Topic.USER_DELETED
+
+
+class ProductEvent(Event):
+    aggregate = AggregateType.PRODUCT
+    aggregate_type: Literal[AggregateType.PRODUCT] = AggregateType.PRODUCT
+    data: ProductSnapshot
+
+
+class ProductCreated(ProductEvent):
+    event_type: Literal[Topic.PRODUCT_CREATED] = Topic.PRODUCT_CREATED
+
+
+class ProductUpdated(ProductEvent):
+    event_type: Literal[Topic.PRODUCT_UPDATED] = Topic.PRODUCT_UPDATED
+
+
+class ProductDeleted(ProductEvent):
+    event_type: Literal[Topic.PRODUCT_DELETED] = Topic.PRODUCT_DELETED
+
+
+class StockMoved(ProductEvent):
+    """Stock taken for (reserved) or given back by (released) one line of an order."""
+
+    order_id: int
+    quantity: int = Field(ge=1)
+
+
+class StockReserved(StockMoved):
+    event_type: Literal[Topic.STOCK_RESERVED] = Topic.STOCK_RESERVED
+
+
+class StockReleased(StockMoved):
+    event_type: Literal[Topic.STOCK_RELEASED] = Topic.STOCK_RELEASED
+
+
+class OrderEvent(Event):
+    aggregate = AggregateType.ORDER
+    aggregate_type: Literal[AggregateType.ORDER] = AggregateType.ORDER
+    data: OrderSnapshot
+
+
+class OrderCreated(OrderEvent):
+    event_type: Literal[Topic.ORDER_CREATED] = Topic.ORDER_CREATED
+
+
+class OrderReserved(OrderEvent):
+    event_type: Literal[Topic.ORDER_RESERVED] = Topic.ORDER_RESERVED
+
+
+class OrderRejected(OrderEvent):
+    event_type: Literal[Topic.ORDER_REJECTED] = Topic.ORDER_REJECTED
+    reason: str
+
+
+class OrderPaid(OrderEvent):
+    event_type: Literal[Topic.ORDER_PAID] = Topic.ORDER_PAID
+
+
+class OrderUpdated(OrderEvent):
+    """A fulfilment step: PROCESSING, SHIPPED or DELIVERED."""
+
+    event_type: Literal[Topic.ORDER_UPDATED] = Topic.ORDER_UPDATED
+
+
+class OrderCanceled(OrderEvent):
+    event_type: Literal[Topic.ORDER_CANCELED] = Topic.ORDER_CANCELED
+    reason: str
+
+
+class OrderDeleted(OrderEvent):
+    event_type: Literal[Topic.ORDER_DELETED] = Topic.ORDER_DELETED
+
+
+EVENT_TYPES: dict[Topic, type[Event]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        UserCreated,
+        UserUpdated,
+        UserDeleted,
+        ProductCreated,
+        ProductUpdated,
+        ProductDeleted,
+        StockReserved,
+        StockReleased,
+        OrderCreated,
+        OrderReserved,
+        OrderRejected,
+        OrderPaid,
+        OrderUpdated,
+        OrderCanceled,
+        OrderDeleted,
+    )
+}
+"""The model of each domain topic: what `parse_event` builds."""
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+_OWN_FIELDS_V1 = ("reason", "order_id", "quantity")
+
+
+def _v1_to_v2(event: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had one envelope for every event: `reason`, `order_id` and `quantity` on all of them, null on
+    most. Version 2 keeps each only on the events it belongs to."""
+    own = EVENT_TYPES[Topic(event["event_type"])].model_fields
+    unused = {k for k in _OWN_FIELDS_V1 if k not in own and event.get(k, "absent") is None}
+    return {k: v for k, v in event.items() if k not in unused} | {"schema_version": 2}
+
+
+UPCASTERS: dict[tuple[Topic, int], Upcaster] = {(topic, 1): _v1_to_v2 for topic in DOMAIN_TOPICS}
+"""(event type, version) -> the function that rewrites an event of that version into the next one."""
+
+
+def upcast(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as written by any earlier release, in today's shape (a newer one than we know is refused)."""
+    topic = Topic(event["event_type"])
+    version = int(event.get("schema_version", 1))
+    while version < SCHEMA_VERSION:
+        step = UPCASTERS.get((topic, version))
+        if step is None:
+            raise ValueError(f"no upcaster for {topic} version {version}")
+        event = step(event)
+        version = int(event["schema_version"])
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{topic} version {version} is newer than this release ({SCHEMA_VERSION})")
+    return event
+
+
+def parse_event(raw: bytes | str | dict[str, Any] | None) -> Event:
+    """The typed event of a Kafka value or an outbox payload, of whatever release wrote it."""
+    if raw is None:
+        raise ValueError("empty message value")
+    document = raw if isinstance(raw, dict) else json.loads(raw)
+    if not isinstance(document, dict) or document.get("event_type") not in EVENT_TYPES:
+        raise ValueError(f"not a domain event: {str(document)[:200]}")
+    document = upcast(document)
+    return EVENT_TYPES[Topic(document["event_type"])].model_validate(document)
 
 
 def encode_view_change(kind: str, document: dict[str, Any]) -> bytes:

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_exponential_jitter
 
 from shared import telemetry, tracing
-from shared.events import ALL_TOPICS, EventEnvelope, dlq_topic
+from shared.events import ALL_TOPICS, Event, dlq_topic, parse_event
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from shared.settings import Settings
@@ -359,9 +359,9 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode(errors="replace")
 
 
-def decode_event(raw: bytes | None) -> EventEnvelope:
+def decode_event(raw: bytes | None) -> Event:
     try:
-        return EventEnvelope.from_bytes(raw)
+        return parse_event(raw)
     except Exception as exc:
         raise PoisonMessage(f"cannot decode event: {exc}") from exc
 

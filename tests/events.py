@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from command.db import WriteDatabase
-from shared.events import DOMAIN_TOPICS
+from shared.events import DOMAIN_TOPICS, Event, parse_event
 from shared.settings import Settings
 
 
@@ -166,3 +166,8 @@ def _published(record: ConsumerRecord[bytes, bytes], prefix: int) -> WrittenEven
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def event_from(**fields: Any) -> Event:
+    """A typed event from its fields as plain values, read the way consumers read one (`parse_event`)."""
+    return parse_event({"schema_version": 2, **fields})

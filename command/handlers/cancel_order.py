@@ -6,13 +6,12 @@ The stock worker releases the reserved stock when it sees `order.canceled` of an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from command.db import WriteDatabase
 from command.models import OrderStatus
 from command.orders import lock_order, record_order_event, require_status, transition
 from command.validation import require_text
-from shared.events import Topic
+from shared.events import OrderCanceled, OrderSnapshot
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class CancelOrder:
     reason: str
 
 
-async def cancel_order(db: WriteDatabase, command: CancelOrder) -> dict[str, Any]:
+async def cancel_order(db: WriteDatabase, command: CancelOrder) -> OrderSnapshot:
     reason = require_text(command.reason, "reason", max_length=500)
     async with db.transaction() as tx:
         order = await lock_order(tx, command.order_id)
@@ -29,4 +28,4 @@ async def cancel_order(db: WriteDatabase, command: CancelOrder) -> dict[str, Any
         transition(tx, order, OrderStatus.CANCELED, reason)
         order.cancel_reason = reason
         order.canceled_at = order.updated_at
-        return await record_order_event(tx, order, Topic.ORDER_CANCELED, reason=reason)
+        return await record_order_event(tx, order, OrderCanceled, reason=reason)

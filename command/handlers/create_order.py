@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from sqlmodel import select
 
@@ -18,7 +17,7 @@ from command.models import Order, OrderItem, OrderStatus, Product, User
 from command.orders import add_history, record_order_event
 from command.validation import MAX_ORDER_LINES, MAX_QUANTITY, require_int, require_price
 from shared.errors import BadUserInput, InsufficientStock, NotFound, PriceChanged
-from shared.events import Topic
+from shared.events import OrderCreated, OrderSnapshot
 from shared.money import MAX_AMOUNT
 
 
@@ -48,13 +47,13 @@ def validate_lines(lines: tuple[OrderLine, ...]) -> None:
         seen.add(line.product_id)
 
 
-async def create_order(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None = None) -> dict[str, Any]:
+async def create_order(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None = None) -> OrderSnapshot:
     """Returns the committed order snapshot."""
     validate_lines(command.lines)
     return await retry_on_key_race(lambda: _create(db, command, idem))
 
 
-async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None) -> dict[str, Any]:
+async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None) -> OrderSnapshot:
     async with db.transaction() as tx:
         if (earlier := await recall(tx, idem)) is not None:
             return earlier
@@ -104,6 +103,6 @@ async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | N
             for product_id, name, quantity, price, subtotal in items
         )
         add_history(tx, order)
-        data = await record_order_event(tx, order, Topic.ORDER_CREATED)
+        data = await record_order_event(tx, order, OrderCreated)
         await remember(tx, idem, data)
         return data

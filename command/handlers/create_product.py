@@ -7,10 +7,9 @@ from decimal import Decimal
 
 from command.db import WriteDatabase
 from command.models import Product
-from command.outbox import new_event
 from command.snapshots import product_snapshot
 from command.validation import MAX_STOCK, require_int, require_price, require_text
-from shared.events import AggregateType, Topic
+from shared.events import ProductCreated
 
 
 @dataclass(frozen=True)
@@ -31,5 +30,5 @@ async def create_product(db: WriteDatabase, command: CreateProduct) -> Product:
     async with db.transaction() as tx:
         tx.session.add(product)
         await tx.session.flush()
-        tx.record(new_event(Topic.PRODUCT_CREATED, AggregateType.PRODUCT, product_snapshot(product)))
+        tx.record(ProductCreated.of(product_snapshot(product)))
     return product

@@ -9,10 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from command.db import WriteDatabase
 from command.handlers.common import email_conflict
 from command.models import User
-from command.outbox import new_event
 from command.snapshots import user_snapshot
 from command.validation import normalize_email, require_text
-from shared.events import AggregateType, Topic
+from shared.events import UserCreated
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ async def create_user(db: WriteDatabase, command: CreateUser) -> User:
             user = User(name=name, email=email)
             tx.session.add(user)
             await tx.session.flush()  # the unique email index answers here, before the event exists
-            tx.record(new_event(Topic.USER_CREATED, AggregateType.USER, user_snapshot(user)))
+            tx.record(UserCreated.of(user_snapshot(user)))
     except IntegrityError as exc:
         raise email_conflict(exc) from exc
     return user

@@ -5,9 +5,8 @@ from __future__ import annotations
 from command.db import WriteDatabase
 from command.handlers.common import bump, lock_live
 from command.models import Product, db_now
-from command.outbox import new_event
 from command.snapshots import product_snapshot
-from shared.events import AggregateType, Topic
+from shared.events import ProductDeleted
 
 
 async def delete_product(db: WriteDatabase, product_id: int) -> Product:
@@ -16,5 +15,5 @@ async def delete_product(db: WriteDatabase, product_id: int) -> Product:
         product.deleted_at = db_now()
         bump(product)
         await tx.session.flush()
-        tx.record(new_event(Topic.PRODUCT_DELETED, AggregateType.PRODUCT, product_snapshot(product)))
+        tx.record(ProductDeleted.of(product_snapshot(product)))
     return product

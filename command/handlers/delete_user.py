@@ -5,9 +5,8 @@ from __future__ import annotations
 from command.db import WriteDatabase
 from command.handlers.common import bump, lock_live
 from command.models import User, db_now
-from command.outbox import new_event
 from command.snapshots import user_snapshot
-from shared.events import AggregateType, Topic
+from shared.events import UserDeleted
 
 
 async def delete_user(db: WriteDatabase, user_id: int) -> User:
@@ -16,5 +15,5 @@ async def delete_user(db: WriteDatabase, user_id: int) -> User:
         user.deleted_at = db_now()
         bump(user)
         await tx.session.flush()
-        tx.record(new_event(Topic.USER_DELETED, AggregateType.USER, user_snapshot(user)))
+        tx.record(UserDeleted.of(user_snapshot(user)))
     return user

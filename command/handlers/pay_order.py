@@ -6,13 +6,12 @@ The row lock serialises pay against cancel: whichever commits first wins, the ot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from command.db import WriteDatabase
 from command.idempotency import Idempotency, recall, remember, retry_on_key_race
 from command.models import OrderStatus, PaymentMethod
 from command.orders import lock_order, record_order_event, require_status, transition
-from shared.events import Topic
+from shared.events import OrderPaid, OrderSnapshot
 
 
 @dataclass(frozen=True)
@@ -21,11 +20,11 @@ class PayOrder:
     payment_method: PaymentMethod
 
 
-async def pay_order(db: WriteDatabase, command: PayOrder, idem: Idempotency | None = None) -> dict[str, Any]:
+async def pay_order(db: WriteDatabase, command: PayOrder, idem: Idempotency | None = None) -> OrderSnapshot:
     return await retry_on_key_race(lambda: _pay(db, command, idem))
 
 
-async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -> dict[str, Any]:
+async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -> OrderSnapshot:
     async with db.transaction() as tx:
         if (earlier := await recall(tx, idem)) is not None:
             return earlier
@@ -34,6 +33,6 @@ async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -
         transition(tx, order, OrderStatus.PAID)
         order.payment_method = command.payment_method
         order.paid_at = order.updated_at
-        data = await record_order_event(tx, order, Topic.ORDER_PAID)
+        data = await record_order_event(tx, order, OrderPaid)
         await remember(tx, idem, data)
         return data

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from command.db import WriteDatabase
 from command.models import OrderStatus
 from command.orders import lock_order, record_order_event, require_status, transition
 from command.validation import check_expected_version
 from shared.errors import BadUserInput
-from shared.events import Topic
+from shared.events import OrderSnapshot, OrderUpdated
 
 FULFILMENT_STEPS = {
     OrderStatus.PROCESSING: OrderStatus.PAID,
@@ -26,7 +25,7 @@ class UpdateOrder:
     expected_version: int | None = None
 
 
-async def update_order(db: WriteDatabase, command: UpdateOrder) -> dict[str, Any]:
+async def update_order(db: WriteDatabase, command: UpdateOrder) -> OrderSnapshot:
     previous = FULFILMENT_STEPS.get(command.status)
     if previous is None:
         raise BadUserInput(
@@ -38,4 +37,4 @@ async def update_order(db: WriteDatabase, command: UpdateOrder) -> dict[str, Any
         check_expected_version(order.version, command.expected_version)
         require_status(order, previous, action=f"move to {command.status}")
         transition(tx, order, command.status)
-        return await record_order_event(tx, order, Topic.ORDER_UPDATED)
+        return await record_order_event(tx, order, OrderUpdated)

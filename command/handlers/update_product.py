@@ -8,11 +8,10 @@ from decimal import Decimal
 from command.db import WriteDatabase
 from command.handlers.common import bump, lock_live
 from command.models import Product
-from command.outbox import new_event
 from command.snapshots import product_snapshot
 from command.validation import MAX_STOCK, check_expected_version, require_int, require_price, require_text
 from shared.errors import BadUserInput
-from shared.events import AggregateType, Topic
+from shared.events import ProductUpdated
 
 
 @dataclass(frozen=True)
@@ -47,5 +46,5 @@ async def update_product(db: WriteDatabase, command: UpdateProduct) -> Product:
             setattr(product, field, value)
         bump(product)
         await tx.session.flush()
-        tx.record(new_event(Topic.PRODUCT_UPDATED, AggregateType.PRODUCT, product_snapshot(product)))
+        tx.record(ProductUpdated.of(product_snapshot(product)))
     return product

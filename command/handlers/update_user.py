@@ -9,11 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from command.db import WriteDatabase
 from command.handlers.common import bump, email_conflict, lock_live
 from command.models import User
-from command.outbox import new_event
 from command.snapshots import user_snapshot
 from command.validation import check_expected_version, normalize_email, require_text
 from shared.errors import BadUserInput
-from shared.events import AggregateType, Topic
+from shared.events import UserUpdated
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ async def update_user(db: WriteDatabase, command: UpdateUser) -> User:
             user.email = email or user.email
             bump(user)
             await tx.session.flush()
-            tx.record(new_event(Topic.USER_UPDATED, AggregateType.USER, user_snapshot(user)))
+            tx.record(UserUpdated.of(user_snapshot(user)))
     except IntegrityError as exc:
         raise email_conflict(exc) from exc
     return user

@@ -41,7 +41,16 @@ from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
-from shared.events import DOMAIN_TOPICS, AggregateType, EventEnvelope, Topic
+from shared.events import (
+    DOMAIN_TOPICS,
+    AggregateType,
+    Event,
+    OrderUpdated,
+    ProductUpdated,
+    Topic,
+    UserUpdated,
+    parse_event,
+)
 from shared.settings import Settings
 
 NAMESPACE_NOT_FOUND = 26
@@ -79,10 +88,10 @@ class RenamedDatabase:
         return self.db.get_collection(self.names.get(name, name), **options)
 
 
-def projectors_for(db: AsyncDatabase[Doc] | RenamedDatabase) -> dict[Topic, Projector]:
+def projectors_for(db: AsyncDatabase[Doc] | RenamedDatabase) -> dict[Topic, Projector[Any]]:
     """The real projectors (as the projection runner builds them), by topic."""
     target = cast(AsyncDatabase[Doc], db)
-    routes: dict[Topic, Projector] = {}
+    routes: dict[Topic, Projector[Any]] = {}
     for projector in (UserProjector(target), ProductProjector(target), OrderProjector(target)):
         for topic in projector.topics:
             routes[topic] = projector
@@ -170,7 +179,7 @@ async def replay(
     projectors = projectors_for(db)
     routes = {settings.topic(topic): topic for topic in projectors}
     result = Replay()
-    newest: dict[AggregateKey, EventEnvelope] = {}
+    newest: dict[AggregateKey, Event] = {}
     progress.start(label, offsets.total)
     async for event in _events(settings, routes, offsets, result, progress, label):
         key = (event.aggregate_type, event.aggregate_id)
@@ -179,7 +188,7 @@ async def replay(
     limit = asyncio.Semaphore(APPLY_CONCURRENCY)
     rejected: set[AggregateKey] = set()
 
-    async def apply_newest(key: AggregateKey, event: EventEnvelope) -> None:
+    async def apply_newest(key: AggregateKey, event: Event) -> None:
         async with limit:
             if not await _apply(projectors[event.event_type], event, result):
                 rejected.add(key)
@@ -196,7 +205,7 @@ async def replay(
 
 async def _events(
     settings: Settings, routes: Routes, offsets: OffsetRange, result: Replay, progress: Progress, label: str
-) -> AsyncIterator[EventEnvelope]:
+) -> AsyncIterator[Event]:
     """The events in `offsets` that a projector is for; undecodable or misrouted messages are counted."""
     if not offsets.total:
         return
@@ -205,7 +214,7 @@ async def _events(
             for records in batch.values():
                 for record in records:
                     try:
-                        event = EventEnvelope.from_bytes(record.value)
+                        event = parse_event(record.value)
                     except Exception:
                         result.skipped += 1
                         continue
@@ -216,7 +225,7 @@ async def _events(
                 progress.advance(label, len(records))
 
 
-async def _apply(projector: Projector, event: EventEnvelope, result: Replay) -> bool:
+async def _apply(projector: Projector[Any], event: Event, result: Replay) -> bool:
     """One event through its projector; False when the projector rejects it (a malformed snapshot)."""
     try:
         await projector.apply(event)
@@ -283,20 +292,14 @@ async def catch_up_write_model(
 ) -> int:
     """Apply every aggregate changed since `since` through the real projectors, as its latest event would."""
     routes = projectors_for(db)
-    topic_of = {Kind.USER: Topic.USER_UPDATED, Kind.PRODUCT: Topic.PRODUCT_UPDATED, Kind.ORDER: Topic.ORDER_UPDATED}
+    event_of: dict[Kind, type[Event]] = {Kind.USER: UserUpdated, Kind.PRODUCT: ProductUpdated, Kind.ORDER: OrderUpdated}
     applied = 0
     progress.start("catch-up", None)
     async with consistent_snapshot(write_db) as source:
         for view in VIEW_KINDS:
             async for snapshots in source.snapshots(view.kind, changed_since=since):
                 for snapshot in snapshots:
-                    event = EventEnvelope(
-                        event_type=topic_of[view.kind],
-                        aggregate_type=view.aggregate,
-                        aggregate_id=snapshot["id"],
-                        aggregate_version=snapshot["version"],
-                        data=snapshot,
-                    )
+                    event = event_of[view.kind].of(snapshot)
                     await routes[event.event_type].apply(event)
                 applied += len(snapshots)
                 progress.advance("catch-up", len(snapshots))

@@ -58,6 +58,7 @@ from eventshop.ops.seed_data import (
     product_marker,
 )
 from shared.errors import Conflict, DomainError, ErrorCode, InvalidState, NotFound
+from shared.events import OrderSnapshot
 
 T = TypeVar("T")
 KEY_TTL_SECONDS = 100 * 365 * 24 * 3600.0
@@ -370,7 +371,7 @@ class Seeder:
         command = CreateOrder(users[spec.customer], tuple(OrderLine(products[p], q) for p, q in spec.lines))
         idem = Idempotency.of("createOrder", self.plan.order_key(spec.index), command, KEY_TTL_SECONDS)
         order = await _retrying(lambda: create_order(self.db, command, idem))
-        return int(order["id"])
+        return order.id
 
     async def _placed_orders(self) -> dict[int, int]:
         """Order index -> order id of every order placed with this seed's keys."""
@@ -422,7 +423,7 @@ class Seeder:
         try:
             while steps := next_steps(current, spec.fate):
                 try:
-                    current = OrderStatus((await _retrying(partial(self._move, order_id, spec, steps[0])))["status"])
+                    current = (await _retrying(partial(self._move, order_id, spec, steps[0]))).status
                 except InvalidState as exc:
                     if (actual := OrderStatus(exc.extensions["status"])) == current:
                         raise
@@ -438,7 +439,7 @@ class Seeder:
                 phase.refused[ErrorCode.INVALID_STATE.value] += 1  # someone else took it elsewhere
         self.progress.advance("follow-ups", 1)
 
-    async def _move(self, order_id: int, spec: OrderSpec, step: OrderStatus) -> dict[str, Any]:
+    async def _move(self, order_id: int, spec: OrderSpec, step: OrderStatus) -> OrderSnapshot:
         if step is OrderStatus.PAID:
             return await pay_order(self.db, PayOrder(order_id, spec.payment_method))
         if step is OrderStatus.CANCELED:

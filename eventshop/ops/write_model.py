@@ -25,7 +25,7 @@ from projection.documents import OrderView, ProductView, UserView
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
-from shared.events import AggregateType
+from shared.events import AggregateType, Snapshot
 
 Doc = dict[str, Any]
 
@@ -41,7 +41,7 @@ class ViewKind:
     kind: Kind
     collection: str
     """The live collection name of the view."""
-    document: Callable[[Doc], Doc]
+    document: Callable[[Any], Doc]
     """The projector's pure snapshot -> view document function."""
     model: type[Any]
     aggregate: AggregateType
@@ -70,7 +70,7 @@ class WriteModelReader:
 
     async def snapshots(
         self, kind: Kind, *, ids: Collection[int] | None = None, changed_since: datetime | None = None
-    ) -> AsyncIterator[list[Doc]]:
+    ) -> AsyncIterator[list[Snapshot]]:
         """Batches of full snapshots (the `data` of an event), optionally only some ids or recent changes."""
         model = BY_KIND[kind].model
         last_id = 0
@@ -90,14 +90,14 @@ class WriteModelReader:
             last_id = rows[-1].id
             yield await self._snapshots(kind, rows)
 
-    async def _snapshots(self, kind: Kind, rows: list[Any]) -> list[Doc]:
+    async def _snapshots(self, kind: Kind, rows: list[Any]) -> list[Snapshot]:
         if kind is Kind.USER:
             return [user_snapshot(row) for row in rows]
         if kind is Kind.PRODUCT:
             return [product_snapshot(row) for row in rows]
         return await self._order_snapshots(rows)
 
-    async def _order_snapshots(self, orders: list[Order]) -> list[Doc]:
+    async def _order_snapshots(self, orders: list[Order]) -> list[Snapshot]:
         ids = [o.id for o in orders]
         items = (await self.session.execute(select(OrderItem).where(col(OrderItem.order_id).in_(ids)))).scalars()
         history = (

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from projection.store import upsert_if_newer
-from shared.events import EventEnvelope, Topic
+from shared.events import Event, Topic
 
 Doc = dict[str, Any]
 
@@ -22,14 +21,15 @@ class ViewChange:
     document: Doc
 
 
-class Projector(Protocol):
+E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
+
+
+class Projector(Protocol[E_contra]):
+    """One per aggregate: the topics of its events, and how one of them changes its view."""
+
     topics: frozenset[Topic]
 
-    async def apply(self, event: EventEnvelope) -> list[ViewChange]: ...
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+    async def apply(self, event: E_contra) -> list[ViewChange]: ...
 
 
 async def apply_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bool:

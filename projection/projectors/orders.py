@@ -8,46 +8,42 @@ the order event carried is kept only for the moment before that user's view exis
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
-from shared.events import EventEnvelope, Topic
+from projection.projectors.base import Doc, ViewChange, apply_if_newer
+from shared.events import OrderEvent, OrderSnapshot, Topic
 from shared.money import to_cents
 
 
-def order_document(snapshot: Doc) -> Doc:
+def order_document(snapshot: OrderSnapshot) -> Doc:
     """The OrderView document for a write-side order snapshot."""
     return {
-        "_id": snapshot["id"],
-        "user_id": snapshot["user_id"],
-        "user": {key: snapshot["user"][key] for key in ("id", "name", "email", "version")},
+        "_id": snapshot.id,
+        "user_id": snapshot.user_id,
+        "user": snapshot.user.model_dump(),
         "items": [
             {
-                "product_id": item["product_id"],
-                "product_name": item["product_name"],
-                "quantity": item["quantity"],
-                "unit_price_cents": to_cents(Decimal(item["unit_price"])),
-                "subtotal_cents": to_cents(Decimal(item["subtotal"])),
+                "product_id": item.product_id,
+                "product_name": item.product_name,
+                "quantity": item.quantity,
+                "unit_price_cents": to_cents(item.unit_price),
+                "subtotal_cents": to_cents(item.subtotal),
             }
-            for item in snapshot["items"]
+            for item in snapshot.items
         ],
-        "total_cents": to_cents(Decimal(snapshot["total_amount"])),
-        "status": snapshot["status"],
-        "payment_method": snapshot["payment_method"],
-        "cancel_reason": snapshot["cancel_reason"],
-        "reject_reason": snapshot["reject_reason"],
-        "history": [
-            {"status": h["status"], "at": parse_time(h["at"]), "reason": h["reason"]} for h in snapshot["history"]
-        ],
-        "version": snapshot["version"],
-        "created_at": parse_time(snapshot["created_at"]),
-        "updated_at": parse_time(snapshot["updated_at"]),
-        "paid_at": parse_time(snapshot["paid_at"]),
-        "canceled_at": parse_time(snapshot["canceled_at"]),
-        "deleted": snapshot.get("deleted_at") is not None,
+        "total_cents": to_cents(snapshot.total_amount),
+        "status": snapshot.status.value,
+        "payment_method": None if snapshot.payment_method is None else snapshot.payment_method.value,
+        "cancel_reason": snapshot.cancel_reason,
+        "reject_reason": snapshot.reject_reason,
+        "history": [{"status": h.status.value, "at": h.at, "reason": h.reason} for h in snapshot.history],
+        "version": snapshot.version,
+        "created_at": snapshot.created_at,
+        "updated_at": snapshot.updated_at,
+        "paid_at": snapshot.paid_at,
+        "canceled_at": snapshot.canceled_at,
+        "deleted": snapshot.deleted_at is not None,
     }
 
 
@@ -67,6 +63,6 @@ class OrderProjector:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.orders = db[OrderView.Settings.name]
 
-    async def apply(self, event: EventEnvelope) -> list[ViewChange]:
+    async def apply(self, event: OrderEvent) -> list[ViewChange]:
         document = order_document(event.data)
         return [ViewChange("order", document)] if await apply_if_newer(self.orders, document) else []

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import ProductView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
-from shared.events import EventEnvelope, Topic
+from projection.projectors.base import Doc, ViewChange, apply_if_newer
+from shared.events import ProductEvent, ProductSnapshot, Topic
 from shared.money import to_cents
 
 
-def product_document(snapshot: Doc) -> Doc:
+def product_document(snapshot: ProductSnapshot) -> Doc:
     """The ProductView document for a write-side product snapshot."""
     return {
-        "_id": snapshot["id"],
-        "name": snapshot["name"],
-        "name_lc": snapshot["name"].lower(),
-        "description": snapshot["description"],
-        "price_cents": to_cents(Decimal(snapshot["price"])),
-        "stock": snapshot["stock"],
-        "in_stock": snapshot["stock"] > 0,
-        "version": snapshot["version"],
-        "created_at": parse_time(snapshot["created_at"]),
-        "updated_at": parse_time(snapshot["updated_at"]),
-        "deleted": snapshot.get("deleted_at") is not None,
+        "_id": snapshot.id,
+        "name": snapshot.name,
+        "name_lc": snapshot.name.lower(),
+        "description": snapshot.description,
+        "price_cents": to_cents(snapshot.price),
+        "stock": snapshot.stock,
+        "in_stock": snapshot.stock > 0,
+        "version": snapshot.version,
+        "created_at": snapshot.created_at,
+        "updated_at": snapshot.updated_at,
+        "deleted": snapshot.deleted_at is not None,
     }
 
 
@@ -43,6 +41,6 @@ class ProductProjector:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.products = db[ProductView.Settings.name]
 
-    async def apply(self, event: EventEnvelope) -> list[ViewChange]:
+    async def apply(self, event: ProductEvent) -> list[ViewChange]:
         document = product_document(event.data)
         return [ViewChange("product", document)] if await apply_if_newer(self.products, document) else []

@@ -6,21 +6,21 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import UserView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer, parse_time
-from shared.events import EventEnvelope, Topic
+from projection.projectors.base import Doc, ViewChange, apply_if_newer
+from shared.events import Topic, UserEvent, UserSnapshot
 
 
-def user_document(snapshot: Doc) -> Doc:
+def user_document(snapshot: UserSnapshot) -> Doc:
     """The UserView document for a write-side user snapshot."""
     return {
-        "_id": snapshot["id"],
-        "name": snapshot["name"],
-        "name_lc": snapshot["name"].lower(),
-        "email": snapshot["email"],
-        "version": snapshot["version"],
-        "created_at": parse_time(snapshot["created_at"]),
-        "updated_at": parse_time(snapshot["updated_at"]),
-        "deleted": snapshot.get("deleted_at") is not None,
+        "_id": snapshot.id,
+        "name": snapshot.name,
+        "name_lc": snapshot.name.lower(),
+        "email": snapshot.email,
+        "version": snapshot.version,
+        "created_at": snapshot.created_at,
+        "updated_at": snapshot.updated_at,
+        "deleted": snapshot.deleted_at is not None,
     }
 
 
@@ -30,6 +30,6 @@ class UserProjector:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.users = db[UserView.Settings.name]
 
-    async def apply(self, event: EventEnvelope) -> list[ViewChange]:
+    async def apply(self, event: UserEvent) -> list[ViewChange]:
         document = user_document(event.data)
         return [ViewChange("user", document)] if await apply_if_newer(self.users, document) else []

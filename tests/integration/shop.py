@@ -13,7 +13,7 @@ from sqlalchemy import delete
 
 from command.db import Transaction, WriteDatabase
 from command.models import OutboxRow
-from shared.events import EventEnvelope, Topic
+from shared.events import Event, Topic
 from tests.conftest import GraphQLClient, HighWater, WriteModelProbe, eventually, unique
 
 PRODUCT_FIELDS = "id name description price stock version createdAt updatedAt"
@@ -237,7 +237,7 @@ class HeldOutbox:
 
     def __init__(self, db: WriteDatabase) -> None:
         self.db = db
-        self.events: list[EventEnvelope] = []
+        self.events: list[Event] = []
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -251,7 +251,7 @@ class HeldOutbox:
                 await session.execute(stmt.execution_options(synchronize_session=False))
         self.events.extend(tx.events)
 
-    def last(self, topic: Topic, aggregate_id: int | str) -> EventEnvelope:
+    def last(self, topic: Topic, aggregate_id: int | str) -> Event:
         """The most recent held event of one aggregate on one topic."""
         found = [e for e in self.events if e.event_type is topic and e.aggregate_id == int(aggregate_id)]
         assert found, f"no held {topic} event for {aggregate_id}"

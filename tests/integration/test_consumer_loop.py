@@ -11,10 +11,11 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import AggregateType, Event, Topic
 from shared.kafka import ConsumerLoop, decode_event, make_producer
 from shared.settings import Settings
 from tests.conftest import eventually
+from tests.events import event_from
 
 FAKE_IDS_FROM = 4 * 10**12
 
@@ -27,16 +28,23 @@ async def test_a_stop_during_a_retry_backoff_stops_at_once_without_dead_letterin
         update={"consumer_retries": 5, "consumer_retry_initial": 30.0, "consumer_retry_max": 30.0}
     )
     user_id = FAKE_IDS_FROM + random.randrange(10**9)
-    event = EventEnvelope(
+    event = event_from(
         event_type=Topic.USER_UPDATED,
         aggregate_type=AggregateType.USER,
         aggregate_id=user_id,
         aggregate_version=2,
-        data={"id": user_id, "version": 2},
+        data={
+            "id": user_id,
+            "name": "Stop Probe",
+            "email": "stop@example.com",
+            "version": 2,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "updated_at": "2026-01-01T00:00:00+00:00",
+        },  # fmt: skip
     )
     attempts: list[Any] = []
 
-    async def handle(message: EventEnvelope, record: Any) -> None:
+    async def handle(message: Event, record: Any) -> None:
         if message.aggregate_id == user_id:
             attempts.append(record)
             raise RuntimeError("the view cannot take it yet")

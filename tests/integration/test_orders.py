@@ -16,8 +16,9 @@ from command.handlers.create_product import CreateProduct, create_product
 from projection.projectors.orders import OrderProjector
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel, current_user
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import AggregateType, Event, Topic
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, unique
+from tests.events import event_from
 from tests.integration.shop import (
     CANCEL_ORDER,
     CREATE_ORDER,
@@ -357,8 +358,8 @@ async def test_an_order_not_reserved_yet_cannot_be_paid(
     # The order is placed, but the stock worker has not heard of it yet (its event is held back).
     held = HeldOutbox(write_db)
     placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(sofa["id"]), 1),)))
-    assert placed["status"] == "CREATED"
-    order_id = str(placed["id"])
+    assert placed.status == "CREATED"
+    order_id = str(placed.id)
 
     before = await probe.high_water()
     error = await error_of(gql, PAY_ORDER, id=order_id, method="DEBIT_CARD")
@@ -390,37 +391,37 @@ async def test_an_order_whose_last_line_no_longer_fits_is_rejected_whole(
 
     first = await create_order(held, CreateOrder(int(alice["id"]), desks_and_lamp(1)))
     second = await create_order(held, CreateOrder(int(bob["id"]), desks_and_lamp(2)))
-    assert first["status"] == second["status"] == "CREATED"
+    assert first.status == second.status == "CREATED"
 
     # The stock worker hears of Alice's order first, then of Bob's.
     for order in (first, second):
-        await system.stock_worker.handle(held.last(Topic.ORDER_CREATED, order["id"]), None)  # type: ignore[arg-type]
+        await system.stock_worker.handle(held.last(Topic.ORDER_CREATED, order.id), None)  # type: ignore[arg-type]
 
     # Alice got her desk and the lamp; Bob's order is rejected whole: not even his desks are reserved.
-    assert (await write_row(probe, "orders", first["id"]))["status"] == "RESERVED"
-    rejected = await write_row(probe, "orders", second["id"])
+    assert (await write_row(probe, "orders", first.id))["status"] == "RESERVED"
+    rejected = await write_row(probe, "orders", second.id)
     reason = f"insufficient stock for product {lamp['id']}: requested 1, available 0"
     assert (rejected["status"], rejected["reject_reason"], rejected["stock_held"]) == ("REJECTED", reason, 0)
     assert await write_stock(probe, desk["id"]) == 9
     assert await write_stock(probe, lamp["id"]) == 0
     assert await product_events_since(probe, before, desk["id"]) == ["stock.reserved"]
-    assert await order_events_since(probe, before, str(second["id"])) == ["order.rejected"]
+    assert await order_events_since(probe, before, str(second.id)) == ["order.rejected"]
 
     # The read model learns of both orders from their outcome events.
-    seen = await read_order(gql, str(second["id"]), min_version=2)
+    seen = await read_order(gql, str(second.id), min_version=2)
     assert seen is not None
     assert seen["status"] == "REJECTED" and seen["rejectReason"] == reason
     assert [(h["status"], h["reason"]) for h in seen["history"]] == [("CREATED", None), ("REJECTED", reason)]
     assert seen["totalAmount"] == "320.00" and seen["user"]["name"] == "Bob"
-    assert (await read_order(gql, str(first["id"]), min_version=2) or {})["status"] == "RESERVED"
+    assert (await read_order(gql, str(first.id), min_version=2) or {})["status"] == "RESERVED"
     assert (await read_product(gql, desk["id"], min_version=2) or {})["stock"] == 9
 
     # A rejected order cannot be paid or canceled, but it can be deleted; a reserved one cannot.
-    assert (await error_of(gql, PAY_ORDER, id=str(second["id"]), method="PIX"))["code"] == "INVALID_STATE"
-    assert (await error_of(gql, CANCEL_ORDER, id=str(second["id"]), reason="x"))["code"] == "INVALID_STATE"
-    assert (await gql.data(DELETE_ORDER, id=str(second["id"])))["deleteOrder"]["version"] == 3
-    assert (await error_of(gql, DELETE_ORDER, id=str(first["id"])))["code"] == "INVALID_STATE"
-    assert await read_order(gql, str(second["id"]), min_version=3) is None
+    assert (await error_of(gql, PAY_ORDER, id=str(second.id), method="PIX"))["code"] == "INVALID_STATE"
+    assert (await error_of(gql, CANCEL_ORDER, id=str(second.id), reason="x"))["code"] == "INVALID_STATE"
+    assert (await gql.data(DELETE_ORDER, id=str(second.id)))["deleteOrder"]["version"] == 3
+    assert (await error_of(gql, DELETE_ORDER, id=str(first.id)))["code"] == "INVALID_STATE"
+    assert await read_order(gql, str(second.id), min_version=3) is None
 
 
 async def walk(
@@ -492,7 +493,7 @@ def at(second: int) -> str:
     return f"2026-01-01T00:00:{second:02d}+00:00"
 
 
-def order_event(order_id: int, user_id: int, version: int) -> EventEnvelope:
+def order_event(order_id: int, user_id: int, version: int) -> Event:
     """An order event as the write side emits it: the full order (with its user at version 1) after the change."""
     data = {
         "id": order_id, "user_id": user_id,
@@ -505,16 +506,16 @@ def order_event(order_id: int, user_id: int, version: int) -> EventEnvelope:
         "version": version, "created_at": at(1), "updated_at": at(version),
         "paid_at": at(3) if version >= 3 else None, "canceled_at": None, "deleted_at": None,
     }  # fmt: skip
-    return EventEnvelope(
+    return event_from(
         event_type=ORDER_TOPIC.get(version, Topic.ORDER_UPDATED), aggregate_type=AggregateType.ORDER,
         aggregate_id=order_id, aggregate_version=version, data=data,
     )  # fmt: skip
 
 
-def user_renamed(user_id: int) -> EventEnvelope:
+def user_renamed(user_id: int) -> Event:
     data = {"id": user_id, "name": "Customer v2", "email": "c@example.com", "version": 2,
             "created_at": at(0), "updated_at": at(30), "deleted_at": None}  # fmt: skip
-    return EventEnvelope(
+    return event_from(
         event_type=Topic.USER_UPDATED, aggregate_type=AggregateType.USER, aggregate_id=user_id,
         aggregate_version=2, data=data,
     )  # fmt: skip
@@ -526,7 +527,7 @@ async def test_an_order_view_follows_its_events_and_its_customer_even_when_they_
     """An order's events travel on six topics and its customer's on a seventh; the projector runs them concurrently."""
     orders, users = OrderProjector(mongo), UserProjector(mongo)
 
-    def apply(event: EventEnvelope) -> Any:
+    def apply(event: Event) -> Any:
         return (users if event.aggregate_type is AggregateType.USER else orders).apply(event)
 
     async def project(user_first: bool) -> dict[str, Any]:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
-from shared.events import AggregateType, EventEnvelope, Topic, decode_view_change, dlq_topic
+from shared.events import AggregateType, Event, Topic, decode_view_change, dlq_topic
 from shared.kafka import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
+from tests.events import event_from
 
 FAKE_IDS_FROM = 2 * 10**12
 
 
-def user_event(user_id: int, version: int, topic: Topic = Topic.USER_UPDATED) -> EventEnvelope:
+def user_event(user_id: int, version: int, topic: Topic = Topic.USER_UPDATED) -> Event:
     stamp = f"2026-01-01T00:00:{version:02d}+00:00"
     data = {
         "id": user_id,
@@ -25,7 +27,7 @@ def user_event(user_id: int, version: int, topic: Topic = Topic.USER_UPDATED) ->
         "updated_at": stamp,
         "deleted_at": stamp if topic is Topic.USER_DELETED else None,
     }
-    return EventEnvelope(
+    return event_from(
         event_type=topic, aggregate_type=AggregateType.USER, aggregate_id=user_id, aggregate_version=version, data=data
     )
 
@@ -96,9 +98,10 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_message_is_processe
 async def test_a_message_that_keeps_failing_is_retried_then_dead_lettered(
     settings: Settings, read_model: ReadModel, system: RunningSystem
 ) -> None:
-    """Valid JSON, valid envelope, but a snapshot the projector cannot apply: retried, then DLQ."""
+    """A valid event the projector cannot apply (an id beyond BSON's 64-bit integers): retried, then DLQ; the
+    consumer goes on with the next one."""
     user_id = FAKE_IDS_FROM + random.randrange(10**9)
-    broken = user_event(user_id, 1, Topic.USER_CREATED).model_copy(update={"data": {"id": user_id}})
+    broken = user_event(2**64 + user_id, 1, Topic.USER_CREATED)
     good = user_event(user_id, 2)
     producer = make_producer(settings)
     await producer.start()
@@ -113,4 +116,29 @@ async def test_a_message_that_keeps_failing_is_retried_then_dead_lettered(
         await producer.stop()
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq.attempts"] == str(settings.consumer_retries + 1)
-    assert headers["dlq.error_type"] == "KeyError"
+    assert headers["dlq.error_type"] == "OverflowError"
+
+
+async def test_an_event_written_by_release_1_is_projected_by_today_s_projector(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    """Kafka keeps what the previous release wrote (schema version 1): the running projector upcasts and applies it."""
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    today = user_event(user_id, 1, Topic.USER_CREATED)
+    written_by_release_1 = {
+        **today.model_dump(mode="json"),
+        "schema_version": 1,
+        "reason": None,
+        "order_id": None,
+        "quantity": None,
+    }
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(Topic.USER_CREATED), json.dumps(written_by_release_1).encode(), key=today.key
+        )
+        doc = await eventually(lambda: read_model.user(user_id))
+    finally:
+        await producer.stop()
+    assert doc["name"] == today.data.name and doc["version"] == 1

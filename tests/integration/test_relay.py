@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from command.db import WriteDatabase
-from command.outbox import new_event
 from command.relay import OutboxRelay
 from projection.queries import ReadModel
-from shared.events import AggregateType, Topic
+from shared.events import Topic, UserSnapshot, UserUpdated
 from shared.kafka import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
@@ -42,7 +41,7 @@ async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> lis
     for version in range(1, versions + 1):
         for key in keys:
             async with db.transaction() as tx:
-                event = new_event(Topic.USER_UPDATED, AggregateType.USER, probe_user(key, version))
+                event = UserUpdated.of(UserSnapshot.model_validate(probe_user(key, version)))
                 tx.record(event)
                 event_ids.append(str(event.event_id))
     return event_ids
@@ -361,7 +360,7 @@ async def write_events_once(db: WriteDatabase, keys: list[int], version: int) ->
         while True:
             try:
                 async with db.transaction() as tx:
-                    event = new_event(Topic.USER_UPDATED, AggregateType.USER, probe_user(key, version))
+                    event = UserUpdated.of(UserSnapshot.model_validate(probe_user(key, version)))
                     tx.record(event)
                 break
             except Exception:  # noqa: BLE001 - the session was killed before the commit: nothing was written

@@ -17,8 +17,9 @@ from command.handlers.cancel_order import CancelOrder, cancel_order
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.stock_worker import CONSUMER, StockWorker, release_stock, reserve_stock
 from projection.projectors.products import ProductProjector
-from shared.events import AggregateType, EventEnvelope, Topic
+from shared.events import AggregateType, Event, Topic, parse_event
 from tests.conftest import GraphQLClient, HighWater, RunningSystem, WriteModelProbe, eventually, unique
+from tests.events import event_from
 from tests.integration.shop import (
     CANCEL_ORDER,
     CREATE_ORDER,
@@ -42,19 +43,19 @@ from tests.integration.shop import (
 )
 
 
-async def deliver(worker: StockWorker, event: EventEnvelope) -> None:
+async def deliver(worker: StockWorker, event: Event) -> None:
     """Hand an event to the stock worker as its consumer loop would (the Kafka record is not used)."""
     await worker.handle(event, None)  # type: ignore[arg-type]
 
 
-async def written_event(probe: WriteModelProbe, topic: Topic, aggregate_id: str) -> EventEnvelope:
+async def written_event(probe: WriteModelProbe, topic: Topic, aggregate_id: str) -> Event:
     """The event exactly as the write side wrote it (same event id), to deliver it once more."""
     found = [e for e in await probe.events.all() if e.topic == topic.value and e.aggregate_id == int(aggregate_id)]
     assert found, f"no {topic} event for {aggregate_id}"
-    return EventEnvelope.model_validate(found[-1].envelope)
+    return parse_event(found[-1].envelope)
 
 
-async def processed(probe: WriteModelProbe, events: list[EventEnvelope]) -> int:
+async def processed(probe: WriteModelProbe, events: list[Event]) -> int:
     """How many of these events the stock worker has recorded in processed_events."""
     marks = ", ".join(["%s"] * len(events))
     return int(
@@ -178,11 +179,11 @@ async def test_a_cancel_waits_for_a_reservation_in_flight_and_then_gives_the_sto
     piano = await stock_product(gql, unique("piano"), "7500.00", 2)
     held = HeldOutbox(write_db)  # the live stock worker does not hear of this order: the test reserves it
     placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(piano["id"]), 2),)))
-    order_id = str(placed["id"])
+    order_id = str(placed.id)
 
     # The stock worker is half-way through the reservation (order row locked) when the customer cancels.
     async with write_db.transaction() as tx:
-        await reserve_stock(tx, placed["id"])
+        await reserve_stock(tx, placed.id)
         canceling = asyncio.create_task(gql.execute(CANCEL_ORDER, id=order_id, reason="found one used"))
         await eventually(lambda: blocked_on_order_lock(probe, order_id))
         assert not canceling.done()
@@ -211,10 +212,10 @@ async def test_an_order_canceled_before_the_stock_worker_hears_of_it_never_holds
     # The order is placed and canceled at once, before the stock worker has seen either event.
     held = HeldOutbox(write_db)
     placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(guitar["id"]), 2),)))
-    canceled = await cancel_order(held, CancelOrder(placed["id"], "ordered by mistake"))
-    assert canceled["status"] == "CANCELED" and statuses(canceled) == ["CREATED", "CANCELED"]
-    created_event = held.last(Topic.ORDER_CREATED, placed["id"])
-    canceled_event = held.last(Topic.ORDER_CANCELED, placed["id"])
+    canceled = await cancel_order(held, CancelOrder(placed.id, "ordered by mistake"))
+    assert canceled.status == "CANCELED" and [h.status for h in canceled.history] == ["CREATED", "CANCELED"]
+    created_event = held.last(Topic.ORDER_CREATED, placed.id)
+    canceled_event = held.last(Topic.ORDER_CANCELED, placed.id)
 
     # The events arrive late, in either order, and then again.
     first, second = (
@@ -224,15 +225,15 @@ async def test_an_order_canceled_before_the_stock_worker_hears_of_it_never_holds
         await deliver(system.stock_worker, event)
     # Even driving the stock moves directly, a canceled order is neither reserved nor released.
     async with write_db.transaction() as tx:
-        await reserve_stock(tx, placed["id"])
+        await reserve_stock(tx, placed.id)
     async with write_db.transaction() as tx:
-        await release_stock(tx, placed["id"])
+        await release_stock(tx, placed.id)
 
-    row = await write_row(probe, "orders", placed["id"])
+    row = await write_row(probe, "orders", placed.id)
     assert (row["status"], row["version"], row["stock_held"]) == ("CANCELED", 2, 0)
     assert await write_stock(probe, guitar["id"]) == 3
     assert await product_events_since(probe, before, guitar["id"]) == []
-    assert await order_events_since(probe, before, str(placed["id"])) == []
+    assert await order_events_since(probe, before, str(placed.id)) == []
     assert await processed(probe, [created_event, canceled_event]) == 2
 
 
@@ -310,15 +311,16 @@ async def test_orders_canceled_while_their_reservation_is_under_way_all_give_the
     print(f"\ncancel during reservation: {dict(paths)}")
 
 
-def product_event(product_id: int, version: int, stock: int) -> EventEnvelope:
+def product_event(product_id: int, version: int, stock: int) -> Event:
     """A product event as the write side emits it: the full product after the change."""
     topic = Topic.PRODUCT_CREATED if version == 1 else (Topic.STOCK_RESERVED, Topic.STOCK_RELEASED)[version % 2]
     data = {"id": product_id, "name": "Projected tent", "description": "", "price": "120.00", "stock": stock,
             "version": version, "created_at": "2026-01-01T00:00:00+00:00",
             "updated_at": f"2026-01-01T00:00:{version:02d}+00:00", "deleted_at": None}  # fmt: skip
-    return EventEnvelope(
+    return event_from(
         event_type=topic, aggregate_type=AggregateType.PRODUCT, aggregate_id=product_id,
-        aggregate_version=version, data=data, order_id=1, quantity=1,
+        aggregate_version=version, data=data,
+        **({} if topic is Topic.PRODUCT_CREATED else {"order_id": 1, "quantity": 1}),
     )  # fmt: skip
 
 

@@ -143,9 +143,8 @@ async def test_delete_rules(gql: GraphQLClient) -> None:
 async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(write_db, probe: WriteModelProbe) -> None:
     """The entity row and its outbox row commit together or not at all."""
     from command.models import User
-    from command.outbox import new_event
     from command.snapshots import user_snapshot
-    from shared.events import AggregateType, Topic
+    from shared.events import UserCreated
 
     before = await probe.high_water()
     with pytest.raises(RuntimeError):
@@ -153,7 +152,7 @@ async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(writ
             user = User(name="Half", email=f"{unique('half')}@example.com")
             tx.session.add(user)
             await tx.session.flush()
-            tx.record(new_event(Topic.USER_CREATED, AggregateType.USER, user_snapshot(user)))
+            tx.record(UserCreated.of(user_snapshot(user)))
             await tx.session.flush()
             raise RuntimeError("crash after the outbox row was written")
     after = await probe.high_water()
