@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cross_web import HTTPException
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -39,10 +39,10 @@ from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.errors import Unauthenticated
 from shared.logging import get_logger
+from shared.metrics import gateway_registry
 from shared.settings import Settings, mask_dsn
 
 ReadinessCheck = Callable[[], Awaitable[None]]
-SUBSCRIPTIONS = Gauge("eventshop_subscriptions_active", "Open GraphQL subscriptions on this gateway")
 log = get_logger(__name__)
 
 
@@ -152,7 +152,7 @@ def create_app(
     readiness: dict[str, ReadinessCheck],
 ) -> Starlette:
     graphql = EventshopGraphQL(write_db, read_model, feed, settings)
-    SUBSCRIPTIONS.set_function(lambda: feed.listener_count)
+    own_metrics = gateway_registry(lambda: feed.listener_count)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -175,7 +175,8 @@ def create_app(
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest() + generate_latest(own_metrics)  # the process's, then this app's own
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         routes=[

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
-import gateway.app  # noqa: F401 - registers eventshop_subscriptions_active
 import shared.metrics  # noqa: F401 - registers the metrics of the relay, consumers, projector and GraphQL
+from shared.metrics import gateway_registry
 from tests.unit.test_compose import LONG_RUNNING, SERVICES, container_ports, environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,16 +40,18 @@ SUFFIXES = {
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless"}
 
 
-def exported_series(registry: CollectorRegistry = REGISTRY) -> dict[str, str]:
-    """Every series name the registry can expose, to the metric family it belongs to.
+def exported_series(*registries: CollectorRegistry) -> dict[str, str]:
+    """Every series name the registries can expose, to the metric family it belongs to; by default what a
+    gateway's /metrics shows: the process's registry and the app's own.
 
     From the families' types, not their current samples: a labelled metric shows no sample until its first
     child is made, and a dashboard may well ask for it before then.
     """
     series = {}
-    for family in registry.collect():
-        for suffix in SUFFIXES[family.type]:
-            series[family.name + suffix] = family.name
+    for registry in registries or (REGISTRY, gateway_registry(lambda: 0)):
+        for family in registry.collect():
+            for suffix in SUFFIXES[family.type]:
+                series[family.name + suffix] = family.name
     return series
 
 
