@@ -153,9 +153,9 @@ def _scopes(given: list[str] | None) -> frozenset[Scope]:
 @app.command("export-schema")
 def export_schema(output: Path = typer.Argument(Path("schema.graphql"))) -> None:
     """Write the GraphQL SDL exported from the code."""
-    from gateway.schema import schema
+    from gateway.schema import create_schema
 
-    output.write_text(schema.as_str() + "\n")
+    output.write_text(create_schema(Settings()).as_str() + "\n")
     typer.echo(f"wrote {output}")
 
 
