@@ -36,6 +36,7 @@ from shared import telemetry
 from shared.kafka import make_producer, start_with_retry, when_available
 from shared.logging import get_logger
 from shared.settings import Settings, mask_dsn
+from shared.telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -175,7 +176,15 @@ async def run(components: list[Component], settings: Settings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    telemetry.setup(settings, service_name(components))
+    tracing_of_process = Telemetry.start(settings, service_name(components))
+    try:
+        with telemetry.installed(tracing_of_process):
+            return await _run_components(components, settings, stopping)
+    finally:
+        await asyncio.to_thread(tracing_of_process.shutdown)  # exports the spans still buffered
+
+
+async def _run_components(components: list[Component], settings: Settings, stopping: asyncio.Event) -> bool:
     try:
         metrics = MetricsEndpoint.start(settings, components)
     except OSError as exc:
@@ -214,7 +223,6 @@ async def run(components: list[Component], settings: Settings) -> bool:
         await asyncio.gather(*tasks, return_exceptions=True)
         await res.close()
         metrics.stop()
-        await asyncio.to_thread(telemetry.shutdown)  # exports the spans still buffered
         log.info("eventshop.stopped")
     return not failed
 

@@ -3,7 +3,11 @@
 Disabled (the default), every helper here is a flag check: no SDK object exists, no exporter thread runs,
 and correlation ids and `traceparent`s travel exactly as `shared.tracing` makes them.
 
-Enabled, `setup()` builds a TracerProvider with a BatchSpanProcessor (flushed by `shutdown()`), and:
+A process's tracing is one `Telemetry`: `Telemetry.start()` builds it (enabled: a TracerProvider with a
+BatchSpanProcessor, flushed by `shutdown()`), and the process's start-up installs it (`installed()`, in
+`eventshop/runtime.py`) for the time the components run. The helpers below are what the components call
+(`send` in the relay, `consuming` in the consumer loop, `graphql_operation` in the gateway); each uses the
+installed telemetry, and nothing else in the module changes after import. Enabled:
 
 - `graphql_operation()` is the gateway's SERVER span, continuing the request's incoming `traceparent`;
 - `send()` wraps the relay's publish in a PRODUCER span, parented on the event's stored `traceparent`,
@@ -23,6 +27,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,46 +51,89 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-_tracer: trace.Tracer | None = None  # None: disabled
-_provider: TracerProvider | None = None
 _NULL: contextlib.nullcontext[None] = contextlib.nullcontext()
 _PROPAGATOR = TraceContextTextMapPropagator()
 # A root span takes the trace id `shared.tracing.bind` already logged for its unit of work (see _IdGenerator).
 _root_trace_id: ContextVar[int | None] = ContextVar("otel_root_trace_id", default=None)
 
 
-def enabled() -> bool:
-    return _tracer is not None
+class Telemetry:
+    """One process's tracing: an SDK provider and its tracer, or nothing at all (disabled, `OFF`)."""
+
+    def __init__(self, provider: TracerProvider | None = None) -> None:
+        self._provider = provider
+        self.tracer: trace.Tracer | None = provider.get_tracer("eventshop") if provider is not None else None
+
+    @classmethod
+    def start(cls, settings: Settings, default_service_name: str, *, exporter: SpanExporter | None = None) -> Telemetry:
+        """Tracing as `OTEL_ENABLED` says: `OFF` (no SDK object, no thread) or a started provider.
+        `exporter` overrides `OTEL_EXPORTER` (tests)."""
+        if not settings.otel_enabled:
+            return OFF
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        name = service_name(settings, default_service_name)
+        provider = TracerProvider(
+            resource=Resource.create({SERVICE_NAME: name}),
+            id_generator=_IdGenerator(),
+            shutdown_on_exit=False,  # `shutdown()` flushes when the process stops
+        )
+        exporter = exporter if exporter is not None else make_exporter(settings)
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        log.info("telemetry.enabled", service=name, exporter=type(exporter).__name__ if exporter else "none")
+        return cls(provider)
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._provider.force_flush(timeout_millis) if self._provider is not None else True
+
+    def shutdown(self) -> None:
+        """Export what is buffered and stop the exporter; off afterwards (blocking: call in a thread)."""
+        provider, self._provider, self.tracer = self._provider, None, None
+        if provider is not None:
+            provider.shutdown()
+
+
+OFF = Telemetry()
+
+
+@dataclass
+class _Installed:
+    """Where the process keeps the telemetry its start-up installed: the one piece of state here, set and
+    cleared only by `installed()`."""
+
+    telemetry: Telemetry = OFF
+
+
+_PROCESS = _Installed()
+
+
+@contextlib.contextmanager
+def installed(telemetry: Telemetry) -> Iterator[Telemetry]:
+    """`telemetry` is the process's while the block runs (start-up runs the components in it; a test, the
+    code it traces). One at a time: a second one is refused rather than silently replacing the first."""
+    if _PROCESS.telemetry is not OFF:
+        raise RuntimeError("this process already has its telemetry installed")
+    _PROCESS.telemetry = telemetry
+    try:
+        yield telemetry
+    finally:
+        _PROCESS.telemetry = OFF
+
+
+def current() -> Telemetry:
+    """The process's telemetry (`OFF` unless start-up installed one)."""
+    return _PROCESS.telemetry
 
 
 def service_name(settings: Settings, default: str) -> str:
     return settings.otel_service_name.strip() or default
-
-
-def setup(settings: Settings, default_service_name: str, *, exporter: SpanExporter | None = None) -> bool:
-    """Start tracing for this process when `OTEL_ENABLED`; True when it is on. Once per process
-    (a second call replaces the first provider). `exporter` overrides `OTEL_EXPORTER` (tests)."""
-    global _tracer, _provider
-    if not settings.otel_enabled:
-        return False
-    shutdown()
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    name = service_name(settings, default_service_name)
-    provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: name}),
-        id_generator=_IdGenerator(),
-        shutdown_on_exit=False,  # `shutdown()` flushes when the process stops
-    )
-    exporter = exporter if exporter is not None else make_exporter(settings)
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    _provider = provider
-    _tracer = provider.get_tracer("eventshop")
-    log.info("telemetry.enabled", service=name, exporter=type(exporter).__name__ if exporter else "none")
-    return True
 
 
 def make_exporter(settings: Settings) -> SpanExporter | None:
@@ -105,18 +153,6 @@ def make_exporter(settings: Settings) -> SpanExporter | None:
     return None
 
 
-def force_flush(timeout_millis: int = 30_000) -> bool:
-    return _provider.force_flush(timeout_millis) if _provider is not None else True
-
-
-def shutdown() -> None:
-    """Export what is buffered and stop the exporter; tracing is off afterwards (blocking: call in a thread)."""
-    global _tracer, _provider
-    provider, _provider, _tracer = _provider, None, None
-    if provider is not None:
-        provider.shutdown()
-
-
 def traceparent_of(span: Span) -> str:
     context = span.get_span_context()
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
@@ -127,10 +163,11 @@ def traceparent_of(span: Span) -> str:
 
 def graphql_operation() -> contextlib.AbstractContextManager[Span | None]:
     """A SERVER span around one GraphQL operation (None when disabled); name it with `describe_operation`."""
-    if _tracer is None:
+    tracer = current().tracer
+    if tracer is None:
         return _NULL
     return _current(
-        _start("GraphQL Operation", SpanKind.SERVER, tracing.remote_parent.get(), _correlation(), adopt=True)
+        _start(tracer, "GraphQL Operation", SpanKind.SERVER, tracing.remote_parent.get(), _correlation(), adopt=True)
     )
 
 
@@ -157,13 +194,20 @@ def send(
 ) -> Awaitable[asyncio.Future[RecordMetadata]]:
     """`producer.send(...)`; enabled, inside a PRODUCER span (ended at the ack) whose context replaces
     the stored `traceparent` header."""
-    if _tracer is None:
+    tracer = current().tracer
+    if tracer is None:
         return producer.send(topic, value=value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
-    return _traced_send(producer, topic, value=value, key=key, headers=headers)
+    return _traced_send(tracer, producer, topic, value=value, key=key, headers=headers)
 
 
 async def _traced_send(
-    producer: AIOKafkaProducer, topic: str, *, value: bytes, key: bytes, headers: Mapping[str, str]
+    tracer: trace.Tracer,
+    producer: AIOKafkaProducer,
+    topic: str,
+    *,
+    value: bytes,
+    key: bytes,
+    headers: Mapping[str, str],
 ) -> asyncio.Future[RecordMetadata]:
     attributes = {
         **_messaging(topic, "send", "publish"),
@@ -174,7 +218,7 @@ async def _traced_send(
         attributes["messaging.message.id"] = headers["event_id"]
     if headers.get("correlation_id"):
         attributes["eventshop.correlation_id"] = headers["correlation_id"]
-    span = _start(f"{topic} publish", SpanKind.PRODUCER, headers.get("traceparent"), attributes)
+    span = _start(tracer, f"{topic} publish", SpanKind.PRODUCER, headers.get("traceparent"), attributes)
     outgoing = {**headers, "traceparent": traceparent_of(span)}
     try:
         future: asyncio.Future[RecordMetadata] = await producer.send(
@@ -207,7 +251,8 @@ def consuming(
     record: ConsumerRecord[bytes, bytes], headers: Mapping[str, bytes], *, consumer: str, group: str | None
 ) -> contextlib.AbstractContextManager[Span | None]:
     """A CONSUMER span "<topic> process" around one message (None when disabled)."""
-    if _tracer is None:
+    tracer = current().tracer
+    if tracer is None:
         return _NULL
     attributes: dict[str, Any] = {
         **_messaging(record.topic, "process", "process"),
@@ -225,6 +270,7 @@ def consuming(
     parent = headers.get("traceparent")
     return _current(
         _start(
+            tracer,
             f"{record.topic} process",
             SpanKind.CONSUMER,
             parent.decode(errors="replace") if parent is not None else None,
@@ -247,9 +293,14 @@ def dead_lettered(span: Span | None, error: BaseException, dlq_topic: str, attem
 
 
 def _start(
-    name: str, kind: SpanKind, parent: str | None, attributes: Mapping[str, Any], *, adopt: bool = False
+    tracer: trace.Tracer,
+    name: str,
+    kind: SpanKind,
+    parent: str | None,
+    attributes: Mapping[str, Any],
+    *,
+    adopt: bool = False,
 ) -> Span:
-    assert _tracer is not None
     context = _PROPAGATOR.extract({"traceparent": parent}, context=Context()) if parent else Context()
     token = None
     if adopt and not trace.get_current_span(context).get_span_context().is_valid:
@@ -257,7 +308,7 @@ def _start(
         if bound and int(bound.group(1), 16):
             token = _root_trace_id.set(int(bound.group(1), 16))
     try:
-        return _tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes)
     finally:
         if token is not None:
             _root_trace_id.reset(token)

@@ -21,6 +21,7 @@ from shared import telemetry
 from shared.events import Topic, dlq_topic
 from shared.kafka import make_producer
 from shared.settings import Settings
+from shared.telemetry import Telemetry
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, make_test_settings, unique
 from tests.integration.shop import register_customer, stock_product
 
@@ -32,10 +33,12 @@ mutation PlaceTracedOrder($input: CreateOrderInput!) { createOrder(input: $input
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test: the running components (started earlier) find it installed in the process."""
     exporter = InMemorySpanExporter()
-    assert telemetry.setup(make_test_settings(otel_enabled=True), "eventshop-test", exporter=exporter)
-    yield exporter
-    telemetry.shutdown()
+    traced = Telemetry.start(make_test_settings(otel_enabled=True), "eventshop-test", exporter=exporter)
+    with telemetry.installed(traced):
+        yield exporter
+    traced.shutdown()
 
 
 def caller() -> tuple[str, int, int]:
@@ -56,7 +59,7 @@ async def post(gql: GraphQLClient, query: str, traceparent: str, correlation: st
 
 
 def of_trace(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
-    telemetry.force_flush()
+    telemetry.current().force_flush()
     return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
 
 
@@ -210,8 +213,8 @@ async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travel
     gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe
 ) -> None:
     exporter = InMemorySpanExporter()
-    assert telemetry.setup(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is False
-    assert not telemetry.enabled()
+    assert Telemetry.start(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is telemetry.OFF
+    assert not telemetry.current().enabled
     assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
     traceparent, trace_id, caller_span = caller()
     correlation = unique("untraced")

@@ -21,18 +21,20 @@ from opentelemetry.trace import SpanKind, StatusCode
 from eventshop.runtime import Component, service_name
 from shared import telemetry, tracing
 from shared.settings import Settings
+from shared.telemetry import Telemetry
 
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    assert telemetry.setup(Settings(otel_enabled=True, otel_service_name=""), "unit-test", exporter=exporter)
-    yield exporter
-    telemetry.shutdown()
+    traced = Telemetry.start(Settings(otel_enabled=True, otel_service_name=""), "unit-test", exporter=exporter)
+    with telemetry.installed(traced):
+        yield exporter
+    traced.shutdown()
 
 
 def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
-    telemetry.force_flush()
+    telemetry.current().force_flush()
     return list(exporter.get_finished_spans())
 
 
@@ -68,8 +70,9 @@ def batch_threads() -> list[str]:
 async def test_off_by_default_and_then_nothing_is_created_or_started() -> None:
     assert Settings.model_fields["otel_enabled"].default is False
     before = batch_threads()
-    assert telemetry.setup(Settings(otel_enabled=False), "gateway", exporter=InMemorySpanExporter()) is False
-    assert not telemetry.enabled()
+    off = Telemetry.start(Settings(otel_enabled=False), "gateway", exporter=InMemorySpanExporter())
+    assert off is telemetry.OFF and not off.enabled
+    assert telemetry.current() is telemetry.OFF  # nothing installed: the helpers below are flag checks
     assert batch_threads() == before
     tracing.bind("cid", caller())
     bound = tracing.traceparent.get()
@@ -188,15 +191,26 @@ async def test_a_consumer_span_is_the_child_of_the_message_header_and_fails_when
 
 async def test_shutdown_exports_what_the_batch_processor_still_holds() -> None:
     exporter = InMemorySpanExporter()
-    assert telemetry.setup(Settings(otel_enabled=True), "unit-test", exporter=exporter)
+    traced = Telemetry.start(Settings(otel_enabled=True), "unit-test", exporter=exporter)
     assert batch_threads(), "the batch processor exports from a thread of its own"
     tracing.bind(None, None)
-    with telemetry.graphql_operation():
+    with telemetry.installed(traced), telemetry.graphql_operation():
         pass
     assert exporter.get_finished_spans() == ()  # still buffered: the schedule delay is seconds
-    telemetry.shutdown()
+    traced.shutdown()
     assert len(exporter.get_finished_spans()) == 1
-    assert not telemetry.enabled()
+    assert not traced.enabled
+
+
+async def test_the_process_has_one_telemetry_at_a_time_and_none_after_its_run() -> None:
+    traced = Telemetry.start(Settings(otel_enabled=True), "unit-test", exporter=InMemorySpanExporter())
+    with telemetry.installed(traced):
+        assert telemetry.current() is traced
+        with pytest.raises(RuntimeError, match="already"), telemetry.installed(Telemetry()):
+            pass
+        assert telemetry.current() is traced
+    assert telemetry.current() is telemetry.OFF
+    traced.shutdown()
 
 
 def test_exporters_and_service_names(monkeypatch: pytest.MonkeyPatch) -> None:
