@@ -28,7 +28,6 @@ from command.db import WriteDatabase
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
-from command.snapshots import product_snapshot
 from gateway.auth import Role
 from gateway.schema import PRODUCT_SORT
 from gateway.types import ProductOrderBy
@@ -81,7 +80,7 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
         await db.dispose()
     client, read_db = await env.reset_read_model()
     try:
-        product_docs = [product_document(product_snapshot(p)) for p in made]
+        product_docs = [product_document(p) for p in made]
         order_docs = [order_document(s) for s in snapshots]
         for name, docs in ((ProductView.Settings.name, product_docs), (OrderView.Settings.name, order_docs)):
             for start in range(0, len(docs), 50):

@@ -26,11 +26,14 @@ class Transaction:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.events: list[Event] = []
+        # The rows loaded for the aggregates this transaction changes, by (table, id): the save writes onto
+        # them. Held here because the session holds unchanged rows only weakly (a lost one is read again).
+        self.rows: dict[tuple[type[Any], int], Any] = {}
 
-    def record(self, event: Event) -> None:
-        """Write the event's outbox row; call it after the aggregate row is locked or inserted."""
-        self.events.append(event)
-        self.session.add(outbox_row(event))
+    def record(self, *events: Event) -> None:
+        """Write the events' outbox rows; call it after the aggregate rows are locked or inserted."""
+        self.events.extend(events)
+        self.session.add_all(outbox_row(event) for event in events)
 
 
 class WriteDatabase:

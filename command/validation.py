@@ -1,11 +1,11 @@
-"""Input rules shared by the command handlers; each failure is BAD_USER_INPUT naming the field."""
+"""Input rules of the domain (names, emails, prices, counts); each failure is BAD_USER_INPUT naming the field."""
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
 
-from shared.errors import BadUserInput, Conflict
+from shared.errors import BadUserInput
 from shared.money import MAX_AMOUNT, parse_money
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -13,6 +13,9 @@ MAX_ID = 2**63 - 1
 MAX_STOCK = 2**31 - 1
 MAX_QUANTITY = 10_000
 MAX_ORDER_LINES = 100
+MAX_NAME = 255
+MAX_DESCRIPTION = 10_000
+MAX_REASON = 500
 
 
 def parse_id(value: object, field: str = "id") -> int:
@@ -23,10 +26,16 @@ def parse_id(value: object, field: str = "id") -> int:
     return int(text)
 
 
-def require_text(value: str | None, field: str, *, max_length: int = 255) -> str:
-    text = (value or "").strip()
+def require_text(value: str | None, field: str, *, max_length: int = MAX_NAME) -> str:
+    text = limit_text(value, field, max_length=max_length)
     if not text:
         raise BadUserInput(f"{field} must not be empty", field=field)
+    return text
+
+
+def limit_text(value: str | None, field: str, *, max_length: int) -> str:
+    """Text that may be empty; beyond the limit it is refused, never cut (the client would not know)."""
+    text = (value or "").strip()
     if len(text) > max_length:
         raise BadUserInput(f"{field} must be at most {max_length} characters", field=field)
     return text
@@ -55,8 +64,3 @@ def require_int(value: int, field: str, *, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadUserInput(f"{field} must be between {low} and {high}", field=field)
     return value
-
-
-def check_expected_version(actual: int, expected: int | None) -> None:
-    if expected is not None and expected != actual:
-        raise Conflict(f"expected version {expected}, found {actual}", actual_version=actual)

@@ -24,7 +24,6 @@ from command.handlers.update_order import UpdateOrder, update_order
 from command.handlers.update_product import UpdateProduct, update_product
 from command.handlers.update_user import UpdateUser, update_user
 from command.idempotency import Idempotency
-from command.snapshots import product_snapshot, user_snapshot
 from command.validation import parse_id
 from gateway.context import Info
 from gateway.errors import ErrorCodes
@@ -180,7 +179,7 @@ class Mutation:
     @strawberry.mutation
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
         user = await create_user(info.context.write_db, CreateUser(name=input.name, email=input.email))
-        return User.from_doc(user_document(user_snapshot(user)))
+        return User.from_doc(user_document(user))
 
     @strawberry.mutation
     async def update_user(
@@ -188,7 +187,7 @@ class Mutation:
     ) -> User:
         command = UpdateUser(parse_id(id), name=input.name, email=input.email, expected_version=expected_version)
         user = await update_user(info.context.write_db, command)
-        return User.from_doc(user_document(user_snapshot(user)))
+        return User.from_doc(user_document(user))
 
     @strawberry.mutation
     async def delete_user(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -199,7 +198,7 @@ class Mutation:
     async def create_product(self, info: Info, input: CreateProductInput) -> Product:
         command = CreateProduct(name=input.name, description=input.description, price=input.price, stock=input.stock)
         product = await create_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product_snapshot(product)))
+        return Product.from_doc(product_document(product))
 
     @strawberry.mutation
     async def update_product(
@@ -214,7 +213,7 @@ class Mutation:
             expected_version=expected_version,
         )
         product = await update_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product_snapshot(product)))
+        return Product.from_doc(product_document(product))
 
     @strawberry.mutation
     async def delete_product(self, info: Info, id: strawberry.ID) -> Deleted:

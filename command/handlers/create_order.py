@@ -9,16 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlmodel import select
-
 from command.db import WriteDatabase
+from command.domain.order import NewOrder, check_request
 from command.idempotency import Idempotency, recall, remember, retry_on_key_race
-from command.models import Order, OrderItem, OrderStatus, Product, User
-from command.orders import add_history, record_order_event
-from command.validation import MAX_ORDER_LINES, MAX_QUANTITY, require_int, require_price
-from shared.errors import BadUserInput, InsufficientStock, NotFound, PriceChanged
-from shared.events import OrderCreated, OrderSnapshot
-from shared.money import MAX_AMOUNT
+from command.store import clock, insert_order, read_products, read_user
+from shared.events import OrderSnapshot
 
 
 @dataclass(frozen=True)
@@ -34,22 +29,9 @@ class CreateOrder:
     lines: tuple[OrderLine, ...]
 
 
-def validate_lines(lines: tuple[OrderLine, ...]) -> None:
-    if not 1 <= len(lines) <= MAX_ORDER_LINES:
-        raise BadUserInput(f"an order has 1 to {MAX_ORDER_LINES} lines", field="items")
-    seen: set[int] = set()
-    for i, line in enumerate(lines):
-        require_int(line.quantity, f"items[{i}].quantity", low=1, high=MAX_QUANTITY)
-        if line.unit_price is not None:
-            require_price(line.unit_price, f"items[{i}].unitPrice")
-        if line.product_id in seen:
-            raise BadUserInput(f"product {line.product_id} appears twice; merge the lines", field=f"items[{i}]")
-        seen.add(line.product_id)
-
-
 async def create_order(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None = None) -> OrderSnapshot:
     """Returns the committed order snapshot."""
-    validate_lines(command.lines)
+    check_request(command)
     return await retry_on_key_race(lambda: _create(db, command, idem))
 
 
@@ -57,52 +39,11 @@ async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | N
     async with db.transaction() as tx:
         if (earlier := await recall(tx, idem)) is not None:
             return earlier
-        user = await tx.session.get(User, command.user_id)
-        if user is None or user.deleted_at is not None:
-            raise NotFound(f"user {command.user_id} not found", field="userId")
-        ids = sorted(line.product_id for line in command.lines)
-        result = await tx.session.execute(select(Product).where(Product.id.in_(ids)))  # type: ignore[union-attr]
-        products = {p.id: p for p in result.scalars() if p.deleted_at is None}
-        total = Decimal("0.00")
-        items = []
-        for i, line in enumerate(command.lines):
-            product = products.get(line.product_id)
-            if product is None:
-                raise NotFound(f"product {line.product_id} not found", field=f"items[{i}].productId")
-            if line.unit_price is not None and line.unit_price != product.price:
-                raise PriceChanged(
-                    f"product {product.id} costs {product.price}, not {line.unit_price}",
-                    field=f"items[{i}].unitPrice",
-                    current_price=str(product.price),
-                )
-            if line.quantity > product.stock:
-                raise InsufficientStock(
-                    f"product {product.id} has {product.stock} in stock, {line.quantity} requested",
-                    field=f"items[{i}].quantity",
-                    available=product.stock,
-                )
-            subtotal = product.price * line.quantity
-            total += subtotal
-            items.append((line.product_id, product.name, line.quantity, product.price, subtotal))
-        if total > MAX_AMOUNT:
-            raise BadUserInput(f"order total {total} exceeds {MAX_AMOUNT}", field="items")
-        order = Order(user_id=user.id, status=OrderStatus.CREATED, total_amount=total)  # type: ignore[arg-type]
-        tx.session.add(order)
-        await tx.session.flush()
-        order_id = order.id
-        assert order_id is not None
-        tx.session.add_all(
-            OrderItem(
-                order_id=order_id,
-                product_id=product_id,
-                product_name=name,
-                quantity=quantity,
-                unit_price=price,
-                subtotal=subtotal,
-            )
-            for product_id, name, quantity, price, subtotal in items
-        )
-        add_history(tx, order)
-        data = await record_order_event(tx, order, OrderCreated)
-        await remember(tx, idem, data)
-        return data
+        user = await read_user(tx, command.user_id)
+        products = await read_products(tx, (line.product_id for line in command.lines))
+        new = NewOrder.place(command, user, products, clock())
+        # Built from the order in memory: nothing this transaction wrote is read back.
+        order, created = new.created(await insert_order(tx, new))
+        tx.record(created)
+        await remember(tx, idem, order.state)
+        return order.state

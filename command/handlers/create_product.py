@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from command.db import WriteDatabase
-from command.models import Product
-from command.snapshots import product_snapshot
-from command.validation import MAX_STOCK, require_int, require_price, require_text
-from shared.events import ProductCreated
+from command.domain.product import NewProduct
+from command.store import clock, insert_product
+from shared.events import ProductSnapshot
 
 
 @dataclass(frozen=True)
@@ -20,15 +19,9 @@ class CreateProduct:
     description: str = ""
 
 
-async def create_product(db: WriteDatabase, command: CreateProduct) -> Product:
-    product = Product(
-        name=require_text(command.name, "name"),
-        description=(command.description or "").strip()[:10_000],
-        price=require_price(command.price),
-        stock=require_int(command.stock, "stock", low=0, high=MAX_STOCK),
-    )
+async def create_product(db: WriteDatabase, command: CreateProduct) -> ProductSnapshot:
+    new = NewProduct.of(command.name, command.description, command.price, command.stock, clock())
     async with db.transaction() as tx:
-        tx.session.add(product)
-        await tx.session.flush()
-        tx.record(ProductCreated.of(product_snapshot(product)))
-    return product
+        product, created = new.created(await insert_product(tx, new))
+        tx.record(created)
+    return product.state

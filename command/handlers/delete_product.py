@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from command.db import WriteDatabase
-from command.handlers.common import bump, lock_live
-from command.models import Product, db_now
-from command.snapshots import product_snapshot
-from shared.events import ProductDeleted
+from command.handlers.soft_delete import soft_delete
+from command.store import lock_product
+from shared.events import ProductSnapshot
 
 
-async def delete_product(db: WriteDatabase, product_id: int) -> Product:
-    async with db.transaction() as tx:
-        product = await lock_live(tx, Product, product_id, "product")
-        product.deleted_at = db_now()
-        bump(product)
-        await tx.session.flush()
-        tx.record(ProductDeleted.of(product_snapshot(product)))
-    return product
+async def delete_product(db: WriteDatabase, product_id: int) -> ProductSnapshot:
+    return await soft_delete(db, lock_product, product_id)

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from command.db import WriteDatabase
-from command.handlers.common import bump, lock_live
-from command.models import User, db_now
-from command.snapshots import user_snapshot
-from shared.events import UserDeleted
+from command.handlers.soft_delete import soft_delete
+from command.store import lock_user
+from shared.events import UserSnapshot
 
 
-async def delete_user(db: WriteDatabase, user_id: int) -> User:
-    async with db.transaction() as tx:
-        user = await lock_live(tx, User, user_id, "user")
-        user.deleted_at = db_now()
-        bump(user)
-        await tx.session.flush()
-        tx.record(UserDeleted.of(user_snapshot(user)))
-    return user
+async def delete_user(db: WriteDatabase, user_id: int) -> UserSnapshot:
+    return await soft_delete(db, lock_user, user_id)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from command.db import WriteDatabase
 from command.idempotency import Idempotency, recall, remember, retry_on_key_race
-from command.models import OrderStatus, PaymentMethod
-from command.orders import lock_order, record_order_event, require_status, transition
-from shared.events import OrderPaid, OrderSnapshot
+from command.store import clock, lock_order, save
+from shared.events import OrderSnapshot, PaymentMethod
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,8 @@ async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -
         if (earlier := await recall(tx, idem)) is not None:
             return earlier
         order = await lock_order(tx, command.order_id)
-        require_status(order, OrderStatus.RESERVED, action="pay")
-        transition(tx, order, OrderStatus.PAID)
-        order.payment_method = command.payment_method
-        order.paid_at = order.updated_at
-        data = await record_order_event(tx, order, OrderPaid)
-        await remember(tx, idem, data)
-        return data
+        paid = order.pay(command.payment_method, clock())
+        save(tx, order)
+        tx.record(paid)
+        await remember(tx, idem, order.state)
+        return order.state

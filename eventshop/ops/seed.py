@@ -40,7 +40,7 @@ from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
 from command.handlers.update_order import UpdateOrder, update_order
 from command.idempotency import Idempotency
-from command.models import OrderStatus, Product
+from command.models import OrderStatus
 from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.seed_data import (
     PRODUCT_MARKER,
@@ -58,7 +58,7 @@ from eventshop.ops.seed_data import (
     product_marker,
 )
 from shared.errors import Conflict, DomainError, ErrorCode, InvalidState, NotFound
-from shared.events import OrderSnapshot
+from shared.events import OrderSnapshot, ProductSnapshot
 
 T = TypeVar("T")
 KEY_TTL_SECONDS = 100 * 365 * 24 * 3600.0
@@ -515,7 +515,5 @@ async def _retrying(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _id_of(created: Awaitable[Product]) -> int:
-    product_id = (await created).id
-    assert product_id is not None
-    return product_id
+async def _id_of(created: Awaitable[ProductSnapshot]) -> int:
+    return (await created).id

@@ -1,0 +1,20 @@
+"""The deletion of a user or a product: the same move for both, marked deleted in a new version, with its event."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from command.db import Transaction, WriteDatabase
+from command.domain.aggregate import Aggregate, S
+from command.store import clock, save
+
+
+async def soft_delete(
+    db: WriteDatabase, lock: Callable[[Transaction, int], Awaitable[Aggregate[S]]], aggregate_id: int
+) -> S:
+    async with db.transaction() as tx:
+        aggregate = await lock(tx, aggregate_id)
+        event = aggregate.delete(clock())
+        save(tx, aggregate)
+        tx.record(event)
+    return aggregate.state
