@@ -16,7 +16,6 @@ from typing import Any
 
 import strawberry
 import uvicorn
-from pymongo import MongoClient
 from starlette.applications import Starlette
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
@@ -25,40 +24,39 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway.scalars import DecimalScalar
 from gateway.types import Connection, Order, Product, connection
-from projection.documents import OrderView, ProductView, UserView
-from projection.queries import Page, encode_cursor, known
-
-Doc = dict[str, Any]
+from projection.documents import OrderUser, OrderView, ProductView
+from projection.queries import Page, ReadModel, encode_cursor, known
+from projection.store import connect_read_model
 
 
 @dataclass
 class BareContext:
     """What the gateway's types ask of the context: `Order.user` loads users through `users` (from memory here)."""
 
-    users: DataLoader[int, Doc | None]
+    users: DataLoader[int, OrderUser | None]
 
 
 class BareGraphQL(GraphQL[BareContext, None]):
-    def __init__(self, schema: strawberry.Schema, users: list[Doc]) -> None:
+    def __init__(self, schema: strawberry.Schema, users: dict[int, OrderUser]) -> None:
         super().__init__(schema, graphql_ide=None, allow_queries_via_get=False)
-        self.by_id = {doc["_id"]: doc for doc in users}
+        self.by_id = users
 
     async def get_context(self, request: Any, response: Any = None) -> BareContext:
-        async def load(ids: list[int]) -> list[Doc | None]:
+        async def load(ids: list[int]) -> list[OrderUser | None]:
             return [self.by_id.get(i) for i in ids]
 
         return BareContext(users=DataLoader(load_fn=load, cache=False))
 
 
-def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
-    ordered = sorted(products, key=lambda d: d["_id"])
+def build_schema(products: list[ProductView], orders: list[OrderView]) -> strawberry.Schema:
+    ordered = sorted(products, key=lambda d: d.id)
     pages: dict[int, Connection[Product]] = {}
-    by_id = {doc["_id"]: Order.from_doc(doc) for doc in orders}
+    by_id = {doc.id: Order.from_doc(doc) for doc in orders}
 
     def page(first: int) -> Connection[Product]:
         if first not in pages:
             docs = ordered[:first]
-            cursor = encode_cursor([docs[-1]["_id"]]) if docs else None
+            cursor = encode_cursor([docs[-1].id]) if docs else None
             pages[first] = connection(Page(docs, len(ordered) > first, cursor, known(len(ordered))), Product.from_doc)
         return pages[first]
 
@@ -76,17 +74,16 @@ def build_schema(products: list[Doc], orders: list[Doc]) -> strawberry.Schema:
     return strawberry.Schema(query=Query, config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}))
 
 
-def load(mongo_uri: str, database: str) -> tuple[list[Doc], list[Doc], list[Doc]]:
-    client: MongoClient[Doc] = MongoClient(mongo_uri, tz_aware=True)
+async def load(mongo_uri: str, database: str) -> tuple[list[ProductView], list[OrderView], dict[int, OrderUser]]:
+    """The view documents, read once as the gateway reads them (parsed into the document models)."""
+    client, db = await connect_read_model(mongo_uri, database)
     try:
-        db = client[database]
-        return (
-            list(db[ProductView.Settings.name].find({"deleted": False})),
-            list(db[OrderView.Settings.name].find({"deleted": False})),
-            list(db[UserView.Settings.name].find()),
-        )
+        views = ReadModel(db)
+        products = [ProductView.model_validate(d) async for d in views.products.collection.find({"deleted": False})]
+        orders = [OrderView.model_validate(d) async for d in views.orders.collection.find({"deleted": False})]
+        return products, orders, await views.users_by_id([order.user_id for order in orders])
     finally:
-        client.close()
+        await client.close()
 
 
 def main() -> None:
@@ -95,7 +92,7 @@ def main() -> None:
     parser.add_argument("--mongo-uri", required=True)
     parser.add_argument("--database", required=True)
     args = parser.parse_args()
-    products, orders, users = load(args.mongo_uri, args.database)
+    products, orders, users = asyncio.run(load(args.mongo_uri, args.database))
     graphql = BareGraphQL(build_schema(products, orders), users)
 
     async def healthz(request: Any) -> Any:

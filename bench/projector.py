@@ -32,20 +32,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bench.env import BenchEnv
 from bench.samples import projection_stream
 from bench.stats import Figure, rate
-from projection.documents import OrderView, ProductView, UserView
+from projection.documents import OrderView, ProductView, UserView, View
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from projection.runner import build_projection_runner
+from projection.store import Doc
 from shared.events import DOMAIN_TOPICS, Event, Snapshot, parse_event
 from shared.kafka import make_producer
 from shared.settings import Settings
 
-Doc = dict[str, Any]
 BULK_BATCH = 50
 TIMEOUT = 180.0
 
-DOCUMENTS: dict[str, tuple[str, Callable[[Doc], Doc]]] = {
+DOCUMENTS: dict[str, tuple[str, Callable[[Any], View]]] = {
     "user": (UserView.Settings.name, user_document),
     "product": (ProductView.Settings.name, product_document),
     "stock": (ProductView.Settings.name, product_document),
@@ -78,7 +78,7 @@ monitoring.register(COMMANDS)  # applies to every client created from here on
 def upsert_for(event_type: str, snapshot: Snapshot) -> tuple[str, Doc]:
     """The `update` statement of UpdateOne({_id, version: {$lt: v}}, {$set: document}, upsert=True)."""
     collection, to_document = DOCUMENTS[event_type.split(".", 1)[0]]
-    fields = to_document(snapshot)
+    fields = to_document(snapshot).stored()
     doc_id = fields.pop("_id")
     return collection, {
         "q": {"_id": doc_id, "version": {"$lt": fields["version"]}},

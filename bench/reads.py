@@ -80,14 +80,14 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
         await db.dispose()
     client, read_db = await env.reset_read_model()
     try:
-        product_docs = [product_document(p) for p in made]
-        order_docs = [order_document(s) for s in snapshots]
+        product_docs = [product_document(p).stored() for p in made]
+        order_docs = [order_document(s).stored() for s in snapshots]
         for name, docs in ((ProductView.Settings.name, product_docs), (OrderView.Settings.name, order_docs)):
             for start in range(0, len(docs), 50):
                 await read_db[name].insert_many(docs[start : start + 50])
     finally:
         await client.close()
-    return {s["id"]: s["user_id"] for s in snapshots}
+    return {s.id: s.user_id for s in snapshots}
 
 
 async def drive(url: str, next_request: Callable[[], Request], seconds: float) -> tuple[float, list[float]]:
@@ -134,7 +134,7 @@ async def drive_reads(read: Callable[[], Awaitable[Any]], seconds: float) -> flo
     return rate(sum(counts), time.perf_counter() - started)
 
 
-async def total_of(page: Awaitable[Page]) -> int:
+async def total_of(page: Awaitable[Page[Any]]) -> int:
     """The page and then its total, as the resolver reads them when `totalCount` is selected."""
     return await (await page).count()
 

@@ -52,7 +52,7 @@ from bench.shop import FIRST_NAMES, Shop
 from bench.stats import Figure, latency_summary, rate
 from gateway.auth import Role
 from gateway.types import ProductOrderBy
-from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserView
+from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserView, ViewDocument
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
@@ -236,7 +236,7 @@ class RawViews:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
-        self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Any], Doc]]] = {
+        self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Any], ViewDocument]]] = {
             AggregateType.USER: (db[RAW + UserView.Settings.name], user_document),
             AggregateType.PRODUCT: (db[RAW + ProductView.Settings.name], product_document),
             AggregateType.ORDER: (db[RAW + OrderView.Settings.name], order_document),
@@ -253,7 +253,7 @@ class RawViews:
         for event in events:
             collection, to_document = self.routes[event.aggregate_type]
             lanes.setdefault((event.aggregate_type, event.aggregate_id), []).append(
-                (collection, to_document(event.data))
+                (collection, to_document(event.data).stored())
             )
         slots = asyncio.Semaphore(LANES)
 

@@ -15,12 +15,13 @@ from command.db import WriteDatabase
 from gateway.auth import Principal
 from gateway.feed import ViewFeed
 from gateway.limits import MutationLimits
+from projection.documents import OrderUser, OrderView
 from projection.queries import Page, ReadModel
 from shared.errors import Unauthenticated
+from shared.events import OrderStatus
 from shared.settings import Settings
 
-UserOrdersKey = tuple[int, int, str | None]  # user id, first, status
-Doc = dict[str, Any]
+UserOrdersKey = tuple[int, int, OrderStatus | None]  # user id, first, status
 
 
 @dataclass
@@ -36,8 +37,8 @@ class GatewayContext:
     limiter: MutationLimits | None = None
     client_ip: str = "unknown"
     connection_params: dict[str, Any] | None = None  # WebSocket connection_init payload (set by Strawberry)
-    user_orders: DataLoader[UserOrdersKey, Page] = field(init=False)
-    users: DataLoader[int, Doc | None] = field(init=False)
+    user_orders: DataLoader[UserOrdersKey, Page[OrderView]] = field(init=False)
+    users: DataLoader[int, OrderUser | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_orders = DataLoader(load_fn=self._load_user_orders)
@@ -51,17 +52,17 @@ class GatewayContext:
             return f"{self.principal.role.value}:{self.principal.subject}"
         return f"ip:{self.client_ip}"
 
-    async def _load_user_orders(self, keys: Sequence[UserOrdersKey]) -> list[Page]:
-        groups: dict[tuple[int, str | None], list[int]] = defaultdict(list)
+    async def _load_user_orders(self, keys: Sequence[UserOrdersKey]) -> list[Page[OrderView]]:
+        groups: dict[tuple[int, OrderStatus | None], list[int]] = defaultdict(list)
         for user_id, first, status in keys:
             groups[(first, status)].append(user_id)
-        pages: dict[UserOrdersKey, Page] = {}
+        pages: dict[UserOrdersKey, Page[OrderView]] = {}
         for (first, status), user_ids in groups.items():
             for user_id, page in (await self.read_model.first_orders_of_users(user_ids, first, status)).items():
                 pages[(user_id, first, status)] = page
         return [pages[key] for key in keys]
 
-    async def _load_users(self, keys: Sequence[int]) -> list[Doc | None]:
+    async def _load_users(self, keys: Sequence[int]) -> list[OrderUser | None]:
         found = await self.read_model.users_by_id(keys)
         return [found.get(key) for key in keys]
 

@@ -13,18 +13,18 @@ import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import Topic, decode_view_change
+from projection.store import Doc
+from shared.events import AggregateType, Topic, decode_view_change
 from shared.kafka import start_with_retry
 from shared.logging import get_logger
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
-Doc = dict[str, Any]
 QUEUE_LIMIT = 1000
 SAFETY_RECHECK_SECONDS = 0.5
 
@@ -32,8 +32,9 @@ SAFETY_RECHECK_SECONDS = 0.5
 class Announced(NamedTuple):
     """One `views.changed` message as a listener gets it: the view's kind and its new document."""
 
-    kind: str
+    kind: AggregateType
     document: Doc
+    """The view's stored form (readers parse it into the view's document model)."""
 
 
 @dataclass(eq=False)
@@ -89,14 +90,14 @@ class ViewFeed:
     def dispatch(self, raw: bytes | None) -> None:
         try:
             message = decode_view_change(raw or b"")
-            kind, doc_id, document = message["kind"], message["id"], message["document"]
+            kind, doc_id, document = AggregateType(message["kind"]), message["id"], message["document"]
         except Exception as exc:
             log.warning("feed.undecodable", error=repr(exc))
             return
         for event in self._waiters.get((kind, doc_id), ()):
             event.set()
         keys: list[Hashable] = [(kind, doc_id)]
-        if kind == "order":
+        if kind is AggregateType.ORDER:
             keys += [("order-of-user", document.get("user_id")), ("order-of-user", None)]
         announced = Announced(kind, document)
         for key in keys:
@@ -124,7 +125,12 @@ class ViewFeed:
         self._listeners[key].add(listener)
 
     async def wait_for_version(
-        self, kind: str, doc_id: int, version: int, current: Callable[[], Awaitable[int | None]], timeout: float
+        self,
+        kind: AggregateType,
+        doc_id: int,
+        version: int,
+        current: Callable[[], Awaitable[int | None]],
+        timeout: float,
     ) -> int | None:
         """Wait until `current()` reaches `version`, re-checking on each announcement for (kind, id)."""
         changed = asyncio.Event()

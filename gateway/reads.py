@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from gateway.context import GatewayContext
 from shared.errors import BadUserInput, StaleRead
+from shared.events import AggregateType
 
 
-async def wait_for_version(ctx: GatewayContext, kind: str, doc_id: int, min_version: int | None) -> None:
+async def wait_for_version(ctx: GatewayContext, kind: AggregateType, doc_id: int, min_version: int | None) -> None:
     """Woken by this instance's `views.changed` feed, not by polling; STALE_READ after the limit."""
     if min_version is None:
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
@@ -27,7 +26,7 @@ from command.idempotency import Idempotency
 from command.validation import parse_id
 from gateway.context import Info
 from gateway.errors import ErrorCodes
-from gateway.feed import Announced, Listener
+from gateway.feed import Listener
 from gateway.inputs import (
     CancelOrderInput,
     CreateOrderInput,
@@ -56,15 +55,15 @@ from gateway.types import (
     connection,
     counted_from_start,
 )
+from projection.documents import OrderView
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from projection.queries import SortKey
 from shared.errors import NotFound
+from shared.events import AggregateType
 from shared.money import to_cents
 from shared.settings import Settings
-
-Doc = dict[str, Any]
 
 QUERY_CACHE_SIZE = 1000
 
@@ -83,7 +82,7 @@ class Query:
     async def user(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> User | None:
         user_id = parse_id(id)
         ctx = info.context
-        await wait_for_version(ctx, "user", user_id, min_version)
+        await wait_for_version(ctx, AggregateType.USER, user_id, min_version)
         doc = await ctx.read_model.user(user_id)
         return None if doc is None else User.from_doc(doc)
 
@@ -111,7 +110,7 @@ class Query:
     async def product(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Product | None:
         product_id = parse_id(id)
         ctx = info.context
-        await wait_for_version(ctx, "product", product_id, min_version)
+        await wait_for_version(ctx, AggregateType.PRODUCT, product_id, min_version)
         doc = await ctx.read_model.product(product_id)
         return None if doc is None else Product.from_doc(doc)
 
@@ -147,7 +146,7 @@ class Query:
     async def order(self, info: Info, id: strawberry.ID, min_version: int | None = None) -> Order | None:
         order_id = parse_id(id)
         ctx = info.context
-        await wait_for_version(ctx, "order", order_id, min_version)
+        await wait_for_version(ctx, AggregateType.ORDER, order_id, min_version)
         doc = await ctx.read_model.order(order_id)
         return None if doc is None else Order.from_doc(doc)
 
@@ -166,7 +165,7 @@ class Query:
             counted_from_start(info, first, last),
             after,
             user_id=owner_scope(info, user_id),  # a customer who names no user gets their own orders
-            status=None if status is None else status.value,
+            status=status,
             last=last,
             before=before,
             with_total=asks_for_total(info),
@@ -267,17 +266,21 @@ class Subscription:
         again when its user changes (a rename writes the users view only)."""
         oid = parse_id(order_id, "orderId")
         ctx = info.context
-        async with ctx.feed.listen(("order", oid)) as listener:
+        async with ctx.feed.listen((AggregateType.ORDER, oid)) as listener:
             current = await ctx.read_model.order(oid)
             if current is None:  # perhaps just created: give the projector the read-your-writes wait
                 await ctx.feed.wait_for_version(
-                    "order", oid, 1, lambda: ctx.read_model.version_of("order", oid), ctx.settings.read_wait_timeout
+                    AggregateType.ORDER,
+                    oid,
+                    1,
+                    lambda: ctx.read_model.version_of(AggregateType.ORDER, oid),
+                    ctx.settings.read_wait_timeout,
                 )
                 current = await ctx.read_model.order(oid)
             if current is None:
                 raise NotFound(f"order {oid} not found", field="orderId")
             # Before the first answer resolves Order.user, so a rename is either in it or announced after it.
-            ctx.feed.follow(listener, ("user", current["user_id"]))
+            ctx.feed.follow(listener, (AggregateType.USER, current.user_id))
             yield Order.from_doc(current)
             async for document in order_changes(listener, current, lambda: ctx.read_model.order(oid)):
                 yield Order.from_doc(document)
@@ -289,30 +292,36 @@ class Subscription:
         async with info.context.feed.listen(("order-of-user", uid)) as listener:
             last_seen: dict[int, int] = {}
             while True:
-                document = (await listener.queue.get()).document
-                if document["version"] > last_seen.get(document["_id"], 0):
-                    last_seen[document["_id"]] = document["version"]
-                    yield Order.from_doc(document)
+                order = OrderView.model_validate((await listener.queue.get()).document)
+                if order.version > last_seen.get(order.id, 0):
+                    last_seen[order.id] = order.version
+                    yield Order.from_doc(order)
 
 
 async def order_changes(
-    listener: Listener, sent: Doc, reread: Callable[[], Awaitable[Doc | None]]
-) -> AsyncIterator[Doc]:
+    listener: Listener, sent: OrderView, reread: Callable[[], Awaitable[OrderView | None]]
+) -> AsyncIterator[OrderView]:
     """The order's announced versions above the last one sent (never a duplicate or a step back), and the last
     one sent again when its user's view changed: Order.user resolves from the users view at read time."""
     while True:
         changes = [await listener.queue.get()]
+        newer: list[OrderView] = []
         if listener.overflowed:  # the client fell behind: skip to the current state
             listener.overflowed = False
             while not listener.queue.empty():
                 changes.append(listener.queue.get_nowait())
-            changes.append(Announced("order", await reread() or sent))
-        newer = [c.document for c in changes if c.kind == "order" and c.document["version"] > sent["version"]]
+            newer.append(await reread() or sent)
+        newer += [  # parsed only when newer: most announcements a subscriber gets are not
+            OrderView.model_validate(c.document)
+            for c in changes
+            if c.kind == AggregateType.ORDER and c.document["version"] > sent.version
+        ]
+        newer = [order for order in newer if order.version > sent.version]
         if newer:
-            sent = max(newer, key=lambda document: int(document["version"]))
-        if newer or any(c.kind == "user" for c in changes):
+            sent = max(newer, key=lambda order: order.version)
+        if newer or any(c.kind == AggregateType.USER for c in changes):
             yield sent
-            if sent.get("deleted"):
+            if sent.deleted:
                 return
 
 

@@ -1,4 +1,4 @@
-"""GraphQL object types of the contract, built from read-model documents (view shape)."""
+"""GraphQL object types of the contract, built from the read model's view documents (projection/documents.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
-from command.models import OrderStatus, PaymentMethod
 from gateway.context import Info
-from projection.queries import Page, current_user
+from projection import documents
+from projection.queries import D, Page, current_user
+from shared.events import OrderStatus, PaymentMethod
 from shared.money import from_cents
-
-Doc = dict[str, Any]
 
 # The domain's enums are the GraphQL enums (same names, same values).
 strawberry.enum(OrderStatus)
@@ -60,14 +59,14 @@ class User:
     updated_at: datetime
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> User:
+    def from_doc(cls, view: documents.UserView) -> User:
         return cls(
-            id=strawberry.ID(str(doc["_id"])),
-            name=doc["name"],
-            email=doc["email"],
-            version=doc["version"],
-            created_at=doc["created_at"],
-            updated_at=doc["updated_at"],
+            id=strawberry.ID(str(view.id)),
+            name=view.name,
+            email=view.email,
+            version=view.version,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
         )
 
     @strawberry.field
@@ -81,15 +80,14 @@ class User:
         before: str | None = None,
     ) -> Connection[Order]:
         ctx = info.context
-        status_value = status.value if status else None
         if after is None and last is None and before is None:  # the usual case, batched (DataLoader)
-            page = await ctx.user_orders.load((int(self.id), first, status_value))
+            page = await ctx.user_orders.load((int(self.id), first, status))
         else:
             page = await ctx.read_model.list_orders(
                 counted_from_start(info, first, last),
                 after,
                 user_id=int(self.id),
-                status=status_value,
+                status=status,
                 last=last,
                 before=before,
                 with_total=asks_for_total(info),
@@ -109,16 +107,16 @@ class Product:
     updated_at: datetime
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> Product:
+    def from_doc(cls, view: documents.ProductView) -> Product:
         return cls(
-            id=strawberry.ID(str(doc["_id"])),
-            name=doc["name"],
-            description=doc["description"],
-            price=from_cents(doc["price_cents"]),
-            stock=doc["stock"],
-            version=doc["version"],
-            created_at=doc["created_at"],
-            updated_at=doc["updated_at"],
+            id=strawberry.ID(str(view.id)),
+            name=view.name,
+            description=view.description,
+            price=from_cents(view.price_cents),
+            stock=view.stock,
+            version=view.version,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
         )
 
 
@@ -149,7 +147,7 @@ class StatusChange:
 class Order:
     id: strawberry.ID
     user_id: strawberry.ID
-    placed_by: strawberry.Private[Doc]  # the user as of the order's newest event
+    placed_by: strawberry.Private[documents.OrderUser]  # the user as of the order's newest event
     items: list[OrderItem]
     total_amount: Decimal
     status: OrderStatus
@@ -167,38 +165,35 @@ class Order:
     async def user(self, info: Info) -> OrderUser:
         """From the users view (one batched `_id` lookup per request), see `current_user`."""
         user = current_user(self.placed_by, await info.context.users.load(int(self.user_id)))
-        return OrderUser(id=self.user_id, name=user["name"], email=user["email"])
+        return OrderUser(id=self.user_id, name=user.name, email=user.email)
 
     @classmethod
-    def from_doc(cls, doc: Doc) -> Order:
+    def from_doc(cls, view: documents.OrderView) -> Order:
         return cls(
-            id=strawberry.ID(str(doc["_id"])),
-            user_id=strawberry.ID(str(doc["user_id"])),
-            placed_by=doc["user"],
+            id=strawberry.ID(str(view.id)),
+            user_id=strawberry.ID(str(view.user_id)),
+            placed_by=view.user,
             items=[
                 OrderItem(
-                    product_id=strawberry.ID(str(item["product_id"])),
-                    product_name=item["product_name"],
-                    quantity=item["quantity"],
-                    unit_price=from_cents(item["unit_price_cents"]),
-                    subtotal=from_cents(item["subtotal_cents"]),
+                    product_id=strawberry.ID(str(item.product_id)),
+                    product_name=item.product_name,
+                    quantity=item.quantity,
+                    unit_price=from_cents(item.unit_price_cents),
+                    subtotal=from_cents(item.subtotal_cents),
                 )
-                for item in doc["items"]
+                for item in view.items
             ],
-            total_amount=from_cents(doc["total_cents"]),
-            status=OrderStatus[doc["status"]],
-            payment_method=PaymentMethod[doc["payment_method"]] if doc.get("payment_method") else None,
-            cancel_reason=doc.get("cancel_reason"),
-            reject_reason=doc.get("reject_reason"),
-            history=[
-                StatusChange(status=OrderStatus[h["status"]], at=h["at"], reason=h.get("reason"))
-                for h in doc["history"]
-            ],
-            version=doc["version"],
-            created_at=doc["created_at"],
-            updated_at=doc["updated_at"],
-            paid_at=doc.get("paid_at"),
-            canceled_at=doc.get("canceled_at"),
+            total_amount=from_cents(view.total_cents),
+            status=view.status,
+            payment_method=view.payment_method,
+            cancel_reason=view.cancel_reason,
+            reject_reason=view.reject_reason,
+            history=[StatusChange(status=h.status, at=h.at, reason=h.reason) for h in view.history],
+            version=view.version,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            paid_at=view.paid_at,
+            canceled_at=view.canceled_at,
         )
 
 
@@ -258,7 +253,7 @@ def asks_for_total(info: Info) -> bool:
     return any(found(field.selections) for field in info.selected_fields)
 
 
-def connection(page: Page, node: Callable[[Doc], NodeT]) -> Connection[NodeT]:
+def connection(page: Page[D], node: Callable[[D], NodeT]) -> Connection[NodeT]:
     return Connection(
         nodes=[node(doc) for doc in page.documents],
         page_info=PageInfo(

@@ -8,21 +8,38 @@ filtered, sorted page walks one of them to its limit instead of reading the coll
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, ClassVar
 
 from beanie import Document
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from shared.events import AggregateType, OrderStatus, PaymentMethod
 
-class UserView(Document):
+
+class ViewDocument(Document):
+    """What every view is: its aggregate's id as `_id`, the aggregate's version (which gates every write), and
+    whether the aggregate is deleted (a deleted view stays, so that an older event cannot bring it back)."""
+
+    kind: ClassVar[AggregateType]
+
     id: int  # type: ignore[assignment]
-    name: str
-    name_lc: str
-    email: str
     version: int
     created_at: datetime
     updated_at: datetime
     deleted: bool = False
+
+    def stored(self) -> dict[str, Any]:
+        """The document as MongoDB stores it (`_id`, BSON types): what is written and announced."""
+        return self.model_dump(by_alias=True)
+
+
+class UserView(ViewDocument):
+    kind = AggregateType.USER
+
+    name: str
+    name_lc: str
+    email: str
 
     class Settings:
         name = "users"
@@ -33,8 +50,9 @@ class UserView(Document):
         ]
 
 
-class ProductView(Document):
-    id: int  # type: ignore[assignment]
+class ProductView(ViewDocument):
+    kind = AggregateType.PRODUCT
+
     name: str
     name_lc: str
     description: str
@@ -42,10 +60,6 @@ class ProductView(Document):
     stock: int
     in_stock: bool
     """stock > 0, kept with the stock: `inStock` is an equality an index counts, not a range on a number."""
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    deleted: bool = False
 
     class Settings:
         name = "products"
@@ -60,10 +74,16 @@ class ProductView(Document):
 
 
 class OrderUser(BaseModel):
-    id: int
+    """Who placed an order: a part of OrderView, and the projection of the users view that `Order.user` reads
+    (`ReadModel.users_by_id`), hence `_id` accepted for `id`."""
+
+    id: int = Field(validation_alias=AliasChoices("id", "_id"))
     name: str
     email: str
     version: int
+
+    class Settings:
+        projection: ClassVar[dict[str, int]] = {"_id": 1, "name": 1, "email": 1, "version": 1}
 
 
 class OrderItemView(BaseModel):
@@ -75,29 +95,26 @@ class OrderItemView(BaseModel):
 
 
 class StatusChangeView(BaseModel):
-    status: str
+    status: OrderStatus
     at: datetime
     reason: str | None = None
 
 
-class OrderView(Document):
-    id: int  # type: ignore[assignment]
+class OrderView(ViewDocument):
+    kind = AggregateType.ORDER
+
     user_id: int
     user: OrderUser
     """The user as of this order's newest event; readers show the users view's current one (`Order.user`)."""
     items: list[OrderItemView]
     total_cents: int
-    status: str
-    payment_method: str | None = None
+    status: OrderStatus
+    payment_method: PaymentMethod | None = None
     cancel_reason: str | None = None
     reject_reason: str | None = None
     history: list[StatusChangeView]
-    version: int
-    created_at: datetime
-    updated_at: datetime
     paid_at: datetime | None = None
     canceled_at: datetime | None = None
-    deleted: bool = False
 
     class Settings:
         name = "orders"
@@ -109,4 +126,8 @@ class OrderView(Document):
         ]
 
 
-VIEW_DOCUMENTS: list[type[Document]] = [UserView, ProductView, OrderView]
+View = UserView | ProductView | OrderView
+
+VIEW_DOCUMENTS: list[type[View]] = [UserView, ProductView, OrderView]
+VIEW_OF: dict[AggregateType, type[View]] = {view.kind: view for view in VIEW_DOCUMENTS}
+"""The view of each kind of aggregate."""

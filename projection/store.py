@@ -13,6 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from projection.documents import VIEW_DOCUMENTS
 
 Doc = dict[str, Any]
+"""A document as pymongo reads and writes it: a view's stored form (`ViewDocument.stored()`), a filter, a reply.
+The one definition; everything typed is a view document (projection/documents.py)."""
 
 
 async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[Doc], AsyncDatabase[Doc]]:
@@ -24,7 +26,7 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     db = client[database]
     try:
-        await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
+        await bind_documents(db)
         for document in VIEW_DOCUMENTS:
             for index in document.Settings.indexes:  # one per call: FerretDB v1 fails on a batch that exists
                 await db[document.Settings.name].create_indexes([index])
@@ -34,8 +36,14 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     return client, db
 
 
+async def bind_documents(db: AsyncDatabase[Doc]) -> None:
+    """Initialise Beanie's view documents on `db`, indexes untouched: Beanie refuses to build a document
+    (`UserView(...)`, `model_validate`) before, and every process that builds or reads views builds them."""
+    await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
+
+
 async def upsert_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bool:
-    """Replace the view with `document` only when its `version` is newer than the stored one.
+    """Replace the view with `document` (a view's stored form) only when its `version` is newer than the stored one.
 
     One round trip, found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored
     version is the same or newer the filter misses, the upsert collides on `_id`, and the duplicate-key

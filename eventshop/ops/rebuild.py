@@ -35,12 +35,13 @@ from command.db import WriteDatabase
 from command.models import db_now
 from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
-from eventshop.ops.write_model import VIEW_KINDS, Doc, Kind, consistent_snapshot
+from eventshop.ops.write_model import VIEW_KINDS, consistent_snapshot
 from projection.documents import VIEW_DOCUMENTS
 from projection.projectors.base import Projector
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
+from projection.store import Doc
 from shared.events import (
     DOMAIN_TOPICS,
     AggregateType,
@@ -138,7 +139,7 @@ async def load_write_model(
             target = db[fresh.names[view.collection]]
             loaded[view.collection] = 0
             async for documents in source.documents(view.kind):
-                await target.insert_many(documents, ordered=False)
+                await target.insert_many([document.stored() for document in documents], ordered=False)
                 loaded[view.collection] += len(documents)
                 progress.advance(view.collection, len(documents))
     return loaded
@@ -292,7 +293,11 @@ async def catch_up_write_model(
 ) -> int:
     """Apply every aggregate changed since `since` through the real projectors, as its latest event would."""
     routes = projectors_for(db)
-    event_of: dict[Kind, type[Event]] = {Kind.USER: UserUpdated, Kind.PRODUCT: ProductUpdated, Kind.ORDER: OrderUpdated}
+    event_of: dict[AggregateType, type[Event]] = {
+        AggregateType.USER: UserUpdated,
+        AggregateType.PRODUCT: ProductUpdated,
+        AggregateType.ORDER: OrderUpdated,
+    }
     applied = 0
     progress.start("catch-up", None)
     async with consistent_snapshot(write_db) as source:

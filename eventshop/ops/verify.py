@@ -1,8 +1,10 @@
 """Write model vs read model, field by field.
 
 For every user, product and order of the write model (live and soft-deleted), the view document the
-projectors should hold is computed with their own pure `*_document` functions and compared with the stored
-one. Timestamps are compared at millisecond precision, the most MongoDB keeps. View documents without an
+projectors should hold is computed with their own pure `*_document` functions and compared, in its stored
+form (`ViewDocument.stored()`, what the projector writes), with the stored document as MongoDB returns it:
+unparsed, so that a missing, extra or mistyped field shows rather than being defaulted or coerced.
+Timestamps are compared at millisecond precision, the most MongoDB keeps. View documents without an
 aggregate in the write model are reported too (`_id` "unexpected").
 """
 
@@ -15,10 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from command.db import WriteDatabase
-from eventshop.ops.write_model import BY_KIND, VIEW_KINDS, Doc, Kind, consistent_snapshot
+from eventshop.ops.write_model import BY_KIND, VIEW_KINDS, consistent_snapshot
+from projection.store import Doc
+from shared.events import AggregateType
 
 MISSING = "<missing>"
 ID_BATCH = 1000
@@ -26,7 +31,7 @@ ID_BATCH = 1000
 
 @dataclass(frozen=True)
 class Difference:
-    kind: Kind
+    kind: AggregateType
     id: int
     field: str
     """A dotted path into the document (`items[0].quantity`), or `_id` when a whole document is missing."""
@@ -71,7 +76,7 @@ def diff_documents(expected: Any, actual: Any, path: str = "") -> list[tuple[str
     return [] if _same(expected, actual) else [(path, expected, actual)]
 
 
-def compare(kind: Kind, expected: Doc | None, actual: Doc | None, doc_id: int) -> list[Difference]:
+def compare(kind: AggregateType, expected: Doc | None, actual: Doc | None, doc_id: int) -> list[Difference]:
     if expected is None and actual is None:
         return []
     ignored = BY_KIND[kind].as_of_event
@@ -88,7 +93,10 @@ def compare(kind: Kind, expected: Doc | None, actual: Doc | None, doc_id: int) -
 
 
 async def differences(
-    write_db: WriteDatabase, read_db: AsyncDatabase[Doc], *, ids: Mapping[Kind, Collection[int]] | None = None
+    write_db: WriteDatabase,
+    read_db: AsyncDatabase[Doc],
+    *,
+    ids: Mapping[AggregateType, Collection[int]] | None = None,
 ) -> list[Difference]:
     """Every difference between the write model and the views, or only for `ids` (per kind) when given."""
     found: list[Difference] = []
@@ -100,15 +108,17 @@ async def differences(
             collection = read_db[view.collection]
             seen: set[int] = set()
             async for batch in reader.documents(view.kind, ids=scope):
-                stored = {d["_id"]: d async for d in collection.find({"_id": {"$in": [e["_id"] for e in batch]}})}
+                stored = {d["_id"]: d async for d in collection.find({"_id": {"$in": [e.id for e in batch]}})}
                 for expected in batch:
-                    seen.add(expected["_id"])
-                    found += compare(view.kind, expected, stored.get(expected["_id"]), expected["_id"])
+                    seen.add(expected.id)
+                    found += compare(view.kind, expected.stored(), stored.get(expected.id), expected.id)
             found += await _unexpected(view.kind, collection, seen, scope)
     return found
 
 
-async def _unexpected(kind: Kind, collection: Any, seen: set[int], scope: Collection[int] | None) -> list[Difference]:
+async def _unexpected(
+    kind: AggregateType, collection: AsyncCollection[Doc], seen: set[int], scope: Collection[int] | None
+) -> list[Difference]:
     """View documents whose aggregate the write model does not have."""
     if scope is not None:
         extra = set(scope) - seen
@@ -136,7 +146,7 @@ async def settled_differences(
     deadline = time.monotonic() + settle
     while found and time.monotonic() < deadline:
         await asyncio.sleep(interval)
-        scope: dict[Kind, set[int]] = {}
+        scope: dict[AggregateType, set[int]] = {}
         for difference in found:
             scope.setdefault(difference.kind, set()).add(difference.id)
         found = await differences(write_db, read_db, ids=scope)

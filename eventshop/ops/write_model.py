@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func
@@ -21,38 +20,33 @@ from sqlmodel import col, select
 from command.db import WriteDatabase
 from command.models import Order, OrderItem, OrderStatusChange, Product, User
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
-from projection.documents import OrderView, ProductView, UserView
+from projection.documents import VIEW_OF, View
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from shared.events import AggregateType, Snapshot
 
-Doc = dict[str, Any]
-
-
-class Kind(StrEnum):
-    USER = "user"
-    PRODUCT = "product"
-    ORDER = "order"
-
 
 @dataclass(frozen=True)
 class ViewKind:
-    kind: Kind
-    collection: str
-    """The live collection name of the view."""
-    document: Callable[[Any], Doc]
+    kind: AggregateType
+    document: Callable[[Any], View]
     """The projector's pure snapshot -> view document function."""
     model: type[Any]
-    aggregate: AggregateType
+    """The write model's table of the aggregate."""
     as_of_event: frozenset[str] = frozenset()
     """Fields that hold another aggregate as of this aggregate's newest event (not compared by verify)."""
 
+    @property
+    def collection(self) -> str:
+        """The live collection name of the view."""
+        return VIEW_OF[self.kind].Settings.name
+
 
 VIEW_KINDS: tuple[ViewKind, ...] = (
-    ViewKind(Kind.USER, UserView.Settings.name, user_document, User, AggregateType.USER),
-    ViewKind(Kind.PRODUCT, ProductView.Settings.name, product_document, Product, AggregateType.PRODUCT),
-    ViewKind(Kind.ORDER, OrderView.Settings.name, order_document, Order, AggregateType.ORDER, frozenset({"user"})),
+    ViewKind(AggregateType.USER, user_document, User),
+    ViewKind(AggregateType.PRODUCT, product_document, Product),
+    ViewKind(AggregateType.ORDER, order_document, Order, frozenset({"user"})),
 )
 BY_KIND = {v.kind: v for v in VIEW_KINDS}
 
@@ -64,12 +58,12 @@ class WriteModelReader:
         self.session = session
         self.batch_size = batch_size
 
-    async def count(self, kind: Kind) -> int:
+    async def count(self, kind: AggregateType) -> int:
         model = BY_KIND[kind].model
         return int((await self.session.execute(select(func.count()).select_from(model))).scalar_one())
 
     async def snapshots(
-        self, kind: Kind, *, ids: Collection[int] | None = None, changed_since: datetime | None = None
+        self, kind: AggregateType, *, ids: Collection[int] | None = None, changed_since: datetime | None = None
     ) -> AsyncIterator[list[Snapshot]]:
         """Batches of full snapshots (the `data` of an event), optionally only some ids or recent changes."""
         model = BY_KIND[kind].model
@@ -90,10 +84,10 @@ class WriteModelReader:
             last_id = rows[-1].id
             yield await self._snapshots(kind, rows)
 
-    async def _snapshots(self, kind: Kind, rows: list[Any]) -> list[Snapshot]:
-        if kind is Kind.USER:
+    async def _snapshots(self, kind: AggregateType, rows: list[Any]) -> list[Snapshot]:
+        if kind is AggregateType.USER:
             return [user_snapshot(row) for row in rows]
-        if kind is Kind.PRODUCT:
+        if kind is AggregateType.PRODUCT:
             return [product_snapshot(row) for row in rows]
         return await self._order_snapshots(rows)
 
@@ -118,7 +112,7 @@ class WriteModelReader:
             for o in orders
         ]
 
-    async def documents(self, kind: Kind, *, ids: Collection[int] | None = None) -> AsyncIterator[list[Doc]]:
+    async def documents(self, kind: AggregateType, *, ids: Collection[int] | None = None) -> AsyncIterator[list[View]]:
         """Batches of the view documents the projector would hold for the current state."""
         document = BY_KIND[kind].document
         async for batch in self.snapshots(kind, ids=ids):

@@ -10,41 +10,42 @@ from __future__ import annotations
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projection.documents import OrderView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer
+from projection.documents import OrderItemView, OrderUser, OrderView, StatusChangeView
+from projection.projectors.base import ViewChange, apply_if_newer
+from projection.store import Doc
 from shared.events import OrderEvent, OrderSnapshot, Topic
 from shared.money import to_cents
 
 
-def order_document(snapshot: OrderSnapshot) -> Doc:
-    """The OrderView document for a write-side order snapshot."""
-    return {
-        "_id": snapshot.id,
-        "user_id": snapshot.user_id,
-        "user": snapshot.user.model_dump(),
-        "items": [
-            {
-                "product_id": item.product_id,
-                "product_name": item.product_name,
-                "quantity": item.quantity,
-                "unit_price_cents": to_cents(item.unit_price),
-                "subtotal_cents": to_cents(item.subtotal),
-            }
+def order_document(snapshot: OrderSnapshot) -> OrderView:
+    """The OrderView of a write-side order snapshot (the projector's, a mutation's answer, rebuild's, verify's)."""
+    return OrderView(
+        id=snapshot.id,
+        user_id=snapshot.user_id,
+        user=OrderUser(**snapshot.user.model_dump()),
+        items=[
+            OrderItemView(
+                product_id=item.product_id,
+                product_name=item.product_name,
+                quantity=item.quantity,
+                unit_price_cents=to_cents(item.unit_price),
+                subtotal_cents=to_cents(item.subtotal),
+            )
             for item in snapshot.items
         ],
-        "total_cents": to_cents(snapshot.total_amount),
-        "status": snapshot.status.value,
-        "payment_method": None if snapshot.payment_method is None else snapshot.payment_method.value,
-        "cancel_reason": snapshot.cancel_reason,
-        "reject_reason": snapshot.reject_reason,
-        "history": [{"status": h.status.value, "at": h.at, "reason": h.reason} for h in snapshot.history],
-        "version": snapshot.version,
-        "created_at": snapshot.created_at,
-        "updated_at": snapshot.updated_at,
-        "paid_at": snapshot.paid_at,
-        "canceled_at": snapshot.canceled_at,
-        "deleted": snapshot.deleted_at is not None,
-    }
+        total_cents=to_cents(snapshot.total_amount),
+        status=snapshot.status,
+        payment_method=snapshot.payment_method,
+        cancel_reason=snapshot.cancel_reason,
+        reject_reason=snapshot.reject_reason,
+        history=[StatusChangeView(status=h.status, at=h.at, reason=h.reason) for h in snapshot.history],
+        version=snapshot.version,
+        created_at=snapshot.created_at,
+        updated_at=snapshot.updated_at,
+        paid_at=snapshot.paid_at,
+        canceled_at=snapshot.canceled_at,
+        deleted=snapshot.deleted_at is not None,
+    )
 
 
 class OrderProjector:
@@ -64,5 +65,4 @@ class OrderProjector:
         self.orders = db[OrderView.Settings.name]
 
     async def apply(self, event: OrderEvent) -> list[ViewChange]:
-        document = order_document(event.data)
-        return [ViewChange("order", document)] if await apply_if_newer(self.orders, document) else []
+        return await apply_if_newer(self.orders, order_document(event.data))

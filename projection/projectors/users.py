@@ -6,22 +6,23 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import UserView
-from projection.projectors.base import Doc, ViewChange, apply_if_newer
+from projection.projectors.base import ViewChange, apply_if_newer
+from projection.store import Doc
 from shared.events import Topic, UserEvent, UserSnapshot
 
 
-def user_document(snapshot: UserSnapshot) -> Doc:
-    """The UserView document for a write-side user snapshot."""
-    return {
-        "_id": snapshot.id,
-        "name": snapshot.name,
-        "name_lc": snapshot.name.lower(),
-        "email": snapshot.email,
-        "version": snapshot.version,
-        "created_at": snapshot.created_at,
-        "updated_at": snapshot.updated_at,
-        "deleted": snapshot.deleted_at is not None,
-    }
+def user_document(snapshot: UserSnapshot) -> UserView:
+    """The UserView of a write-side user snapshot (the projector's, a mutation's answer, rebuild's, verify's)."""
+    return UserView(
+        id=snapshot.id,
+        name=snapshot.name,
+        name_lc=snapshot.name.lower(),
+        email=snapshot.email,
+        version=snapshot.version,
+        created_at=snapshot.created_at,
+        updated_at=snapshot.updated_at,
+        deleted=snapshot.deleted_at is not None,
+    )
 
 
 class UserProjector:
@@ -31,5 +32,4 @@ class UserProjector:
         self.users = db[UserView.Settings.name]
 
     async def apply(self, event: UserEvent) -> list[ViewChange]:
-        document = user_document(event.data)
-        return [ViewChange("user", document)] if await apply_if_newer(self.users, document) else []
+        return await apply_if_newer(self.users, user_document(event.data))

@@ -13,6 +13,7 @@ from typing import Any
 from command.db import WriteDatabase
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
+from projection.documents import OrderUser
 from projection.projectors.orders import OrderProjector
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel, current_user
@@ -541,7 +542,8 @@ async def test_an_order_view_follows_its_events_and_its_customer_even_when_they_
         await asyncio.gather(*(apply(event) for event in events))
         view = await mongo["orders"].find_one({"_id": order_id})
         users_view = await ReadModel(mongo).users_by_id([user_id])
-        return {**view, "shows": current_user(view["user"], users_view.get(user_id))}
+        placed_by = OrderUser.model_validate(view["user"])
+        return {**view, "shows": current_user(placed_by, users_view.get(user_id)).model_dump()}
 
     for user_first in (True, False, False):
         view = await project(user_first)

@@ -60,7 +60,7 @@ async def test_an_event_arriving_twice_through_kafka_is_applied_once(
             for event in (user_event(user_id, 2), user_event(user_id, 2), user_event(user_id, 1)):
                 await producer.send_and_wait(settings.topic(event.event_type), event.to_bytes(), key=event.key)
             doc = await eventually(lambda: read_model.user(user_id))
-            assert doc["version"] == 2
+            assert doc.version == 2
             announced = await changes.collect(lambda rs: any(decode_view_change(r.value)["id"] == user_id for r in rs))
     finally:
         await producer.stop()
@@ -141,4 +141,4 @@ async def test_an_event_written_by_release_1_is_projected_by_today_s_projector(
         doc = await eventually(lambda: read_model.user(user_id))
     finally:
         await producer.stop()
-    assert doc["name"] == today.data.name and doc["version"] == 1
+    assert doc.name == today.data.name and doc.version == 1

@@ -24,8 +24,28 @@ from pymongo.asynchronous.database import AsyncDatabase
 from projection.documents import OrderView, ProductView, UserView
 from projection.projectors.base import apply_if_newer
 from projection.queries import ReadModel, SortKey, count, encode_cursor, paginate
+from projection.store import Doc
 
-Doc = dict[str, Any]
+
+class Fields:
+    """A scratch document as a page holds it: its `_id` as `id`, its other fields as attributes (what the
+    keyset of a cursor reads)."""
+
+    def __init__(self, document: Doc) -> None:
+        self.id = document["_id"]
+        vars(self).update({k: v for k, v in document.items() if k != "_id"})
+
+    @classmethod
+    def of(cls, document: Doc) -> Fields:
+        return cls(document)
+
+
+def user_view(user_id: int, version: int) -> UserView:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    name = f"v{version}"
+    return UserView(
+        id=user_id, name=name, name_lc=name, email=f"{name}@example.com", version=version, created_at=at, updated_at=at
+    )
 
 
 async def is_ferretdb(db: AsyncDatabase[Doc]) -> bool:
@@ -48,12 +68,10 @@ async def test_concurrent_version_gated_writes_to_one_document_keep_the_newest(
         versions = list(range(1, 51))
         random.shuffle(versions)
         doc_id = round_ + 1
-        await asyncio.gather(
-            *(apply_if_newer(scratch, {"_id": doc_id, "version": v, "note": f"v{v}"}) for v in versions)
-        )
+        await asyncio.gather(*(apply_if_newer(scratch, user_view(doc_id, v)) for v in versions))
         stored = await scratch.find_one({"_id": doc_id})
         assert stored is not None
-        assert (stored["version"], stored["note"]) == (50, "v50"), f"round {round_}"
+        assert (stored["version"], stored["name"]) == (50, "v50"), f"round {round_}"
 
 
 # --- exact pushdown ------------------------------------------------------------------------------------------
@@ -222,8 +240,10 @@ async def test_a_pushed_down_sort_pages_like_mongodb(
     seen: list[int] = []
     after = None
     while True:
-        page = await paginate(scratch, {"deleted": False}, SortKey(field, direction), 17, after, with_total=False)
-        seen += [d["_id"] for d in page.documents]
+        page = await paginate(
+            scratch, Fields.of, {"deleted": False}, SortKey(field, direction), 17, after, with_total=False
+        )
+        seen += [d.id for d in page.documents]
         if not page.has_next_page:
             break
         after = page.end_cursor
@@ -234,9 +254,17 @@ async def test_a_pushed_down_sort_pages_like_mongodb(
     before = None
     while True:
         page = await paginate(
-            scratch, {"deleted": False}, SortKey(field, direction), None, None, last=17, before=before, with_total=False
+            scratch,
+            Fields.of,
+            {"deleted": False},
+            SortKey(field, direction),
+            None,
+            None,
+            last=17,
+            before=before,
+            with_total=False,
         )
-        seen = [d["_id"] for d in page.documents] + seen
+        seen = [d.id for d in page.documents] + seen
         if not page.has_previous_page:
             break
         before = page.start_cursor
@@ -385,7 +413,16 @@ async def test_the_hot_paging_shapes_are_the_ones_paginate_sends() -> None:
     for name, (flt, sort, args) in cases.items():
         sent.clear()
         first = args.pop("first", None)
-        await paginate(Recorder(), flt, sort, first, args.pop("after", None), with_total=False, **args)
+        await paginate(
+            Recorder(),  # type: ignore[arg-type]
+            Fields.of,
+            flt,
+            sort,
+            first,
+            args.pop("after", None),
+            with_total=False,
+            **args,
+        )
         assert sent == [hot_queries()[name][1:]], name
 
 

@@ -266,10 +266,10 @@ async def test_a_relay_killed_between_publish_and_completion_republishes_and_the
 
     async def projected() -> bool:
         doc = await read_model.user(key)
-        return doc is not None and doc["version"] == 5
+        return doc is not None and doc.version == 5
 
     await eventually(projected)
-    assert (await read_model.user(key))["name"] == "relay probe v5"  # type: ignore[index]
+    assert (await read_model.user(key)).name == "relay probe v5"  # type: ignore[union-attr]
 
 
 async def test_purge_removes_old_published_rows_and_expired_idempotency_keys_only(

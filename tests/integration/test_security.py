@@ -356,9 +356,9 @@ async def _until_seen(live: Live, order_id: str, owner_id: str) -> None:
 async def _announce(w: World, user: dict[str, Any], order: dict[str, Any]) -> None:
     """A new version of an order view as the projector announces it, handed to the feed as its consumer does:
     the subscriptions' filtering is tested without waiting on a busy projector (e2e covers the whole path)."""
-    document = await w.read_model.order(int(order["id"]))
-    assert document is not None
-    document = {**document, "_id": document["_id"] + (0 if user is w.owner else 10**9), "user_id": int(user["id"])}
+    view = await w.read_model.order(int(order["id"]))
+    assert view is not None
+    document = {**view.stored(), "_id": view.id + (0 if user is w.owner else 10**9), "user_id": int(user["id"])}
     w.versions += 1
     w.feed.dispatch(encode_view_change("order", {**document, "version": document["version"] + w.versions}))
 
