@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import event
 
 from command.db import WriteDatabase
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
+from command.handlers.create_user import CreateUser, create_user
 from projection.documents import OrderUser
 from projection.projectors.orders import OrderProjector
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel, current_user
 from shared.events import AggregateType, Event, Topic
+from shared.settings import Settings
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, unique
 from tests.events import event_from
 from tests.integration.shop import (
@@ -53,6 +58,7 @@ from tests.integration.shop import (
 )
 
 TIMESTAMPS = ("createdAt", "updatedAt", "paidAt", "canceledAt")
+TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+`?(\w+)", re.IGNORECASE)
 
 
 def same_order(seen: dict[str, Any] | None, written: dict[str, Any]) -> None:
@@ -292,6 +298,40 @@ async def test_an_order_may_have_a_hundred_lines_and_ten_thousand_of_one_thing(
     assert await write_stock(probe, shelf[99]["id"]) == 9_999
     seen = await read_order(gql, placed["id"], min_version=2)
     assert seen is not None and [item["productId"] for item in seen["items"]] == [p["id"] for p in shelf]
+
+
+async def test_placing_an_order_reads_the_customer_and_the_shelf_once_and_reads_nothing_back(
+    settings: Settings,
+) -> None:
+    """The committed order is built from the order in memory: what the transaction inserted is never read
+    back (the read-backs were two of eight statements per createOrder)."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1)  # an engine of its own: only this test's statements
+    sent: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        table = TABLE.search(statement)
+        sent.append(f"{verb} {table.group(1) if table else '?'}")
+
+    try:
+        customer = await create_user(db, CreateUser("Statement Counter", f"{unique('count')}@example.com"))
+        shelf = [await create_product(db, CreateProduct(unique("part"), Decimal("2.50"), 10)) for _ in range(3)]
+        lines = tuple(OrderLine(product.id, 2) for product in shelf)
+        await create_order(db, CreateOrder(customer.id, lines))  # the connection is set up outside the count
+        event.listen(db.engine.sync_engine, "before_cursor_execute", note)
+        placed = await create_order(db, CreateOrder(customer.id, lines))
+    finally:
+        await db.dispose()
+    assert sent == [
+        "SELECT users",
+        "SELECT products",
+        "INSERT orders",
+        "INSERT order_items",  # every line in one statement
+        "INSERT order_status_history",
+        "INSERT outbox",
+    ]
+    assert (len(placed.items), placed.total_amount) == (3, Decimal("15.00"))
+    assert [h.status for h in placed.history] == ["CREATED"]
 
 
 async def test_the_order_state_machine_refuses_illegal_moves_and_writes_nothing(

@@ -112,6 +112,41 @@ async def test_an_invalid_product_is_refused_and_nothing_is_written(
     assert await products_written(probe, before, marker) == NOTHING_FOR_PRODUCT
 
 
+async def test_a_description_beyond_ten_thousand_characters_is_refused_not_cut(
+    gql: GraphQLClient, probe: WriteModelProbe
+) -> None:
+    """Input beyond a limit is refused with its code, as a name is: a cut description would be a silent loss."""
+    marker = unique("long")
+    too_long, longest = (marker + "d" * (size - len(marker)) for size in (10_001, 10_000))
+
+    async def written_with_marker() -> int:
+        rows = await probe.scalar(
+            "SELECT COUNT(*) FROM products WHERE id > %s AND description LIKE %s", before["products"], f"{marker}%"
+        )
+        events = [e for e in await probe.events_since(before) if str(e.data.get("description")).startswith(marker)]
+        return int(rows) + len(events)
+
+    before = await probe.high_water()
+    widget = {"name": "Widget", "price": "5.00", "stock": 1, "description": too_long}
+    assert await error_of(gql, CREATE_PRODUCT, input=widget) == {"code": "BAD_USER_INPUT", "field": "description"}
+    assert await written_with_marker() == 0
+
+    # An update is refused the same way, and the product keeps its description and version.
+    notes = await stock_product(gql, unique("notes"), "3.00", 1, description="short")
+    before = await probe.high_water()
+    error = await error_of(gql, UPDATE_PRODUCT, id=notes["id"], input={"description": too_long})
+    assert error == {"code": "BAD_USER_INPUT", "field": "description"}
+    assert await product_events_since(probe, before, notes["id"]) == []
+    row = await write_row(probe, "products", notes["id"])
+    assert (row["description"], row["version"]) == ("short", 1)
+
+    # Up to the limit, the description is kept whole, in the write model and in the answer.
+    kept = await stock_product(gql, "Widget", "5.00", 1, description=longest)
+    assert kept["description"] == longest
+    assert (await write_row(probe, "products", kept["id"]))["description"] == longest
+    assert await written_with_marker() == 2  # the control: the product row and its product.created event
+
+
 async def test_the_nothing_written_checks_do_see_what_an_accepted_command_writes(
     gql: GraphQLClient, probe: WriteModelProbe
 ) -> None:

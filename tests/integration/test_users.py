@@ -142,17 +142,15 @@ async def test_delete_rules(gql: GraphQLClient) -> None:
 
 async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(write_db, probe: WriteModelProbe) -> None:
     """The entity row and its outbox row commit together or not at all."""
-    from command.models import User
-    from command.snapshots import user_snapshot
-    from shared.events import UserCreated
+    from command.domain.user import NewUser
+    from command.store import clock, insert_user
 
     before = await probe.high_water()
+    new = NewUser.register("Half", f"{unique('half')}@example.com", clock())
     with pytest.raises(RuntimeError):
         async with write_db.transaction() as tx:
-            user = User(name="Half", email=f"{unique('half')}@example.com")
-            tx.session.add(user)
-            await tx.session.flush()
-            tx.record(UserCreated.of(user_snapshot(user)))
+            _, created = new.created(await insert_user(tx, new))
+            tx.record(created)
             await tx.session.flush()
             raise RuntimeError("crash after the outbox row was written")
     after = await probe.high_water()
