@@ -10,33 +10,25 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from alembic import command as alembic_command
-from alembic.config import Config
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy.engine import make_url
 
 from command.db import WriteDatabase
-from command.relay import OutboxRelay
-from command.stock_worker import StockWorker
 from gateway.app import create_app
 from gateway.auth import Role, issue_token
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
-from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
-from shared.events import ALL_TOPICS
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics
 from shared.settings import Settings
 from tests.events import EventLog, Mark, WrittenEvent
+from tests.labs import RunningSystem, migrate, running_system
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 TEST_JWT_SECRET = "eventshop-test-secret-0123456789abcdef0123456789"
 
@@ -117,14 +109,6 @@ async def topics(settings: Settings) -> None:
     await ensure_topics(settings)
 
 
-def migrate(settings: Settings) -> None:
-    """Alembic upgrade to head of the database in `settings` (synchronous: run it in a thread from async code)."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", settings.mysql_dsn.replace("%", "%%"))
-    alembic_command.upgrade(config, "head")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def migrated(settings: Settings) -> None:
     migrate(settings)
@@ -150,39 +134,18 @@ def read_model(mongo: AsyncDatabase[dict[str, Any]]) -> ReadModel:
     return ReadModel(mongo)
 
 
-@dataclass
-class RunningSystem:
-    relay: OutboxRelay
-    projection: ProjectionRunner
-    stock_worker: StockWorker
-
-
 @pytest.fixture(scope="session")
 async def system(
     settings: Settings, write_db: WriteDatabase, mongo: AsyncDatabase[dict[str, Any]]
 ) -> AsyncIterator[RunningSystem]:
     """Relay, projector and stock worker running in-process for the whole session.
 
-    Consumer groups are new per session and start at the latest offsets, so events of earlier
-    runs are not replayed; the fixture returns once every consumer has its partitions.
-    """
+    Consumer groups are new per session (sessions of one environment share its topics, and must not share
+    its partitions) and start at the latest offsets, so events of earlier runs are not replayed."""
     run_id = uuid.uuid4().hex[:8]
-    producer = make_producer(settings)
-    await producer.start()
-    stopping = asyncio.Event()
-    relay = OutboxRelay(write_db, producer, settings)
-    projection = build_projection_runner(
-        mongo, producer, settings, group_id=f"test-projector-{run_id}", auto_offset_reset="latest"
-    )
-    stock = StockWorker(write_db, producer, settings, group_id=f"test-stock-{run_id}", auto_offset_reset="latest")
-    for loop in (projection.loop, stock.loop):
-        await loop.start()
-    tasks = [asyncio.create_task(c.run(stopping)) for c in (relay, projection, stock)]
-    await asyncio.gather(projection.loop.wait_ready(), stock.loop.wait_ready())
-    yield RunningSystem(relay, projection, stock)
-    stopping.set()
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-    await producer.stop()
+    groups = {"projector_group": f"test-projector-{run_id}", "stock_worker_group": f"test-stock-{run_id}"}
+    async with running_system(settings.model_copy(update=groups), write_db, mongo, offsets="latest") as system:
+        yield system
 
 
 class GraphQLClient:
@@ -242,9 +205,9 @@ class WriteModelProbe:
 
     async def high_water(self) -> HighWater:
         async with self.db.engine.connect() as conn:
-            marks = {}
+            marks: dict[str, int] = {}
             for table in self.TABLES:
-                marks[table] = (await conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar()
+                marks[table] = (await conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one()
         return HighWater(marks, await self.events.mark() if self._events else Mark(0))
 
     async def events_since(self, since: HighWater) -> list[WrittenEvent]:
@@ -340,18 +303,6 @@ class TopicTail:
         for tp, records in batches.items():
             self.records.extend(records)
             self.read_to[tp] = records[-1].offset + 1
-
-
-async def delete_topics(settings: Settings) -> None:
-    """Delete every catalog topic (and DLQ twin) of an environment a test made for itself."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([settings.topic(t) for t in ALL_TOPICS])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,21 +19,14 @@ import websockets
 
 from gateway.auth import Role
 from shared.settings import Settings
+from tests import labs
 from tests.conftest import TEST_JWT_SECRET, GraphQLClient, make_test_settings, token_for
-
-ROOT = Path(__file__).resolve().parents[2]
-EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
+from tests.labs import EVENTSHOP, ROOT, free_port
 
 
 @functools.cache
 def admin_token() -> str:
     return token_for(make_test_settings(), Role.ADMIN)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Process:
@@ -79,18 +69,11 @@ class Process:
 @pytest.fixture(scope="session")
 def process_env(settings: Settings) -> dict[str, str]:
     run_id = uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_", "JWT_", "AUTH_"))}
-    env.update(
-        MYSQL_DSN=settings.mysql_dsn,
-        MONGO_URI=settings.mongo_uri,
-        KAFKA_BROKERS=settings.kafka_brokers,
-        KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
+    return labs.process_env(
+        settings,
         PROJECTOR_GROUP=f"e2e-projector-{run_id}",
         STOCK_WORKER_GROUP=f"e2e-stock-{run_id}",
         CONSUMER_OFFSET_RESET="latest",  # ready (/readyz) means assigned: nothing later is missed
-        CONSUMER_RETRIES="2",
-        CONSUMER_RETRY_INITIAL="0.05",
-        CONSUMER_RETRY_MAX="0.2",
         LOG_LEVEL="INFO",
         # Authentication on, as in production; clients below send tokens signed with the test secret.
         ENV="test",
@@ -101,7 +84,6 @@ def process_env(settings: Settings) -> dict[str, str]:
         MUTATION_BURST="10000",
         MAX_WS_CONNECTIONS_PER_CLIENT="1000",  # the 200-subscriber test connects from one address
     )
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -22,6 +21,7 @@ import websockets
 from starlette.applications import Starlette
 
 from tests.conftest import TEST_JWT_SECRET, GraphQLClient
+from tests.labs import free_port
 
 ANONYMOUS, OWNER, OTHER, ADMIN, STOREFRONT = "anonymous", "owner", "other", "admin", "storefront"
 ROLES = (ANONYMOUS, OWNER, OTHER, ADMIN, STOREFRONT)
@@ -80,12 +80,6 @@ def client(base_url: str, token: str | None, transport: httpx.AsyncBaseTransport
 
 def codes(body: dict[str, Any]) -> list[str]:
     return [error.get("extensions", {}).get("code") for error in body.get("errors") or []]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Server(uvicorn.Server):

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.runner import ProjectionRunner, build_projection_runner
 from shared import kafka
-from shared.events import ALL_TOPICS
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
 from tests.conftest import eventually, make_test_settings
+from tests.labs import consumer_group, delete_topics
 
 RUN = uuid.uuid4().hex[:6]
 
@@ -81,12 +80,8 @@ async def topics_of(two_environments: tuple[Settings, Settings]) -> AsyncIterato
     for settings in two_environments:
         await ensure_topics(settings)
     yield
-    admin = AIOKafkaAdminClient(bootstrap_servers=two_environments[0].kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([s.topic(t) for s in two_environments for t in ALL_TOPICS])
-    finally:
-        await admin.close()
+    for settings in two_environments:
+        await delete_topics(settings)
 
 
 @asynccontextmanager
@@ -111,16 +106,8 @@ async def projector_of(settings: Settings, mongo: AsyncDatabase[dict[str, Any]])
 
 async def group_on_the_broker(settings: Settings, group_id: str) -> tuple[str, set[str]]:
     """The group's state and member ids as the broker describes them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group_id])
-    finally:
-        await admin.close()
-    (group,) = response.groups
-    error_code, _, state, _, _, members = group[:6]
-    assert error_code == 0, group
-    return state, {member[0] for member in members}
+    group = await consumer_group(settings, group_id)
+    return group.state, set(group.members)
 
 
 async def fully_assigned(projector: Projector) -> None:

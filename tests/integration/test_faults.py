@@ -1,29 +1,31 @@
 """Faults on the real services and processes, under load: nothing is lost and nothing is applied twice.
 
-Each scenario runs the relay, the projector and the stock worker as real `eventshop` processes on a
-database pair and topic prefix of its own, keeps customers shopping while something breaks, then
-checks that the read model equals the write model (`eventshop verify`'s comparison) and that the
-stock adds up exactly: initial stock = stock on the shelf + stock held by orders.
+Each scenario runs the relay, the projector and the stock worker as real `eventshop` processes on a lab of its
+own (database, read model, topic prefix), keeps customers shopping while something breaks and after it is
+repaired, then checks that the fault hit trading (an order was in flight when it began; with MySQL gone, some
+orders failed as unavailable, and nothing else failed), that trading went on (orders placed after the repair,
+each in the read model), that the read model equals the write model (`eventshop verify`'s comparison) and that
+the stock adds up exactly: initial stock = stock on the shelf + stock held by orders.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import random
 import signal
 import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
@@ -34,45 +36,80 @@ from command.handlers.pay_order import PayOrder, pay_order
 from command.models import PaymentMethod
 from devstack import start_service, stop_service
 from eventshop.ops.verify import differences
-from projection.store import connect_read_model
-from shared.errors import DomainError
-from shared.kafka import ensure_topics, make_producer
+from shared.errors import DomainError, ErrorCode
+from shared.kafka import MYSQL_CONNECTION_ERRORS, make_producer
 from shared.settings import Settings
-from tests.conftest import (
-    ROOT,
-    GraphQLClient,
-    RunningSystem,
-    WriteModelProbe,
-    delete_topics,
-    eventually,
-    migrate,
-    unique,
-)
+from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, unique
+from tests.labs import EVENTSHOP, ROOT, Lab, consumer_group, lab_of, process_env
 
 pytestmark = pytest.mark.slow
-EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
 
 CREATE = "mutation($input: CreateUserInput!) { createUser(input: $input) { id version } }"
 READ = "query($id: ID!) { user(id: $id) { id name version } }"
 
 
+def mysql_unavailable(error: BaseException) -> bool:
+    """MySQL cannot be reached, or the connection went away under a statement: what a client retries. Nothing
+    else is: a bug's error, a rule's refusal or a full pool is not an outage."""
+    if not isinstance(error, DBAPIError):
+        return False
+    code = getattr(error.orig, "args", (None,))[0]
+    return error.connection_invalidated or (isinstance(error, OperationalError) and code in MYSQL_CONNECTION_ERRORS)
+
+
+async def test_only_a_lost_mysql_server_counts_as_unavailable(settings: Settings, write_db: WriteDatabase) -> None:
+    """The outage rule the scenarios below trade by, against real failures: no server on the port, a session
+    killed under a transaction; and a wrong statement, which is not an outage."""
+    nowhere = WriteDatabase(make_url(settings.mysql_dsn).set(port=1).render_as_string(hide_password=False), pool_size=1)
+    victim = WriteDatabase(settings.mysql_dsn, pool_size=1)
+    failures: dict[str, BaseException] = {}
+    try:
+        with pytest.raises(DBAPIError) as refused:
+            async with nowhere.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        failures["no server"] = refused.value
+        with pytest.raises(DBAPIError) as lost:
+            async with victim.engine.begin() as conn:
+                session = (await conn.exec_driver_sql("SELECT CONNECTION_ID()")).scalar_one()
+                async with write_db.engine.connect() as other:
+                    await other.exec_driver_sql(f"KILL CONNECTION {int(session)}")
+                await conn.exec_driver_sql("SELECT 1")
+        failures["session killed"] = lost.value
+        with pytest.raises(ProgrammingError) as wrong:
+            async with write_db.engine.connect() as conn:
+                await conn.exec_driver_sql("SELEC 1")
+    finally:
+        await nowhere.dispose()
+        await victim.dispose()
+    assert {what: mysql_unavailable(error) for what, error in failures.items()} == {
+        "no server": True,
+        "session killed": True,
+    }, failures
+    assert not mysql_unavailable(wrong.value)
+    assert not mysql_unavailable(ConnectionError("not from the database"))
+
+
 async def test_with_kafka_stopped_writes_succeed_and_reach_the_read_model_after_it_restarts(
     gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe
 ) -> None:
-    await asyncio.to_thread(stop_service, settings, "kafka")
+    async def sign_up(name: str) -> int:
+        created = await gql.data(CREATE, input={"name": name, "email": f"{unique('olga')}@example.com"})
+        return int(created["createUser"]["id"])
+
+    assert await asyncio.to_thread(stop_service, settings, "kafka"), "Kafka is not devstack's: nothing was stopped"
     try:
-        created = await gql.data(CREATE, input={"name": "Outage Olga", "email": f"{unique('olga')}@example.com"})
-        user_id = int(created["createUser"]["id"])
+        during = await sign_up("Outage Olga")  # any error fails: a write needs MySQL only
         waiting = await probe.scalar(
             "SELECT COUNT(*) FROM outbox WHERE aggregate_id = %s AND topic = 'user.created' AND published_at IS NULL",
-            user_id,
+            during,
         )
         assert waiting == 1  # committed, waiting in the outbox
     finally:
         await asyncio.to_thread(start_service, settings, "kafka")
+    after = await sign_up("Olga Again")
 
     async def projected() -> bool:
-        return (await gql.data(READ, id=str(user_id)))["user"] is not None
+        return all([(await gql.data(READ, id=str(user)))["user"] is not None for user in (during, after)])
 
     await eventually(projected, timeout=90)
 
@@ -115,18 +152,47 @@ class Components:
         return text if chars is None else text[-chars:]
 
 
+class Outcome(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"  # a rule said no: out of stock, or the order had moved on (paid, canceled, rejected)
+    UNAVAILABLE = "unavailable"  # MySQL was gone: the client would retry
+
+
+REFUSALS = frozenset({ErrorCode.INSUFFICIENT_STOCK, ErrorCode.INVALID_STATE})
+THINK_TIME = 0.05  # between two commands: a steady load, and stock that lasts however long a fault takes
+RETRY_AFTER = 0.2  # a client's pause after an outage error
+
+
+@dataclass(frozen=True)
+class Window:
+    began: float
+    ended: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One command a customer sent: when it ran, how it ended, and the order it placed (if it placed one)."""
+
+    began: float
+    ended: float
+    outcome: Outcome
+    placed: int | None = None
+
+    def during(self, window: Window) -> bool:
+        return self.began <= window.ended and self.ended >= window.began
+
+
 @dataclass
 class Shop:
-    """Customers who keep ordering, paying and canceling while something breaks."""
+    """Customers who keep ordering, paying and canceling while something breaks, until the shop closes."""
 
     db: WriteDatabase
     users: list[int] = field(default_factory=list)
     initial_stock: dict[int, int] = field(default_factory=dict)
-    orders: list[int] = field(default_factory=list)
-    refused: int = 0
-    unavailable: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    busy: asyncio.Event = field(default_factory=asyncio.Event)  # set while a command is in flight
 
-    async def open(self, products: int = 4, stock: int = 40) -> None:
+    async def open(self, products: int = 4, stock: int = 10_000) -> None:
         for _ in range(4):
             user = await create_user(self.db, CreateUser("Fault Customer", f"{unique('fault')}@example.com"))
             self.users.append(user.id)  # type: ignore[arg-type]
@@ -134,34 +200,73 @@ class Shop:
             product = await create_product(self.db, CreateProduct(f"Fault item {i}", Decimal("9.90"), stock))
             self.initial_stock[product.id] = stock  # type: ignore[index]
 
-    async def trade(self, orders: int, rng: random.Random) -> None:
-        for _ in range(orders):
-            try:
-                await self._one(rng)
-            except DomainError:
-                self.refused += 1  # out of stock, already decided: the rules doing their job
-            except Exception:
-                self.unavailable += 1  # the database is restarting: the client would retry
-                await asyncio.sleep(0.2)
+    @property
+    def orders(self) -> list[int]:
+        return [a.placed for a in self.attempts if a.placed is not None]
 
-    async def _one(self, rng: random.Random) -> None:
+    def placed_after(self, moment: float) -> list[int]:
+        return [a.placed for a in self.attempts if a.placed is not None and a.began > moment]
+
+    async def trade(self, rng: random.Random, closing: asyncio.Event) -> None:
+        """Place an order, then pay or cancel an earlier one now and then, until `closing` is set. Refusals and
+        outages are recorded; any other error ends the trading (and fails the scenario)."""
+        while not closing.is_set():
+            placed = await self._attempt(self._place(rng))
+            if placed and (action := rng.random()) < 0.6:
+                earlier = rng.choice(self.orders)
+                if action < 0.25:
+                    await self._attempt(cancel_order(self.db, CancelOrder(earlier, "changed my mind")))
+                else:
+                    await self._attempt(pay_order(self.db, PayOrder(earlier, PaymentMethod.PIX)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), RETRY_AFTER if not placed else THINK_TIME)
+
+    async def _place(self, rng: random.Random) -> int:
         products = rng.sample(sorted(self.initial_stock), k=rng.choice((1, 2)))
         lines = tuple(OrderLine(p, rng.randint(1, 3)) for p in products)
         order = await create_order(self.db, CreateOrder(rng.choice(self.users), lines))
-        self.orders.append(order["id"])
-        earlier = rng.choice(self.orders)
-        action = rng.random()
-        if action < 0.25:
-            await cancel_order(self.db, CancelOrder(earlier, "changed my mind"))
-        elif action < 0.6:
-            await pay_order(self.db, PayOrder(earlier, PaymentMethod.PIX))
+        return order.id
+
+    async def _attempt(self, command: Awaitable[Any]) -> bool:
+        """Run one command and record it; True if it went through."""
+        began, placed = time.monotonic(), None
+        self.busy.set()
+        try:
+            result = await command
+            outcome, placed = Outcome.DONE, result if isinstance(result, int) else None
+        except DomainError as refusal:
+            if refusal.code not in REFUSALS:
+                raise
+            outcome = Outcome.REFUSED
+        except DBAPIError as error:
+            if not mysql_unavailable(error):
+                raise
+            outcome = Outcome.UNAVAILABLE
+        finally:
+            self.busy.clear()
+        self.attempts.append(Attempt(began, time.monotonic(), outcome, placed))
+        return outcome is Outcome.DONE
+
+    def assert_hit_by(self, window: Window, *, mysql_down: bool) -> None:
+        """The fault happened while customers were shopping; with MySQL down some of them were turned away as
+        unavailable, otherwise the write side never noticed (no command failed as unavailable)."""
+        during = [a for a in self.attempts if a.during(window)]
+        assert during, f"no command was in flight during the fault {window}"
+        unavailable = [a for a in self.attempts if a.outcome is Outcome.UNAVAILABLE]
+        if mysql_down:
+            assert any(a.during(window) for a in unavailable), f"no command failed while MySQL was down: {during}"
+        else:
+            assert not unavailable, f"MySQL was never down, yet commands failed as unavailable: {unavailable}"
+
+    def assert_trading_went_on_after(self, window: Window) -> None:
+        """Every command sent after the repair went through or was refused by a rule; none was unavailable."""
+        after = [a for a in self.attempts if a.began > window.ended]
+        assert [a for a in after if a.outcome is Outcome.UNAVAILABLE] == [], after
+        assert self.placed_after(window.ended), "no order was placed after the fault"
 
 
 @dataclass
-class FaultLab:
-    settings: Settings
-    write_db: WriteDatabase
-    read_db: Any
+class FaultLab(Lab):
     components: Components
 
     async def settled(self, shop: Shop, timeout: float = 120.0) -> None:
@@ -178,12 +283,12 @@ class FaultLab:
                 ).scalar()
             if pending:
                 return None
-            return ["settled"] if not await differences(self.write_db, self.read_db) else None
+            return ["settled"] if not await differences(self.write_db, self.mongo) else None
 
         try:
             await eventually(quiet, timeout=timeout, interval=0.5)
         except AssertionError:
-            found = await differences(self.write_db, self.read_db)
+            found = await differences(self.write_db, self.mongo)
             raise AssertionError(
                 f"not settled; differences: {found[:10]}\nprojector: {self.components.log('projector')}"
             ) from None
@@ -202,64 +307,29 @@ class FaultLab:
             accounted = {r.id: r.stock + int(r.held) for r in rows if r.id in shop.initial_stock}
             processed = (
                 await conn.exec_driver_sql("SELECT COUNT(*) FROM processed_events WHERE consumer = 'stock-worker'")
-            ).scalar()
+            ).scalar_one()
         assert accounted == shop.initial_stock
         assert all(r.stock >= 0 for r in rows)
         assert processed >= len(shop.orders)  # every order.created was handled (plus the cancellations)
 
-
-@pytest.fixture(scope="module")
-def fault_settings(settings: Settings) -> Settings:
-    run = uuid.uuid4().hex[:6]
-    url = make_url(settings.mysql_dsn)
-    return settings.model_copy(
-        update={
-            "mysql_dsn": url.set(database=f"{url.database}_faults").render_as_string(hide_password=False),
-            "mongo_uri": settings.mongo_uri.rsplit("/", 1)[0] + f"/{settings.mongo_database}_faults_{run}",
-            "kafka_topic_prefix": f"faults-{run}.",
-            "consumer_retries": 5,
-            "consumer_retry_initial": 0.2,
-            "consumer_retry_max": 2.0,
-        }
-    )
+    async def projected(self, orders: list[int]) -> None:
+        """Each of these orders is in the read model."""
+        found = {doc["_id"] async for doc in self.mongo["orders"].find({"_id": {"$in": orders}}, {"_id": 1})}
+        assert found == set(orders), f"not in the read model: {sorted(set(orders) - found)}"
 
 
 @pytest.fixture(scope="module")
-async def lab(fault_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultLab]:
-    s = fault_settings
-    url = make_url(s.mysql_dsn)
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False))
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}`")
-        await conn.exec_driver_sql(f"CREATE DATABASE `{url.database}`")
-    await server.dispose()
-    await asyncio.to_thread(migrate, s)
-    await ensure_topics(s)
-    write_db = WriteDatabase(s.mysql_dsn)
-    mongo, read_db = await connect_read_model(s.mongo_uri, s.mongo_database)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_", "CONSUMER_"))}
-    env.update(
-        MYSQL_DSN=s.mysql_dsn,
-        MONGO_URI=s.mongo_uri,
-        KAFKA_BROKERS=s.kafka_brokers,
-        KAFKA_TOPIC_PREFIX=s.kafka_topic_prefix,
-        CONSUMER_RETRIES=str(s.consumer_retries),
-        CONSUMER_RETRY_INITIAL=str(s.consumer_retry_initial),
-        CONSUMER_RETRY_MAX=str(s.consumer_retry_max),
-        PROJECTOR_GROUP=f"faults-projector-{uuid.uuid4().hex[:6]}",
-        STOCK_WORKER_GROUP=f"faults-stock-{uuid.uuid4().hex[:6]}",
-    )
-    components = Components(env, tmp_path_factory.mktemp("fault-logs"))
-    for name in ("relay", "projector", "stock-worker"):
-        components.start(name)
-    try:
-        yield FaultLab(s, write_db, read_db, components)
-    finally:
-        components.stop_all()
-        await write_db.dispose()
-        await mongo.drop_database(s.mongo_database)
-        await mongo.close()
-        await delete_topics(s)
+async def lab(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultLab]:
+    """Slower retries than the other tests': a message must outlive a service's restart."""
+    retries = {"consumer_retries": 5, "consumer_retry_initial": 0.2, "consumer_retry_max": 2.0}
+    async with lab_of(settings, "faults", **retries) as lab:
+        components = Components(process_env(lab.settings), tmp_path_factory.mktemp("fault-logs"))
+        for name in ("relay", "projector", "stock-worker"):
+            components.start(name)
+        try:
+            yield FaultLab(lab.settings, lab.write_db, lab.mongo, components)
+        finally:
+            components.stop_all()
 
 
 @pytest.fixture
@@ -269,21 +339,52 @@ def rng() -> Iterator[random.Random]:
     yield random.Random(seed)
 
 
-async def under_load(lab: FaultLab, rng: random.Random, fault: Any, orders: int = 40) -> Shop:
-    """Shop while `fault()` runs in the middle of the trading, then wait for everything to settle."""
+async def under_load(
+    lab: FaultLab,
+    rng: random.Random,
+    fault: Callable[[], Awaitable[None]],
+    *,
+    mysql_down: bool = False,
+    before: int = 10,
+    after: int = 10,
+) -> Shop:
+    """Shop, break something with `fault()` while a command is in flight, shop on until `after` orders were placed
+    after it; then prove the fault hit trading and trading went on, and wait for everything to settle."""
     shop = Shop(lab.write_db)
     await shop.open()
-    trading = asyncio.create_task(shop.trade(orders, rng))
-    await eventually(lambda: _at_least(shop, orders // 4), timeout=60)
-    await fault()
-    await trading
-    assert shop.orders, "no order was placed"
+    closing = asyncio.Event()
+    trading = asyncio.create_task(shop.trade(rng, closing))
+
+    async def until(enough: Callable[[], bool]) -> None:
+        async def reached() -> bool:
+            if trading.done():
+                trading.result()  # the error that ended the trading, if one did
+                raise AssertionError("the trading stopped")
+            return enough()
+
+        await eventually(reached, timeout=120, interval=0.02)
+
+    try:
+        await until(lambda: len(shop.orders) >= before)
+        await until(shop.busy.is_set)  # nothing awaited from here to the fault: that command is still in flight
+        began = time.monotonic()
+        await fault()
+        window = Window(began, time.monotonic())
+        await until(lambda: len(shop.placed_after(window.ended)) >= after)
+    finally:
+        closing.set()
+        await trading
+    shop.assert_hit_by(window, mysql_down=mysql_down)
+    shop.assert_trading_went_on_after(window)
     await lab.settled(shop)
+    await lab.projected(shop.placed_after(window.ended))
     return shop
 
 
-async def _at_least(shop: Shop, count: int) -> bool:
-    return len(shop.orders) >= count
+async def restart(settings: Settings, service: str, *, kill: bool = False) -> None:
+    """Stop a backing service (SIGKILL with `kill`) and start it again."""
+    assert await asyncio.to_thread(stop_service, settings, service, kill), f"{service} is not devstack's"
+    await asyncio.to_thread(start_service, settings, service)
 
 
 async def test_relay_killed_with_sigkill_mid_batch(lab: FaultLab, rng: random.Random) -> None:
@@ -305,28 +406,17 @@ async def test_projector_and_stock_worker_killed_mid_batch(lab: FaultLab, rng: r
 
 
 async def test_kafka_stopped_and_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:
-    async def fault() -> None:
-        await asyncio.to_thread(stop_service, lab.settings, "kafka", True)
-        await asyncio.to_thread(start_service, lab.settings, "kafka")
-
-    await under_load(lab, rng, fault)
+    await under_load(lab, rng, lambda: restart(lab.settings, "kafka", kill=True))
 
 
 async def test_mariadb_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:
-    async def fault() -> None:
-        await asyncio.to_thread(stop_service, lab.settings, "mariadb")
-        await asyncio.to_thread(start_service, lab.settings, "mariadb")
-
-    shop = await under_load(lab, rng, fault)
-    print(f"orders placed {len(shop.orders)}, refused while the database restarted {shop.unavailable}")
+    shop = await under_load(lab, rng, lambda: restart(lab.settings, "mariadb"), mysql_down=True)
+    unavailable = sum(a.outcome is Outcome.UNAVAILABLE for a in shop.attempts)
+    print(f"orders placed {len(shop.orders)}, commands refused while the database restarted {unavailable}")
 
 
 async def test_ferretdb_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:
-    async def fault() -> None:
-        await asyncio.to_thread(stop_service, lab.settings, "ferretdb")
-        await asyncio.to_thread(start_service, lab.settings, "ferretdb")
-
-    await under_load(lab, rng, fault)
+    await under_load(lab, rng, lambda: restart(lab.settings, "ferretdb"))
 
 
 async def test_postgresql_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:
@@ -335,8 +425,8 @@ async def test_postgresql_restarted_under_load(lab: FaultLab, rng: random.Random
     waited = lab.components.log("projector", chars=None).count("consumer.waiting_for_infrastructure")
 
     async def fault() -> None:
-        await eventually(lab.read_db["orders"].find_one)  # the projector is at work
-        await asyncio.to_thread(stop_service, lab.settings, "postgresql")
+        await eventually(lab.mongo["orders"].find_one)  # the projector is at work
+        assert await asyncio.to_thread(stop_service, lab.settings, "postgresql"), "postgresql is not devstack's"
         try:
 
             async def waited_past_the_retries() -> bool:
@@ -350,24 +440,6 @@ async def test_postgresql_restarted_under_load(lab: FaultLab, rng: random.Random
     await under_load(lab, rng, fault)
 
 
-async def group_members(settings: Settings, group: str) -> list[set[str]]:
-    """The topics each member of a consumer group is assigned right now."""
-    from aiokafka.protocol.group import MemberAssignment
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    (described,) = response.groups  # (error, group, state, protocol type, protocol, members)
-    members = []
-    for *_, assignment in described[5]:  # (member id, client id, host, metadata, assignment)
-        decoded = MemberAssignment.decode(assignment) if assignment else None
-        members.append({topic for topic, _ in decoded.assignment} if decoded else set())
-    return members
-
-
 ORDER_TOPICS = ("order.created", "order.reserved", "order.paid", "order.canceled")
 
 
@@ -375,20 +447,20 @@ async def test_two_projector_processes_in_one_group_lose_no_update(lab: FaultLab
     """A second projector joins while customers shop: the partitions of one order's topics (and of the
     products' stock topics) are shared by both processes, so both write the same views at the same time. The
     store's version gate must hold across processes: the read model ends equal to the write model."""
-    group = lab.components.env["PROJECTOR_GROUP"]
+    group = lab.settings.projector_group
 
     async def fault() -> None:
         lab.components.start("projector", instance="projector-2")
 
         async def both_assigned() -> bool:
-            members = await group_members(lab.settings, group)
+            members = (await consumer_group(lab.settings, group)).members.values()
             return len(members) == 2 and all(m & {lab.settings.topic(t) for t in ORDER_TOPICS} for m in members)
 
         await eventually(both_assigned, timeout=60, interval=0.5)
 
     try:
-        await under_load(lab, rng, fault, orders=80)
-        assert len(await group_members(lab.settings, group)) == 2  # both stayed in to the end
+        await under_load(lab, rng, fault, after=30)
+        assert len((await consumer_group(lab.settings, group)).members) == 2  # both stayed in to the end
     finally:
         lab.components.procs.pop("projector-2").terminate()
 

@@ -4,10 +4,8 @@ does), and SIGTERM stops it cleanly with the port closed."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,15 +13,7 @@ import httpx
 from command.db import WriteDatabase
 from shared.settings import Settings
 from tests.conftest import eventually
-
-ROOT = Path(__file__).resolve().parents[2]
-EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.labs import EVENTSHOP, ROOT, free_port, process_env
 
 
 async def test_a_relay_process_serves_its_metrics_on_metrics_port(
@@ -31,15 +21,7 @@ async def test_a_relay_process_serves_its_metrics_on_metrics_port(
 ) -> None:
     """On the relay tests' database (empty outbox), so nothing is published and no other relay is disturbed."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "MONGO_", "KAFKA_", "METRICS_"))}
-    env.update(
-        MYSQL_DSN=relay_settings.mysql_dsn,
-        MONGO_URI=relay_settings.mongo_uri,
-        KAFKA_BROKERS=relay_settings.kafka_brokers,
-        KAFKA_TOPIC_PREFIX=relay_settings.kafka_topic_prefix,
-        HOST="127.0.0.1",
-        METRICS_PORT=str(port),
-    )
+    env = process_env(relay_settings, HOST="127.0.0.1", METRICS_PORT=str(port))
     log = (tmp_path / "relay.log").open("wb")
     relay = await asyncio.create_subprocess_exec(EVENTSHOP, "relay", env=env, cwd=ROOT, stdout=log, stderr=log)
     try:

@@ -12,22 +12,17 @@ stock worker), so they neither see nor switch the collections other tests use.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from sqlalchemy.engine import make_url
-from typer.testing import CliRunner, Result
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
@@ -38,54 +33,32 @@ from command.handlers.delete_product import delete_product
 from command.handlers.pay_order import PayOrder, pay_order
 from command.handlers.update_user import UpdateUser, update_user
 from command.models import PaymentMethod
-from command.relay import OutboxRelay
-from command.stock_worker import StockWorker
-from eventshop.cli import app
 from eventshop.ops.dlq import DeadLetter, DeadLetters, RedriveLog, redrive
 from eventshop.ops.rebuild import CollectionSet, RebuildReport, Source, rebuild
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import comparable, differences
-from eventshop.ops.write_model import VIEW_KINDS
+from eventshop.ops.write_model import VIEW_KINDS, Kind
 from projection.documents import VIEW_DOCUMENTS
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
-from projection.runner import ProjectionRunner, build_projection_runner
-from projection.store import connect_read_model
-from shared.events import AggregateType, EventEnvelope, Topic, dlq_topic
-from shared.kafka import ensure_topics, make_producer
+from projection.runner import ProjectionRunner
+from shared.events import AggregateType, Event, Topic, dlq_topic
+from shared.kafka import make_producer
 from shared.settings import Settings
-from tests.conftest import ROOT, RunningSystem, TopicTail, WriteModelProbe, delete_topics, eventually, migrate, unique
+from tests.conftest import RunningSystem, TopicTail, WriteModelProbe, eventually, unique
+from tests.events import event_from
 from tests.integration.shop import decided
+from tests.labs import EVENTSHOP, ROOT, Lab, invoke, lab_of, process_env, running_system
 
-EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
 FAKE_IDS_FROM = 3 * 10**12  # probe users of the DLQ story, far from real ids
-Scope = dict[AggregateType, set[int]]
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    """The environment a `eventshop ...` command needs to work on the databases and topics of `settings`."""
-    return {
-        "MYSQL_DSN": settings.mysql_dsn,
-        "MONGO_URI": settings.mongo_uri,
-        "KAFKA_BROKERS": settings.kafka_brokers,
-        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-        "COLUMNS": "250",  # rich tables unabridged
-    }
-
-
-async def invoke(settings: Settings, *args: str, stdin: str | None = None) -> Result:
-    """`eventshop <args>` in-process (the commands run their own event loop, hence the thread)."""
-    result = await asyncio.to_thread(CliRunner().invoke, app, list(args), input=stdin, env=cli_env(settings))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+Scope = dict[Kind, set[int]]
 
 
 def eventshop(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed `eventshop` console script, as an operator runs it."""
     return subprocess.run(
         [EVENTSHOP, *args],
-        env={**os.environ, **cli_env(settings)},
+        env=process_env(settings),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -108,13 +81,13 @@ class BuggyUserProjector:
     def fixed(self) -> None:
         self.broken_for.clear()
 
-    async def apply(self, event: EventEnvelope) -> list[Any]:
+    async def apply(self, event: Event) -> list[Any]:
         if event.aggregate_id in self.broken_for:
             raise RuntimeError(f"projector bug: cannot project user {event.aggregate_id}")
         return await self.inner.apply(event)
 
 
-def probe_user_event(user_id: int) -> EventEnvelope:
+def probe_user_event(user_id: int) -> Event:
     data = {
         "id": user_id,
         "name": "Dora Deadletter",
@@ -124,7 +97,7 @@ def probe_user_event(user_id: int) -> EventEnvelope:
         "updated_at": "2026-01-01T00:00:00+00:00",
         "deleted_at": None,
     }
-    return EventEnvelope(
+    return event_from(
         event_type=Topic.USER_CREATED,
         aggregate_type=AggregateType.USER,
         aggregate_id=user_id,
@@ -280,64 +253,14 @@ async def test_an_undecodable_message_is_shown_raw_and_redrive_needs_a_choice(
     assert neither.exit_code == both.exit_code == 2
 
 
-# --- a pipeline of their own for rebuilds and verifies -----------------------------------------------------------
-
-
-@dataclass
-class Lab:
-    """Databases, topics, relay, projector and stock worker that only this module uses."""
-
-    settings: Settings
-    write_db: WriteDatabase
-    mongo: AsyncDatabase[Any]
-    probe: WriteModelProbe
-
-    @property
-    def read_model(self) -> ReadModel:
-        return ReadModel(self.mongo)
+# --- a lab of their own for rebuilds and verifies -----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    run = uuid.uuid4().hex[:8]
-    url = make_url(settings.mysql_dsn)
-    own = settings.model_copy(
-        update={
-            "mysql_dsn": url.set(database=f"{url.database}_ops_{run}").render_as_string(hide_password=False),
-            "mongo_uri": settings.mongo_uri.rsplit("/", 1)[0] + f"/{settings.mongo_database}_ops_{run}",
-            "kafka_topic_prefix": f"{settings.kafka_topic_prefix}ops-{run}.",
-        }
-    )
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE DATABASE `{url.database}_ops_{run}`")
-    await asyncio.to_thread(migrate, own)
-    await ensure_topics(own)
-    write_db = WriteDatabase(own.mysql_dsn, pool_size=5)
-    client, mongo = await connect_read_model(own.mongo_uri, own.mongo_database)
-    producer = make_producer(own)
-    await producer.start()
-    stopping = asyncio.Event()
-    relay = OutboxRelay(write_db, producer, own)
-    projection = build_projection_runner(mongo, producer, own, group_id=f"ops-projector-{run}")
-    stock = StockWorker(write_db, producer, own, group_id=f"ops-stock-{run}")
-    for loop in (projection.loop, stock.loop):
-        await loop.start()
-    tasks = [asyncio.create_task(c.run(stopping)) for c in (relay, projection, stock)]
-    await asyncio.gather(projection.loop.wait_ready(), stock.loop.wait_ready())
-    try:
-        yield Lab(own, write_db, mongo, WriteModelProbe(write_db))
-    finally:
-        stopping.set()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-        await producer.stop()
-        await write_db.dispose()
-        await client.drop_database(own.mongo_database)
-        await client.close()
-        async with server.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}_ops_{run}`")
-        await server.dispose()
-        await delete_topics(own)
+    """Databases, topics, relay, projector and stock worker that only this module uses."""
+    async with lab_of(settings, "ops") as lab, running_system(lab.settings, lab.write_db, lab.mongo):
+        yield lab
 
 
 async def new_user(db: WriteDatabase, name: str) -> int:
@@ -354,7 +277,7 @@ async def new_product(db: WriteDatabase, name: str, price: str, stock: int) -> i
 
 async def new_order(db: WriteDatabase, user_id: int, *lines: tuple[int, int]) -> int:
     order = await create_order(db, CreateOrder(user_id, tuple(OrderLine(p, q) for p, q in lines)))
-    return int(order["id"])
+    return order.id
 
 
 async def shop_history(lab: Lab) -> Scope:
@@ -367,18 +290,14 @@ async def shop_history(lab: Lab) -> Scope:
     bulb = await new_product(db, "Ops bulb", "1.25", 50)
     withdrawn = await new_product(db, "Ops candle", "3.00", 5)
     paid = await new_order(db, customer, (lamp, 1), (bulb, 4))
-    assert await decided(lab.probe, str(paid)) == "RESERVED"
+    assert await decided(WriteModelProbe(db), str(paid)) == "RESERVED"
     await pay_order(db, PayOrder(paid, PaymentMethod.PIX))
     await update_user(db, UpdateUser(customer, name="Olga O. Operator"))  # orders carry the new name
     canceled = await new_order(db, customer, (bulb, 2))
-    assert await decided(lab.probe, str(canceled)) == "RESERVED"
+    assert await decided(WriteModelProbe(db), str(canceled)) == "RESERVED"
     await cancel_order(db, CancelOrder(canceled, "changed my mind"))
     await delete_product(db, withdrawn)
-    return {
-        AggregateType.USER: {customer},
-        AggregateType.PRODUCT: {lamp, bulb, withdrawn},
-        AggregateType.ORDER: {paid, canceled},
-    }
+    return {Kind.USER: {customer}, Kind.PRODUCT: {lamp, bulb, withdrawn}, Kind.ORDER: {paid, canceled}}
 
 
 async def views_caught_up(lab: Lab) -> None:
@@ -472,7 +391,7 @@ async def test_the_read_model_is_rebuilt_while_readers_keep_reading(lab: Lab, so
     async def same_as_live(fresh: CollectionSet) -> None:  # before any reader sees them
         assert await all_documents(lab.mongo, fresh.names) == live
 
-    reading = Readers(lab.read_model, min(scope[AggregateType.USER]), min(scope[AggregateType.ORDER]))
+    reading = Readers(lab.read_model, min(scope[Kind.USER]), min(scope[Kind.ORDER]))
     async with reading:
         report = await rebuild(
             source, settings=lab.settings, write_db=lab.write_db, read_db=lab.mongo, before_switch=same_as_live
@@ -489,7 +408,7 @@ async def test_the_read_model_is_rebuilt_while_readers_keep_reading(lab: Lab, so
     assert report.dropped == [f"{v}_old_{report.stamp}" for v in ("users", "products", "orders")] + report.switch.strays
 
     # The live projector writes to the new collections from now on.
-    customer = min(scope[AggregateType.USER])
+    customer = min(scope[Kind.USER])
     await update_user(lab.write_db, UpdateUser(customer, name=f"Olga after the {source.value} rebuild"))
     await views_caught_up(lab)
 
@@ -535,11 +454,7 @@ async def test_verify_is_clean_then_finds_a_corrupted_view_until_a_rebuild_repai
     assert "read model matches the write model" in clean.stdout
 
     # Someone edits views by hand, loses one, and leaves a stray one behind.
-    customer, (paid, canceled), lamp = (
-        min(scope[AggregateType.USER]),
-        sorted(scope[AggregateType.ORDER]),
-        min(scope[AggregateType.PRODUCT]),
-    )
+    customer, (paid, canceled), lamp = min(scope[Kind.USER]), sorted(scope[Kind.ORDER]), min(scope[Kind.PRODUCT])
     await lab.mongo["users"].update_one({"_id": customer}, {"$set": {"name": "Mallory"}})
     order = await lab.mongo["orders"].find_one({"_id": paid})
     assert order is not None
@@ -550,11 +465,11 @@ async def test_verify_is_clean_then_finds_a_corrupted_view_until_a_rebuild_repai
     await lab.mongo["orders"].insert_one({**order, "_id": canceled + 10**6})
 
     found = {(d.kind, d.id, d.field): (d.expected, d.actual) for d in await differences(lab.write_db, lab.mongo)}
-    assert found[(AggregateType.USER, customer, "name")] == ("Olga O. Operator", "Mallory")
-    assert found[(AggregateType.ORDER, paid, "items[1].quantity")] == (4, 40)
-    assert found[(AggregateType.ORDER, paid, "paid_at")][1].year == 2001
-    assert found[(AggregateType.PRODUCT, lamp, "_id")] == ("view document", "missing")
-    assert found[(AggregateType.ORDER, canceled + 10**6, "_id")][1] == "unexpected view document"
+    assert found[(Kind.USER, customer, "name")] == ("Olga O. Operator", "Mallory")
+    assert found[(Kind.ORDER, paid, "items[1].quantity")] == (4, 40)
+    assert found[(Kind.ORDER, paid, "paid_at")][1].year == 2001
+    assert found[(Kind.PRODUCT, lamp, "_id")] == ("view document", "missing")
+    assert found[(Kind.ORDER, canceled + 10**6, "_id")][1] == "unexpected view document"
     assert len(found) == 5
 
     dirty = await asyncio.to_thread(eventshop, lab.settings, "verify", "--settle", "0", "--limit", "2")

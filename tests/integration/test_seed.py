@@ -5,7 +5,7 @@ worker do the rest (reservations), then the seed pays, ships and cancels; every 
 second run finds everything there and writes nothing. A run stopped halfway, or asked for fewer orders
 first, is continued by the next one. A shop with a real customer is refused until the operator says --force.
 
-The seed runs on a pipeline of its own (database, topic prefix, relay, stock worker), emptied before each
+The seed runs on a lab of its own (database, topic prefix, relay, stock worker, projector), emptied before each
 story: it refuses the shared test database, where other tests' customers are data it did not make.
 """
 
@@ -13,29 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from command.db import WriteDatabase
 from command.handlers.create_user import CreateUser, create_user
-from command.relay import OutboxRelay
-from command.stock_worker import StockWorker
-from eventshop.cli import app
 from eventshop.ops.seed import SeedPlan, SeedRefused, SeedReport, only_seed, seed, wait_settled
 from eventshop.ops.seed_data import ShopShape, customer
-from shared.kafka import ensure_topics, make_producer
 from shared.settings import Settings
-from tests.conftest import WriteModelProbe, delete_topics, migrate
+from tests.conftest import WriteModelProbe
 from tests.events import EventLog, WrittenEvent
+from tests.labs import Lab, invoke, lab_of, running_system
 
 SMALL = SeedPlan(users=20, products=10, orders=50)
 TABLES = (  # children first: the foreign keys
@@ -61,15 +54,9 @@ EVENT_OF_STATUS = {
 
 
 @dataclass
-class SeedLab:
-    settings: Settings
-    write_db: WriteDatabase
+class SeedLab(Lab):
     events: EventLog
     probe: WriteModelProbe
-
-    async def rows(self, sql: str, *params: Any) -> list[Any]:
-        async with self.write_db.engine.connect() as conn:
-            return list(await conn.exec_driver_sql(sql, params))
 
     async def count(self, table: str) -> int:
         return int(await self.probe.scalar(f"SELECT COUNT(*) FROM {table}"))
@@ -85,48 +72,13 @@ class SeedLab:
 
 @pytest.fixture(scope="module")
 async def seed_lab(settings: Settings) -> AsyncIterator[SeedLab]:
-    run = uuid.uuid4().hex[:8]
-    url = make_url(settings.mysql_dsn)
-    database = f"{url.database}_seed_{run}"
-    own = settings.model_copy(
-        update={
-            "mysql_dsn": url.set(database=database).render_as_string(hide_password=False),
-            "kafka_topic_prefix": f"{settings.kafka_topic_prefix}seed-{run}.",
-        }
-    )
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE DATABASE `{database}`")
-    await asyncio.to_thread(migrate, own)
-    await ensure_topics(own)
-    write_db = WriteDatabase(own.mysql_dsn, pool_size=10)
-    events = EventLog(own, write_db)
-    await events.start()
-    producer = make_producer(own)
-    await producer.start()
-    stopping = asyncio.Event()
-    # The relay and the stock worker on pools of their own, as in their own processes: a seed that holds its
-    # pool's connections must not starve them (nor they it).
-    relay_db = WriteDatabase(own.mysql_dsn, signal=write_db.signal, pool_size=4)  # woken by the seed's commits
-    stock_db = WriteDatabase(own.mysql_dsn, pool_size=4)
-    relay = OutboxRelay(relay_db, producer, own)
-    stock = StockWorker(stock_db, producer, own, group_id=f"seed-stock-{run}")
-    await stock.loop.start()
-    tasks = [asyncio.create_task(c.run(stopping)) for c in (relay, stock)]
-    await stock.loop.wait_ready()
-    try:
-        yield SeedLab(own, write_db, events, WriteModelProbe(write_db, events))
-    finally:
-        stopping.set()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-        await producer.stop()
-        await events.stop()
-        for db in (write_db, relay_db, stock_db):
-            await db.dispose()
-        async with server.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
-        await server.dispose()
-        await delete_topics(own)
+    async with lab_of(settings, "seed") as lab, running_system(lab.settings, lab.write_db, lab.mongo):
+        events = EventLog(lab.settings, lab.write_db)
+        await events.start()
+        try:
+            yield SeedLab(lab.settings, lab.write_db, lab.mongo, events, WriteModelProbe(lab.write_db, events))
+        finally:
+            await events.stop()
 
 
 @pytest.fixture
@@ -139,18 +91,9 @@ async def shop(seed_lab: SeedLab) -> SeedLab:
     return seed_lab
 
 
-async def invoke(lab: SeedLab, *args: str) -> Result:
-    """`eventshop seed <args>` in-process, on the lab's database and topics (the command runs its own loop)."""
-    env = {
-        "MYSQL_DSN": lab.settings.mysql_dsn,
-        "KAFKA_BROKERS": lab.settings.kafka_brokers,
-        "KAFKA_TOPIC_PREFIX": lab.settings.kafka_topic_prefix,
-        "COLUMNS": "250",
-    }
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["seed", *args], env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
+async def seed_cli(lab: SeedLab, *args: str) -> Result:
+    """`eventshop seed <args>` in-process, on the lab's database and topics."""
+    return await invoke(lab.settings, "seed", *args)
 
 
 def nothing_new(report: SeedReport) -> bool:
@@ -349,12 +292,12 @@ async def test_a_seed_outlives_lost_connections_without_writing_anything_twice(s
 
 
 async def test_a_seed_asked_for_more_orders_adds_only_the_new_ones(shop: SeedLab) -> None:
-    first = await invoke(shop, "--users", "20", "--products", "10", "--orders", "20")
+    first = await seed_cli(shop, "--users", "20", "--products", "10", "--orders", "20")
     assert first.exit_code == 0, first.output
     earlier = {int(i) for (i,) in await shop.rows("SELECT id FROM orders")}
     assert len(earlier) == 20
 
-    more = await invoke(shop, "--users", "20", "--products", "10", "--orders", "50", "--wait")
+    more = await seed_cli(shop, "--users", "20", "--products", "10", "--orders", "50", "--wait")
 
     assert more.exit_code == 0, more.output
     assert await shop.counts() == {"users": 20, "products": 10, "orders": 50}
@@ -367,14 +310,14 @@ async def test_a_shop_with_data_the_seed_did_not_make_is_refused_unless_forced(s
     await shop.settled()
     high_water, mark = await shop.probe.high_water(), await shop.events.mark()
 
-    refused = await invoke(shop, "--users", "5", "--products", "3", "--orders", "5")
+    refused = await seed_cli(shop, "--users", "5", "--products", "3", "--orders", "5")
 
     assert refused.exit_code == 1, refused.output
     assert "refusing to seed" in refused.output and "1 user" in refused.output and "--force" in refused.output
     assert await shop.probe.high_water() == high_water
     assert await shop.events.since(mark) == []
 
-    forced = await invoke(shop, "--users", "5", "--products", "3", "--orders", "5", "--force", "--wait")
+    forced = await seed_cli(shop, "--users", "5", "--products", "3", "--orders", "5", "--force", "--wait")
 
     assert forced.exit_code == 0, forced.output
     assert await shop.counts() == {"users": 6, "products": 3, "orders": 5}
@@ -382,7 +325,7 @@ async def test_a_shop_with_data_the_seed_did_not_make_is_refused_unless_forced(s
     assert await shop.rows("SELECT version FROM users WHERE id = %s", rita.id) == [(1,)]
 
     # Another seed's shop is data this one did not make either.
-    other = await invoke(shop, "--users", "5", "--products", "3", "--orders", "5", "--seed", "2")
+    other = await seed_cli(shop, "--users", "5", "--products", "3", "--orders", "5", "--seed", "2")
     assert other.exit_code == 1 and "6 users, 3 products and 5 orders" in other.output, other.output
 
 

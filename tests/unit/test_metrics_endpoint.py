@@ -10,12 +10,7 @@ import pytest
 
 from eventshop.runtime import Component, MetricsEndpoint
 from shared.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.labs import free_port
 
 
 def settings(**values: object) -> Settings:
