@@ -37,7 +37,7 @@ from eventshop.ops.dlq import DeadLetter, DeadLetters, RedriveLog, redrive
 from eventshop.ops.rebuild import CollectionSet, RebuildReport, Source, rebuild
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import comparable, differences
-from eventshop.ops.write_model import VIEW_KINDS, Kind
+from eventshop.ops.write_model import VIEW_KINDS
 from projection.documents import VIEW_DOCUMENTS
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
@@ -51,7 +51,7 @@ from tests.integration.shop import decided
 from tests.labs import EVENTSHOP, ROOT, Lab, invoke, lab_of, process_env, running_system
 
 FAKE_IDS_FROM = 3 * 10**12  # probe users of the DLQ story, far from real ids
-Scope = dict[Kind, set[int]]
+Scope = dict[AggregateType, set[int]]
 
 
 def eventshop(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -297,7 +297,11 @@ async def shop_history(lab: Lab) -> Scope:
     assert await decided(WriteModelProbe(db), str(canceled)) == "RESERVED"
     await cancel_order(db, CancelOrder(canceled, "changed my mind"))
     await delete_product(db, withdrawn)
-    return {Kind.USER: {customer}, Kind.PRODUCT: {lamp, bulb, withdrawn}, Kind.ORDER: {paid, canceled}}
+    return {
+        AggregateType.USER: {customer},
+        AggregateType.PRODUCT: {lamp, bulb, withdrawn},
+        AggregateType.ORDER: {paid, canceled},
+    }
 
 
 async def views_caught_up(lab: Lab) -> None:
@@ -391,7 +395,7 @@ async def test_the_read_model_is_rebuilt_while_readers_keep_reading(lab: Lab, so
     async def same_as_live(fresh: CollectionSet) -> None:  # before any reader sees them
         assert await all_documents(lab.mongo, fresh.names) == live
 
-    reading = Readers(lab.read_model, min(scope[Kind.USER]), min(scope[Kind.ORDER]))
+    reading = Readers(lab.read_model, min(scope[AggregateType.USER]), min(scope[AggregateType.ORDER]))
     async with reading:
         report = await rebuild(
             source, settings=lab.settings, write_db=lab.write_db, read_db=lab.mongo, before_switch=same_as_live
@@ -408,7 +412,7 @@ async def test_the_read_model_is_rebuilt_while_readers_keep_reading(lab: Lab, so
     assert report.dropped == [f"{v}_old_{report.stamp}" for v in ("users", "products", "orders")] + report.switch.strays
 
     # The live projector writes to the new collections from now on.
-    customer = min(scope[Kind.USER])
+    customer = min(scope[AggregateType.USER])
     await update_user(lab.write_db, UpdateUser(customer, name=f"Olga after the {source.value} rebuild"))
     await views_caught_up(lab)
 
@@ -454,7 +458,11 @@ async def test_verify_is_clean_then_finds_a_corrupted_view_until_a_rebuild_repai
     assert "read model matches the write model" in clean.stdout
 
     # Someone edits views by hand, loses one, and leaves a stray one behind.
-    customer, (paid, canceled), lamp = min(scope[Kind.USER]), sorted(scope[Kind.ORDER]), min(scope[Kind.PRODUCT])
+    customer, (paid, canceled), lamp = (
+        min(scope[AggregateType.USER]),
+        sorted(scope[AggregateType.ORDER]),
+        min(scope[AggregateType.PRODUCT]),
+    )
     await lab.mongo["users"].update_one({"_id": customer}, {"$set": {"name": "Mallory"}})
     order = await lab.mongo["orders"].find_one({"_id": paid})
     assert order is not None
@@ -465,11 +473,11 @@ async def test_verify_is_clean_then_finds_a_corrupted_view_until_a_rebuild_repai
     await lab.mongo["orders"].insert_one({**order, "_id": canceled + 10**6})
 
     found = {(d.kind, d.id, d.field): (d.expected, d.actual) for d in await differences(lab.write_db, lab.mongo)}
-    assert found[(Kind.USER, customer, "name")] == ("Olga O. Operator", "Mallory")
-    assert found[(Kind.ORDER, paid, "items[1].quantity")] == (4, 40)
-    assert found[(Kind.ORDER, paid, "paid_at")][1].year == 2001
-    assert found[(Kind.PRODUCT, lamp, "_id")] == ("view document", "missing")
-    assert found[(Kind.ORDER, canceled + 10**6, "_id")][1] == "unexpected view document"
+    assert found[(AggregateType.USER, customer, "name")] == ("Olga O. Operator", "Mallory")
+    assert found[(AggregateType.ORDER, paid, "items[1].quantity")] == (4, 40)
+    assert found[(AggregateType.ORDER, paid, "paid_at")][1].year == 2001
+    assert found[(AggregateType.PRODUCT, lamp, "_id")] == ("view document", "missing")
+    assert found[(AggregateType.ORDER, canceled + 10**6, "_id")][1] == "unexpected view document"
     assert len(found) == 5
 
     dirty = await asyncio.to_thread(eventshop, lab.settings, "verify", "--settle", "0", "--limit", "2")
