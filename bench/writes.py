@@ -188,7 +188,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             for i in range(CONCURRENCY)
         ]
         products: list[int] = [
-            (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id or 0
+            (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id
             for i in range(20)
         ]
 
