@@ -46,10 +46,10 @@ BULK_BATCH = 50
 TIMEOUT = 180.0
 
 DOCUMENTS: dict[str, tuple[str, Callable[[Any], View]]] = {
-    "user": (UserView.Settings.name, user_document),
-    "product": (ProductView.Settings.name, product_document),
-    "stock": (ProductView.Settings.name, product_document),
-    "order": (OrderView.Settings.name, order_document),
+    "user": (UserView.collection, user_document),
+    "product": (ProductView.collection, product_document),
+    "stock": (ProductView.collection, product_document),
+    "order": (OrderView.collection, order_document),
 }
 
 
@@ -243,9 +243,9 @@ async def run(env: BenchEnv, scale: float = 1.0, rounds: int = 3) -> list[Figure
     users, products, orders = max(2, int(20 * scale)), max(4, int(60 * scale)), max(4, int(80 * scale))
     events = projection_stream(users, products, orders)
     expected = {
-        UserView.Settings.name: (users, 2),
-        ProductView.Settings.name: (products, 3),
-        OrderView.Settings.name: (orders, 2),
+        UserView.collection: (users, 2),
+        ProductView.collection: (products, 3),
+        OrderView.collection: (orders, 2),
     }
     settings = env.namespace("projector")
     await env.create_topics(settings)

@@ -82,7 +82,7 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
     try:
         product_docs = [product_document(p).stored() for p in made]
         order_docs = [order_document(s).stored() for s in snapshots]
-        for name, docs in ((ProductView.Settings.name, product_docs), (OrderView.Settings.name, order_docs)):
+        for name, docs in ((ProductView.collection, product_docs), (OrderView.collection, order_docs)):
             for start in range(0, len(docs), 50):
                 await read_db[name].insert_many(docs[start : start + 50])
     finally:

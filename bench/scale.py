@@ -237,15 +237,15 @@ class RawViews:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Any], ViewDocument]]] = {
-            AggregateType.USER: (db[RAW + UserView.Settings.name], user_document),
-            AggregateType.PRODUCT: (db[RAW + ProductView.Settings.name], product_document),
-            AggregateType.ORDER: (db[RAW + OrderView.Settings.name], order_document),
+            AggregateType.USER: (db[RAW + UserView.collection], user_document),
+            AggregateType.PRODUCT: (db[RAW + ProductView.collection], product_document),
+            AggregateType.ORDER: (db[RAW + OrderView.collection], order_document),
         }
 
     async def create_indexes(self) -> None:
         for document in VIEW_DOCUMENTS:
-            for index in document.Settings.indexes:  # one per call, as connect_read_model does (FerretDB v1)
-                await self.db[RAW + document.Settings.name].create_indexes([index])
+            for index in document.indexes:  # one per call, as connect_read_model does (FerretDB v1)
+                await self.db[RAW + document.collection].create_indexes([index])
 
     async def write(self, events: list[Event]) -> float:
         """One poll's worth: its documents in lanes (one aggregate, in order), LANES at once; seconds taken."""

@@ -205,7 +205,7 @@ class Shop:
     def expected_versions(self) -> dict[str, dict[int, int]]:
         """Collection name -> id -> the version its view must hold once every event is projected."""
         return {
-            UserView.Settings.name: dict.fromkeys(range(1, self.users + 1), 1),
-            ProductView.Settings.name: {p.id: p.version for p in self.products},
-            OrderView.Settings.name: dict(self.order_versions),
+            UserView.collection: dict.fromkeys(range(1, self.users + 1), 1),
+            ProductView.collection: {p.id: p.version for p in self.products},
+            OrderView.collection: dict(self.order_versions),
         }

@@ -1,12 +1,8 @@
 """Read-side queries over the view collections, with keyset (cursor) pagination.
 
 Every answer is a view document (UserView, ProductView, OrderView) or, where a reader needs a few fields, a
-projection model (OrderUser). The queries go through the pymongo collections the ReadModel is handed, and the
-results are parsed into those models, rather than through Beanie's query API (`UserView.find(...)`): Beanie binds
-each document class to the one database `init_beanie` last saw, and one process may hold several read models
-(the test and operations labs, the bench, a rebuild's fresh collections), so a class-bound query would read
-whichever was initialised last. It also costs more: a `find_one` by `_id` took 1.24 ms through Beanie against
-0.88 ms through pymongo plus `model_validate` (10 us for an order) on the devstack's FerretDB.
+projection model (OrderUser), parsed from one pymongo call on the collections the ReadModel is handed (why not
+Beanie: projection/documents.py).
 """
 
 from __future__ import annotations
@@ -141,7 +137,7 @@ class ViewCollection(Generic[V]):
 
     def __init__(self, db: AsyncDatabase[Doc], model: type[V]) -> None:
         self.model: type[V] = model
-        self.collection: AsyncCollection[Doc] = db[model.Settings.name]
+        self.collection: AsyncCollection[Doc] = db[model.collection]
 
     async def live(self, doc_id: int) -> V | None:
         """The view of an aggregate that is not deleted."""
@@ -283,7 +279,7 @@ class ReadModel:
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, OrderUser]:
         """Who placed orders, from the users view, deleted or not (an order keeps showing who placed it): one
         `_id` lookup, of the few fields an order shows (the OrderUser projection)."""
-        found = self.users.collection.find({"_id": {"$in": list(user_ids)}}, OrderUser.Settings.projection)
+        found = self.users.collection.find({"_id": {"$in": list(user_ids)}}, OrderUser.projection)
         users = [OrderUser.model_validate(doc) async for doc in found]
         return {user.id: user for user in users}
 

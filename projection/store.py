@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,28 +17,21 @@ The one definition; everything typed is a view document (projection/documents.py
 
 
 async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[Doc], AsyncDatabase[Doc]]:
-    """Connect, initialise Beanie and ensure the indexes of every view.
+    """Connect and ensure the indexes of every view.
 
     Indexes are created one `createIndexes` call each (idempotent): FerretDB v1 drops the connection
-    when one call names several indexes that already exist, which Beanie's own index sync does.
+    when one call names several indexes that already exist.
     """
     client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     db = client[database]
     try:
-        await bind_documents(db)
         for document in VIEW_DOCUMENTS:
-            for index in document.Settings.indexes:  # one per call: FerretDB v1 fails on a batch that exists
-                await db[document.Settings.name].create_indexes([index])
+            for index in document.indexes:  # one per call: FerretDB v1 fails on a batch that exists
+                await db[document.collection].create_indexes([index])
     except BaseException:
         await client.close()
         raise
     return client, db
-
-
-async def bind_documents(db: AsyncDatabase[Doc]) -> None:
-    """Initialise Beanie's view documents on `db`, indexes untouched: Beanie refuses to build a document
-    (`UserView(...)`, `model_validate`) before, and every process that builds or reads views builds them."""
-    await init_beanie(database=db, document_models=VIEW_DOCUMENTS, skip_indexes=True)
 
 
 async def upsert_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bool:

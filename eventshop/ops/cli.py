@@ -30,8 +30,8 @@ from eventshop.ops.seed import SeedPlan, SeedRefused, SeedReport, SeedStalled, w
 from eventshop.ops.seed import seed as seed_shop
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import Difference, settled_differences
-from projection.store import Doc, bind_documents
-from shared.kafka import make_producer
+from projection.store import Doc
+from shared.kafka.producer import make_producer
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -53,11 +53,10 @@ def _run(work: Callable[[Settings], Coroutine[Any, Any, T]], settings: Settings 
 
 @asynccontextmanager
 async def _databases(settings: Settings) -> AsyncIterator[tuple[WriteDatabase, AsyncDatabase[Doc]]]:
-    """The write database and the read-model database, without touching indexes (the documents are bound)."""
+    """The write database and the read-model database, without touching indexes."""
     write_db = WriteDatabase(settings.mysql_dsn, pool_size=2)
     client: AsyncMongoClient[Doc] = AsyncMongoClient(settings.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     try:
-        await bind_documents(client[settings.mongo_database])
         yield write_db, client[settings.mongo_database]
     finally:
         await client.close()

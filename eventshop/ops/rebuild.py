@@ -107,7 +107,7 @@ class CollectionSet:
 
     @classmethod
     def fresh(cls, stamp: str) -> CollectionSet:
-        return cls(stamp, {d.Settings.name: f"{d.Settings.name}_rebuild_{stamp}" for d in VIEW_DOCUMENTS})
+        return cls(stamp, {d.collection: f"{d.collection}_rebuild_{stamp}" for d in VIEW_DOCUMENTS})
 
 
 def new_stamp() -> str:
@@ -121,10 +121,10 @@ async def prepare(db: AsyncDatabase[Doc], fresh: CollectionSet) -> None:
     indexes that already exist (see `projection.store.connect_read_model`).
     """
     for document in VIEW_DOCUMENTS:
-        name = fresh.names[document.Settings.name]
+        name = fresh.names[document.collection]
         await db.drop_collection(name)
         await db.create_collection(name)
-        for index in document.Settings.indexes:
+        for index in document.indexes:
             await db[name].create_indexes([index])
 
 

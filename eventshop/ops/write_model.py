@@ -40,7 +40,7 @@ class ViewKind:
     @property
     def collection(self) -> str:
         """The live collection name of the view."""
-        return VIEW_OF[self.kind].Settings.name
+        return VIEW_OF[self.kind].collection
 
 
 VIEW_KINDS: tuple[ViewKind, ...] = (

@@ -62,7 +62,7 @@ class OrderProjector:
     )
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.orders = db[OrderView.Settings.name]
+        self.orders = db[OrderView.collection]
 
     async def apply(self, event: OrderEvent) -> list[ViewChange]:
         return await apply_if_newer(self.orders, order_document(event.data))

@@ -40,7 +40,7 @@ class ProductProjector:
     )
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.products = db[ProductView.Settings.name]
+        self.products = db[ProductView.collection]
 
     async def apply(self, event: ProductEvent) -> list[ViewChange]:
         return await apply_if_newer(self.products, product_document(event.data))

@@ -29,7 +29,7 @@ class UserProjector:
     topics = frozenset({Topic.USER_CREATED, Topic.USER_UPDATED, Topic.USER_DELETED})
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.users = db[UserView.Settings.name]
+        self.users = db[UserView.collection]
 
     async def apply(self, event: UserEvent) -> list[ViewChange]:
         return await apply_if_newer(self.users, user_document(event.data))

@@ -390,7 +390,7 @@ async def test_the_read_model_is_rebuilt_while_readers_keep_reading(lab: Lab, so
     scope = await shop_history(lab)
     await views_caught_up(lab)
     live = await all_documents(lab.mongo)
-    indexes = {d.Settings.name: set(await lab.mongo[d.Settings.name].index_information()) for d in VIEW_DOCUMENTS}
+    indexes = {d.collection: set(await lab.mongo[d.collection].index_information()) for d in VIEW_DOCUMENTS}
 
     async def same_as_live(fresh: CollectionSet) -> None:  # before any reader sees them
         assert await all_documents(lab.mongo, fresh.names) == live

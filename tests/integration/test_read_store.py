@@ -433,8 +433,8 @@ async def test_every_hot_list_query_is_served_by_an_index_with_its_limit(
     if not await is_ferretdb(mongo):
         pytest.skip("the plan checked here is PostgreSQL's, under FerretDB")
     view, flt, sort = hot_queries()[name]
-    collection = mongo[f"plan_{view.Settings.name}_{uuid.uuid4().hex[:8]}"]
-    for index in view.Settings.indexes:
+    collection = mongo[f"plan_{view.collection}_{uuid.uuid4().hex[:8]}"]
+    for index in view.indexes:
         await collection.create_indexes([index])
     rng = random.Random(3)
     await collection.insert_many(
