@@ -44,9 +44,12 @@ async def lock(tx: Transaction, model: type[Row], ids: Iterable[int]) -> dict[in
     """SELECT ... FOR UPDATE of the rows with these ids that exist, deleted or not, in id order: every
     transaction takes its locks in the same order, so two of them never wait on each other."""
     wanted = sorted(set(ids))
+    if not wanted:
+        return {}
     key = col(model.id)  # type: ignore[attr-defined]
     stmt = (
         select(model)
+        # One id (an aggregate's own row) is a plain equality, as a waiting lock shows in the process list.
         .where(key == wanted[0] if len(wanted) == 1 else key.in_(wanted))
         .order_by(key)
         .with_for_update()
