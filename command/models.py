@@ -1,7 +1,8 @@
-"""The write model: SQLModel entities mapped onto the Alembic-managed MySQL schema.
+"""The write model: SQLModel entities, the one description of the MySQL schema.
 
-Timestamps are naive UTC `DATETIME(6)`; `shared.events.utcnow()`-style aware values are
-converted at the edges (snapshots).
+Alembic migrations bring a database to what these say (tests/integration/test_schema_drift.py compares a
+database migrated to head with them: columns, types, defaults, indexes, keys). Timestamps are naive UTC
+`DATETIME(6)`; `shared.events.utcnow()`-style aware values are converted at the edges (snapshots).
 """
 
 from __future__ import annotations
@@ -10,10 +11,32 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.mysql import DATETIME
 from sqlmodel import Field, SQLModel
 
 from shared.events import OrderStatus, PaymentMethod
+
+TIMESTAMP = DATETIME(fsp=6)
+"""Every timestamp column: microseconds, naive UTC."""
+STATUSES = ", ".join(f"'{status.value}'" for status in OrderStatus)
+
+
+def version_field() -> Any:
+    """An aggregate's version: 1 when created, +1 on every change."""
+    return Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 def db_now() -> datetime:
@@ -25,55 +48,78 @@ def db_now() -> datetime:
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    __table_args__ = (
+        Index("uq_users_active_email", "active_email", unique=True),
+        CheckConstraint("version >= 1", name="ck_users_version"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
     name: str = Field(sa_column=Column(String(255), nullable=False))
     email: str = Field(sa_column=Column(String(320), nullable=False))
-    version: int = 1
-    created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
+    version: int = version_field()
+    created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
+    # Unique among live users only: a soft-deleted user frees its email. Computed by the server, never written.
+    active_email: str | None = Field(
+        default=None, sa_column=Column(String(320), Computed("IF(deleted_at IS NULL, email, NULL)", persisted=True))
+    )
 
 
 class Product(SQLModel, table=True):
     __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
+        CheckConstraint("price > 0", name="ck_products_price_positive"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
     name: str = Field(sa_column=Column(String(255), nullable=False))
     description: str = Field(default="", sa_column=Column(Text, nullable=False))
     price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     stock: int = 0
-    version: int = 1
-    created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
+    version: int = version_field()
+    created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_user_id", "user_id", "id"),
+        CheckConstraint(f"status IN ({STATUSES})", name="ck_orders_status"),
+        CheckConstraint("total_amount >= 0", name="ck_orders_total"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    user_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    user_id: int = Field(sa_column=Column(BigInteger, ForeignKey("users.id", name="fk_orders_user"), nullable=False))
     status: OrderStatus = Field(sa_column=Column(String(16), nullable=False))
     total_amount: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     payment_method: PaymentMethod | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     cancel_reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     reject_reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
-    stock_held: bool = False
-    version: int = 1
-    created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    paid_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
-    canceled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
-    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
+    stock_held: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    version: int = version_field()
+    created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    updated_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    paid_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
+    canceled_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 
 class OrderItem(SQLModel, table=True):
     __tablename__ = "order_items"
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id", name="uq_items_order_product"),
+        CheckConstraint("quantity BETWEEN 1 AND 10000", name="ck_items_quantity"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    order_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    product_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    order_id: int = Field(sa_column=Column(BigInteger, ForeignKey("orders.id", name="fk_items_order"), nullable=False))
+    product_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("products.id", name="fk_items_product"), nullable=False)
+    )
     product_name: str = Field(sa_column=Column(String(255), nullable=False))
     quantity: int
     unit_price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
@@ -82,16 +128,24 @@ class OrderItem(SQLModel, table=True):
 
 class OrderStatusChange(SQLModel, table=True):
     __tablename__ = "order_status_history"
+    __table_args__ = (CheckConstraint(f"status IN ({STATUSES})", name="ck_history_status"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    order_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    order_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("orders.id", name="fk_history_order"), nullable=False)
+    )
     status: OrderStatus = Field(sa_column=Column(String(16), nullable=False))
     reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
-    at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
+    at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
 
 
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_outbox_event_id"),
+        # The relay reads unpublished rows in id order, the purge walks published ones by age.
+        Index("ix_outbox_published_at", "published_at", "id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
     event_id: str = Field(sa_column=Column(String(36), nullable=False))
@@ -102,8 +156,8 @@ class OutboxRow(SQLModel, table=True):
     aggregate_version: int
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     headers: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
+    created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    published_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -111,15 +165,32 @@ class ProcessedEvent(SQLModel, table=True):
 
     consumer: str = Field(sa_column=Column(String(100), primary_key=True))
     event_id: str = Field(sa_column=Column(String(36), primary_key=True))
-    processed_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
+    processed_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
 
 
 class IdempotencyKey(SQLModel, table=True):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
 
     operation: str = Field(sa_column=Column(String(64), primary_key=True))
     key: str = Field(sa_column=Column(String(255), primary_key=True))
     request_hash: str = Field(sa_column=Column(String(64), nullable=False))
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=db_now, sa_column=Column(DateTime(), nullable=False))
-    expires_at: datetime = Field(sa_column=Column(DateTime(), nullable=False))
+    created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(TIMESTAMP, nullable=False))
+
+
+class DlqRedrive(SQLModel, table=True):
+    """One redrive of a dead-lettered message (`eventshop dlq redrive`): where it was and where it landed."""
+
+    __tablename__ = "dlq_redrives"
+    __table_args__ = (Index("ix_dlq_redrives_message", "dlq_topic", "dlq_partition", "dlq_offset"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    dlq_topic: str = Field(sa_column=Column(String(255), nullable=False))
+    dlq_partition: int
+    dlq_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+    target_topic: str = Field(sa_column=Column(String(255), nullable=False))
+    target_partition: int
+    target_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+    redriven_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))

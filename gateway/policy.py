@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import strawberry
+from sqlmodel import col, select
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema.name_converter import NameConverter
 
 from command.db import WriteDatabase
+from command.models import Order
 from command.validation import parse_id
 from gateway.auth import Principal, Scope
 from gateway.context import GatewayContext, Info
@@ -221,7 +223,8 @@ def owner_scope(info: Info, user_id: strawberry.ID | None, field: str = "userId"
 
 
 async def order_owner(write_db: WriteDatabase, order_id: int) -> int | None:
-    """The user id of an order (deleted ones included), or None if it never existed. One primary-key read."""
+    """The user id of an order (deleted ones included), or None if it never existed. One primary-key read, in
+    SQLAlchemy Core: its compiled-statement cache makes it as cheap as the plain SQL it replaced."""
     async with write_db.engine.connect() as conn:
-        owner = (await conn.exec_driver_sql("SELECT user_id FROM orders WHERE id = %s", (order_id,))).scalar()
+        owner = await conn.scalar(select(col(Order.user_id)).where(col(Order.id) == order_id))
     return None if owner is None else int(owner)

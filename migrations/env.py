@@ -7,14 +7,19 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
 
+from migrations.compare import COMPARE_OPTIONS
 from shared.settings import Settings
 
 config = context.config
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=None, compare_type=True)
+    # The models are the schema's one description: `alembic revision --autogenerate` writes what differs.
+    import command.models  # noqa: F401 - every table in SQLModel.metadata (imported when a migration runs)
+
+    context.configure(connection=connection, target_metadata=SQLModel.metadata, **COMPARE_OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
 

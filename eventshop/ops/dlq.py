@@ -1,7 +1,7 @@
 """Dead-letter queues: what is in them, one message in full, and sending messages back to their topic.
 
 A message lands in `<topic>.dlq` with its original key, value and headers plus `dlq.*` headers that
-say why (see `shared.kafka.ConsumerLoop.dead_letter`). A redrive republishes it to the original topic
+say why (see `shared.kafka.consumer.ConsumerLoop.dead_letter`). A redrive republishes it to the original topic
 exactly as it first travelled (the `dlq.*` headers stripped) and records that in `dlq_redrives`, so a
 second redrive of the same message is skipped unless forced. The consumers are idempotent, so a message
 redriven twice (forced, or by two operators at once) does no harm.
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
 from command.db import WriteDatabase
-from command.models import db_now
+from command.models import DlqRedrive, db_now
 from eventshop.ops.topics import OffsetRange, Record, current_range, existing_topics, partitions, read_range
 from shared.events import Topic, dlq_topic
 from shared.settings import Settings
@@ -25,19 +26,8 @@ from shared.settings import Settings
 DLQ_SUFFIX = ".dlq"
 DLQ_HEADER_PREFIX = "dlq."
 
-redrives = sa.Table(
-    "dlq_redrives",
-    sa.MetaData(),
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
-    sa.Column("dlq_topic", sa.String(255), nullable=False),
-    sa.Column("dlq_partition", sa.Integer, nullable=False),
-    sa.Column("dlq_offset", sa.BigInteger, nullable=False),
-    sa.Column("target_topic", sa.String(255), nullable=False),
-    sa.Column("target_partition", sa.Integer, nullable=False),
-    sa.Column("target_offset", sa.BigInteger, nullable=False),
-    sa.Column("redriven_at", sa.DateTime(), nullable=False),
-)
-"""Migration 0002: one row per redrive."""
+redrives: Any = DlqRedrive.__table__  # type: ignore[attr-defined]
+"""One row per redrive (command.models.DlqRedrive)."""
 
 
 def as_dlq_topic(settings: Settings, topic: str) -> str:
