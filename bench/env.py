@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.auth import Role, issue_token
 from projection.store import connect_read_model
-from shared.kafka import ensure_topics
+from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

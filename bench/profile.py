@@ -28,7 +28,7 @@ from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.logging import configure_logging
 
 OUT = RESULTS / "profiles"

@@ -25,7 +25,7 @@ from command.db import WriteDatabase
 from command.models import OutboxRow
 from command.outbox import outbox_row
 from command.relay import OutboxRelay
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 
 Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]

@@ -32,7 +32,7 @@ from command.handlers.pay_order import PayOrder, pay_order
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from shared.events import OrderCreated, PaymentMethod
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -17,7 +17,7 @@ from command.domain import stock
 from command.models import ProcessedEvent
 from command.store import clock, find_order, lock_products, save
 from shared.events import Event, Topic
-from shared.kafka import ConsumerLoop, decode_event
+from shared.kafka.consumer import ConsumerLoop, decode_event
 from shared.settings import Settings
 
 CONSUMER = "stock-worker"

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from devstack.process import DevstackError, log_path, port_open, run, run_async, service_dir
 from shared.events import ALL_TOPICS
-from shared.kafka import ensure_topics
+from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 
 NAME = "kafka"

@@ -14,7 +14,7 @@ from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
 from shared.events import Event, Topic, encode_view_change, utcnow
-from shared.kafka import ConsumerLoop, PoisonMessage, decode_event
+from shared.kafka.consumer import ConsumerLoop, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
 

@@ -33,7 +33,8 @@ from projection.queries import ReadModel
 from projection.runner import ProjectionRunner, build_projection_runner
 from projection.store import connect_read_model
 from shared.events import ALL_TOPICS
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka.producer import make_producer
+from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import AggregateType, Event, Topic
-from shared.kafka import ConsumerLoop, decode_event, make_producer
+from shared.kafka.consumer import ConsumerLoop, decode_event
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import eventually
 from tests.events import event_from

@@ -20,8 +20,9 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.runner import ProjectionRunner, build_projection_runner
-from shared import kafka
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import consumer
+from shared.kafka.producer import make_producer
+from shared.kafka.topics import PARTITIONS, ensure_topics
 from shared.settings import Settings
 from tests.conftest import eventually, make_test_settings
 from tests.labs import consumer_group, delete_topics
@@ -29,7 +30,7 @@ from tests.labs import consumer_group, delete_topics
 RUN = uuid.uuid4().hex[:6]
 
 
-class CountingListener(kafka._AssignmentListener):
+class CountingListener(consumer._AssignmentListener):
     """The consumer loop's own assignment listener, counting the rebalances its consumer goes through."""
 
     made: list[CountingListener] = []
@@ -112,7 +113,7 @@ async def group_on_the_broker(settings: Settings, group_id: str) -> tuple[str, s
 
 async def fully_assigned(projector: Projector) -> None:
     """Every partition of every subscribed topic is this consumer's: the group has settled."""
-    expected = len(projector.runner.loop.topics) * kafka.PARTITIONS
+    expected = len(projector.runner.loop.topics) * PARTITIONS
 
     async def settled() -> bool:
         return len(projector.runner.loop.assignment()) == expected
@@ -137,7 +138,7 @@ async def test_starting_and_stopping_another_environment_never_rebalances_this_o
     mongo: AsyncDatabase[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(kafka, "_AssignmentListener", CountingListener)
+    monkeypatch.setattr(consumer, "_AssignmentListener", CountingListener)
     a, b = two_environments
 
     async with projector_of(a, mongo) as first:

@@ -8,7 +8,7 @@ import random
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
 from shared.events import AggregateType, Event, Topic, decode_view_change, dlq_topic
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
 from tests.events import event_from

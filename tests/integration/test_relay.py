@@ -15,7 +15,7 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from projection.queries import ReadModel
 from shared.events import Topic, UserSnapshot, UserUpdated
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
 

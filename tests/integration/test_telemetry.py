@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from shared import telemetry
 from shared.events import Topic, dlq_topic
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from shared.telemetry import Telemetry
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, make_test_settings, unique

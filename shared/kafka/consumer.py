@@ -1,21 +1,21 @@
-"""Kafka helpers: the idempotent producer, and a consumer loop with retry, backoff and a DLQ."""
+"""The consumer loop: partition (or lane) order, retry with backoff, a DLQ, commits after the effects."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_exponential_jitter
 
 from shared import telemetry, tracing
-from shared.events import ALL_TOPICS, Event, dlq_topic, parse_event
+from shared.events import Event, dlq_topic, parse_event
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
+from shared.outages import is_infrastructure_outage
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,20 +24,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-
-def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """acks=all + idempotence: a retried send is never duplicated or reordered within a partition."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 2,
-        "request_timeout_ms": 15_000,
-        "max_batch_size": 256 * 1024,
-    }
-    options.update(overrides)
-    return AIOKafkaProducer(**options)
 
 
 class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -332,29 +318,6 @@ def _decoded(decode: Callable[[bytes | None], T], record: ConsumerRecord[bytes, 
         return exc
 
 
-def is_infrastructure_outage(error: BaseException | None) -> bool:
-    """A store or broker that cannot be reached right now (as opposed to a message that cannot work)."""
-    from pymongo.errors import ConnectionFailure, OperationFailure
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    if isinstance(error, OperationalError):
-        code = getattr(error.orig, "args", (None,))[0]
-        return code in MYSQL_CONNECTION_ERRORS or not isinstance(code, int)
-    if isinstance(error, OperationFailure) and error.code == FERRETDB_INTERNAL_ERROR:
-        return FERRETDB_STORAGE_UNAVAILABLE.search(str(error)) is not None
-    return isinstance(error, ConnectionFailure | InterfaceError | KafkaConnectionError | ConnectionError)
-
-
-# Can't connect, lost connection, server gone away, server shutting down, too many connections.
-MYSQL_CONNECTION_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055, 1053, 1040, 1927})
-FERRETDB_INTERNAL_ERROR = 1
-FERRETDB_STORAGE_UNAVAILABLE = re.compile(r"failed to connect to|SQLSTATE (08|57P0)|conn closed|unexpected EOF")
-"""FerretDB answers InternalError when its PostgreSQL is down or restarting: connection refused (pgx), a
-connection exception (SQLSTATE class 08) or an operator shutdown (57P01-57P03)."""
-
-
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode(errors="replace")
 
@@ -364,58 +327,3 @@ def decode_event(raw: bytes | None) -> Event:
         return parse_event(raw)
     except Exception as exc:
         raise PoisonMessage(f"cannot decode event: {exc}") from exc
-
-
-async def when_available(
-    connect: Callable[[], Awaitable[T]], stopping: asyncio.Event, *, what: str, delay: float = 1.0
-) -> T | None:
-    """`connect()`, again every `delay` seconds while the store or broker is unreachable; None if asked to
-    stop first. Any other failure is raised: retrying cannot fix a wrong setting."""
-    while not stopping.is_set():
-        try:
-            return await connect()
-        except Exception as exc:
-            if not is_infrastructure_outage(exc):
-                raise
-            log.warning("infrastructure.unavailable", what=what, error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-    return None
-
-
-async def start_with_retry(client: Any, stopping: asyncio.Event, delay: float = 1.0) -> bool:
-    """Start a Kafka client, waiting for the broker if it is down; False if asked to stop first."""
-    while not stopping.is_set():
-        try:
-            await client.start()
-            return True
-        except Exception as exc:
-            log.warning("kafka.unavailable", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-    return False
-
-
-PARTITIONS = 3
-
-
-async def ensure_topics(settings: Settings, partitions: int = PARTITIONS) -> list[str]:
-    """Create every catalog topic (and its DLQ twin) of this environment that is missing."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    wanted = [settings.topic(t) for t in ALL_TOPICS]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
-            )
-            errors = [e for e in response.topic_errors if e[1] not in (0, 36)]  # 36: already exists
-            if errors:
-                raise RuntimeError(f"topic creation failed: {errors}")
-        return wanted
-    finally:
-        await admin.close()
