@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,11 @@ from typing import Any
 import structlog
 import typer
 
+from eventshop import workers
 from eventshop.ops.cli import dlq_app, projection_app, seed, verify
-from eventshop.runtime import Component, run
+from eventshop.runtime import Component, gateway_may_start, run
 from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Role, Scope, issue_token
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.settings import Settings, mask_dsn
 
 app = typer.Typer(help="eventshop: event-driven e-commerce backend (GraphQL over CQRS).", no_args_is_help=True)
@@ -28,9 +30,13 @@ except ImportError:  # pragma: no cover - devstack is part of the distribution
 
 def _settings() -> Settings:
     settings = Settings()
+    _configure_logs(settings)
+    return settings
+
+
+def _configure_logs(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_json)
     _mask_credentials_in_logs()
-    return settings
 
 
 def _mask_credentials_in_logs() -> None:
@@ -55,11 +61,24 @@ def _run(*components: Component, settings: Settings | None = None) -> None:
 def gateway(
     host: str = typer.Option(None, help="bind address (default HOST)"),
     port: int = typer.Option(None, help="port (default PORT)"),
+    workers_: int = typer.Option(
+        None, "--workers", min=1, help="processes behind the port, each with its own feed (default GATEWAY_WORKERS)"
+    ),
 ) -> None:
     """GraphQL gateway: /graphql, /healthz, /readyz, /metrics."""
-    settings = _settings()
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    _run(Component.GATEWAY, settings=settings.model_copy(update=overrides))
+    given = {"host": host, "port": port, "gateway_workers": workers_}
+    settings = _settings().model_copy(update={k: v for k, v in given.items() if v is not None})
+    if settings.gateway_workers == 1:
+        _run(Component.GATEWAY, settings=settings)
+    elif not (gateway_may_start(settings) and workers.serve(_gateway_worker, settings, settings.gateway_workers)):
+        raise typer.Exit(1)
+
+
+def _gateway_worker(settings: Settings, listening: socket.socket) -> None:
+    """One of `eventshop gateway --workers N`, in a process of its own (eventshop/workers.py)."""
+    _configure_logs(settings)
+    if not asyncio.run(run([Component.GATEWAY], settings, listening)):
+        raise SystemExit(1)
 
 
 @app.command()
@@ -83,7 +102,12 @@ def projector() -> None:
 @app.command("all")
 def all_components() -> None:
     """Gateway, relay, stock worker and projector in one process."""
-    _run(*Component)
+    settings = _settings()
+    if settings.gateway_workers > 1:  # one process is what `all` is for; several workers are `eventshop gateway`'s
+        get_logger(__name__).warning(
+            "all.one_gateway_process", detail="GATEWAY_WORKERS applies to `eventshop gateway`; `all` runs one"
+        )
+    _run(*Component, settings=settings)
 
 
 @app.command()

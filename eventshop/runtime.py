@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
+from shared import metrics as process_metrics
 from shared import telemetry
 from shared.kafka import make_producer, start_with_retry, when_available
 from shared.logging import get_logger
@@ -56,9 +58,14 @@ class Resources:
     read_model: ReadModel
     # Named checks behind /readyz; each component adds its own when it runs in this process.
     readiness: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    # The gateway's socket when a supervisor bound it for several workers (eventshop/workers.py); else the
+    # gateway binds HOST:PORT itself.
+    listening: socket.socket | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, stopping: asyncio.Event) -> Resources | None:
+    async def open(
+        cls, settings: Settings, stopping: asyncio.Event, listening: socket.socket | None = None
+    ) -> Resources | None:
         """None when asked to stop while the read model was still unreachable (it is waited for)."""
         connected = await when_available(
             lambda: connect_read_model(settings.mongo_uri, settings.mongo_database), stopping, what="read model"
@@ -66,7 +73,7 @@ class Resources:
         if connected is None:
             return None
         mongo, db = connected
-        return cls(settings, WriteDatabase(settings.mysql_dsn), mongo, ReadModel(db))
+        return cls(settings, WriteDatabase(settings.mysql_dsn), mongo, ReadModel(db), listening=listening)
 
     async def close(self) -> None:
         await self.write_db.dispose()
@@ -97,8 +104,11 @@ async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
         finally:
             await admin.close()
 
-    feed = ViewFeed(res.settings)
+    feed = ViewFeed(res.settings)  # its own consumer, no group: every process gets every views.changed message
     feeding = asyncio.create_task(feed.run(stopping))
+    sharing = None
+    if process_metrics.multiprocess_dir() is not None:
+        sharing = asyncio.create_task(process_metrics.share_open_subscriptions(lambda: feed.listener_count, stopping))
     res.readiness.update(mysql=ping_mysql, mongodb=ping_mongo, kafka=ping_kafka, feed=_flag(feed.ready.is_set))
     app = create_app(
         write_db=res.write_db,
@@ -117,11 +127,13 @@ async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
         timeout_graceful_shutdown=5,
     )
     server = _Server(config)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(None if res.listening is None else [res.listening]))
     await _first(stopping.wait(), serving)
     server.should_exit = True
     await serving
     await feeding
+    if sharing is not None:
+        await sharing
 
 
 async def run_relay(res: Resources, stopping: asyncio.Event) -> None:
@@ -168,8 +180,10 @@ RUNNERS: dict[Component, Callable[[Resources, asyncio.Event], Coroutine[Any, Any
 }
 
 
-async def run(components: list[Component], settings: Settings) -> bool:
-    """Run until SIGINT/SIGTERM or a component fails; True when every component ended cleanly."""
+async def run(components: list[Component], settings: Settings, listening: socket.socket | None = None) -> bool:
+    """Run until SIGINT/SIGTERM or a component fails; True when every component ended cleanly.
+
+    `listening`: the gateway's socket, already bound (a worker of several); else it binds HOST:PORT."""
     if Component.GATEWAY in components and not gateway_may_start(settings):
         return False
     stopping = asyncio.Event()
@@ -179,18 +193,20 @@ async def run(components: list[Component], settings: Settings) -> bool:
     tracing_of_process = Telemetry.start(settings, service_name(components))
     try:
         with telemetry.installed(tracing_of_process):
-            return await _run_components(components, settings, stopping)
+            return await _run_components(components, settings, stopping, listening)
     finally:
         await asyncio.to_thread(tracing_of_process.shutdown)  # exports the spans still buffered
 
 
-async def _run_components(components: list[Component], settings: Settings, stopping: asyncio.Event) -> bool:
+async def _run_components(
+    components: list[Component], settings: Settings, stopping: asyncio.Event, listening: socket.socket | None
+) -> bool:
     try:
         metrics = MetricsEndpoint.start(settings, components)
     except OSError as exc:
         log.error("metrics.port_unavailable", host=settings.host, port=settings.metrics_port, error=repr(exc))
         return False
-    res = await Resources.open(settings, stopping)
+    res = await Resources.open(settings, stopping, listening)
     if res is None:
         metrics.stop()
         return True

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cross_web import HTTPException
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -39,7 +39,7 @@ from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.errors import Unauthenticated
 from shared.logging import get_logger
-from shared.metrics import gateway_registry
+from shared.metrics import GATEWAY_WORKER_REQUESTS, GatewayMetrics
 from shared.settings import Settings, mask_dsn
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -84,6 +84,7 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
         """Automatic persisted queries: a hash becomes its query text here, before anything parses it, so the
         limits, the rate limits and the access policy meet a full query (gateway/persisted.py)."""
+        GATEWAY_WORKER_REQUESTS.inc()  # refused ones too: the load this process took
         resolved = None
         if isinstance(request_data, GraphQLRequestData):  # a batch (a list) is refused earlier: batching is off
             try:
@@ -152,7 +153,7 @@ def create_app(
     readiness: dict[str, ReadinessCheck],
 ) -> Starlette:
     graphql = EventshopGraphQL(write_db, read_model, feed, settings)
-    own_metrics = gateway_registry(lambda: feed.listener_count)
+    own_metrics = GatewayMetrics.of(lambda: feed.listener_count)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -175,8 +176,7 @@ def create_app(
         )
 
     async def metrics(request: Request) -> Response:
-        body = generate_latest() + generate_latest(own_metrics)  # the process's, then this app's own
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(own_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         routes=[

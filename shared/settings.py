@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Gateway.
     host: str = Field("127.0.0.1", description="bind address of the gateway, and of METRICS_PORT")
     port: int = 8000
+    gateway_workers: int = Field(
+        1, ge=1, description="eventshop gateway: processes serving PORT (their own feed each); 1: one process"
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="relay, stock worker, projector: serve /metrics on this port; 0: off"
     )

@@ -1,0 +1,117 @@
+"""`eventshop gateway --workers N`: N gateway processes behind one port.
+
+This process, the supervisor, binds HOST:PORT once and spawns N workers (fresh interpreters, as uvicorn's own
+workers are: nothing is inherited but the socket and the environment). Each worker is a whole gateway, made by
+the runtime as a lone gateway is: its own app, read-model client, write pool and `views.changed` feed, which
+reads every partition without a consumer group, so each worker gets every announcement. They accept from the
+one socket as the kernel hands out its connections. Their Prometheus metrics are files in a fresh directory
+(shared/metrics.py) that any worker's /metrics reads; it is removed when they have stopped.
+
+SIGINT/SIGTERM: every worker gets SIGTERM and shuts down as a lone gateway does; one still running after the
+grace period is killed. A worker that ends on its own ends them all, and the supervisor exits 1: a gateway
+silently serving with fewer workers than asked for would only show as slowness, a stopped one gets restarted
+by whatever supervises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+
+from shared.logging import get_logger
+from shared.metrics import MULTIPROCESS_DIR
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+# A worker's own shutdown takes up to 30 s for its components (runtime.py), then closes its connections.
+GRACE_SECONDS = 40.0
+
+Worker = Callable[[Settings, socket.socket], None]
+"""A worker process's body: a module-level function (spawned processes import it by name)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The workers' one socket, bound before any of them starts, so that a port in use fails once, at once.
+    Not listening yet: each worker listens when it is ready to serve, and until the first is, connecting
+    is refused rather than left waiting."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(worker: Worker, settings: Settings, count: int) -> bool:
+    """Run `count` processes of `worker` on HOST:PORT until SIGINT/SIGTERM; True when all stopped cleanly."""
+    try:
+        listening = bind(settings.host, settings.port)
+    except OSError as exc:
+        log.error("gateway.port_unavailable", host=settings.host, port=settings.port, error=repr(exc))
+        return False
+    metrics_dir = tempfile.mkdtemp(prefix="eventshop-metrics-")
+    # Inherited by the workers, where prometheus_client reads it when first imported: files, not memory.
+    os.environ[MULTIPROCESS_DIR] = metrics_dir
+    try:
+        return asyncio.run(supervise(worker, settings, count, listening))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def supervise(worker: Worker, settings: Settings, count: int, listening: socket.socket) -> bool:
+    """Start the workers, wait for a signal or the end of any of them, then stop them all. True when asked to
+    stop and every worker exited 0."""
+    loop = asyncio.get_running_loop()
+    signalled, ended = asyncio.Event(), asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before any worker starts: none outlives this process
+        loop.add_signal_handler(sig, signalled.set)
+    spawn = multiprocessing.get_context("spawn")
+    processes: list[BaseProcess] = []
+    try:
+        with listening:  # the workers have copies of their own once started
+            for n in range(count):
+                process = spawn.Process(target=worker, args=(settings, listening), name=f"gateway-worker-{n}")
+                process.start()
+                processes.append(process)
+                loop.add_reader(process.sentinel, ended.set)  # readable once the process has exited
+        log.info("gateway.workers_started", host=settings.host, port=settings.port, pids=[p.pid for p in processes])
+        waits = [asyncio.create_task(signalled.wait()), asyncio.create_task(ended.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in pending:
+            wait.cancel()
+    finally:
+        for started in processes:
+            loop.remove_reader(started.sentinel)
+        if not signalled.is_set():
+            early = [(p.name, p.pid, p.exitcode) for p in processes if not p.is_alive()]
+            log.error("gateway.worker_ended", workers=early, detail="stopping every worker")
+        await asyncio.to_thread(stop, processes)
+    codes = {p.pid: p.exitcode for p in processes}
+    log.info("gateway.workers_stopped", exit_codes=codes)
+    return signalled.is_set() and all(code == 0 for code in codes.values())
+
+
+def stop(processes: list[BaseProcess], grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM to every worker still running (a graceful shutdown), SIGKILL to those left after `grace`."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            log.error("gateway.worker_killed", pid=process.pid, detail=f"still running {grace:g} s after SIGTERM")
+            process.kill()
+            process.join()
