@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from command.db import WriteDatabase
-from command.store import clock, lock_order, save
+from command.handlers.soft_delete import soft_delete
+from command.store import lock_order
 from shared.events import OrderSnapshot
 
 
 async def delete_order(db: WriteDatabase, order_id: int) -> OrderSnapshot:
-    async with db.transaction() as tx:
-        order = await lock_order(tx, order_id)
-        deleted = order.delete(clock())
-        save(tx, order)
-        tx.record(deleted)
-    return order.state
+    return await soft_delete(db, lock_order, order_id)  # Order.delete refuses an order still in trade

@@ -1,4 +1,5 @@
-"""The deletion of a user or a product: the same move for both, marked deleted in a new version, with its event."""
+"""The deletion of a user, a product or an order: the same move for each, marked deleted in a new version (the
+aggregate refuses it when its rules say so), with its event."""
 
 from __future__ import annotations
 
