@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.runner import ProjectionRunner, build_projection_runner
@@ -165,3 +166,22 @@ async def test_starting_and_stopping_another_environment_never_rebalances_this_o
             assert revoked > settled[0] and assignments > settled[1] and generation > settled[2]
             state, both = await group_on_the_broker(a, a.projector_group)
             assert len(both) == 2 and members < both
+
+
+async def test_a_new_environment_s_topics_are_all_described_once_ensure_topics_returns(settings: Settings) -> None:
+    """A create returns before the broker's metadata shows the topics; the processes and tests that describe or
+    consume them right after must find every one (once seen: "a domain topic is missing")."""
+    prefix = f"{settings.kafka_topic_prefix}fresh-{uuid.uuid4().hex[:8]}."
+    fresh = settings.model_copy(update={"kafka_topic_prefix": prefix})
+    try:
+        wanted = await ensure_topics(fresh)
+        admin = AIOKafkaAdminClient(bootstrap_servers=fresh.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(wanted)
+        finally:
+            await admin.close()
+        assert sorted(d["topic"] for d in described if not d["error_code"] and d["partitions"]) == sorted(wanted)
+        assert all(len(d["partitions"]) == PARTITIONS for d in described)
+    finally:
+        await delete_topics(fresh)
