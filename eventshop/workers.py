@@ -1,11 +1,13 @@
 """`eventshop gateway --workers N`: N gateway processes behind one port.
 
-This process, the supervisor, binds HOST:PORT once and spawns N workers (fresh interpreters, as uvicorn's own
-workers are: nothing is inherited but the socket and the environment). Each worker is a whole gateway, made by
-the runtime as a lone gateway is: its own app, read-model client, write pool and `views.changed` feed, which
-reads every partition without a consumer group, so each worker gets every announcement. They accept from the
-one socket as the kernel hands out its connections. Their Prometheus metrics are files in a fresh directory
-(shared/metrics.py) that any worker's /metrics reads; it is removed when they have stopped.
+This process, the supervisor, binds one socket per worker to HOST:PORT and spawns N workers (fresh interpreters,
+as uvicorn's own workers are: nothing is inherited but a socket and the environment). Each worker is a whole
+gateway, made by the runtime as a lone gateway is: its own app, read-model client, write pool and `views.changed`
+feed, which reads every partition without a consumer group, so each worker gets every announcement. The sockets
+share the port with SO_REUSEPORT, and the kernel hands each new connection to one of them by its addresses'
+hash. One socket shared by all would not spread keep-alive clients: the worker that wakes first accepts every
+connection waiting, and a burst of clients connecting at once stays on it. Their Prometheus metrics are files
+in a fresh directory (shared/metrics.py) that any worker's /metrics reads; it is removed when they have stopped.
 
 SIGINT/SIGTERM: every worker gets SIGTERM and shuts down as a lone gateway does; one still running after the
 grace period is killed. A worker that ends on its own ends them all, and the supervisor exits 1: a gateway
@@ -39,24 +41,39 @@ Worker = Callable[[Settings, socket.socket], None]
 """A worker process's body: a module-level function (spawned processes import it by name)."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The workers' one socket, bound before any of them starts, so that a port in use fails once, at once.
-    Not listening yet: each worker listens when it is ready to serve, and until the first is, connecting
-    is refused rather than left waiting."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+def bind(host: str, port: int, count: int) -> list[socket.socket]:
+    """A socket per worker on one port, bound before any worker starts: a port in use fails once, at once.
+
+    First a plain bind: SO_REUSEPORT would also join a port that another gateway of this user already serves.
+    Not listening yet: each worker listens when it starts serving; until the first does, connecting is refused
+    rather than left waiting."""
+    with _socket(host, reuse_port=False) as probe:
+        probe.bind((host, port))
+        port = probe.getsockname()[1]  # port 0: the one the kernel chose
+    sockets: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        for _ in range(count):
+            sockets.append(_socket(host, reuse_port=True))
+            sockets[-1].bind((host, port))
     except OSError:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         raise
+    return sockets
+
+
+def _socket(host: str, *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart is not refused by TIME_WAIT
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
 
 
 def serve(worker: Worker, settings: Settings, count: int) -> bool:
     """Run `count` processes of `worker` on HOST:PORT until SIGINT/SIGTERM; True when all stopped cleanly."""
     try:
-        listening = bind(settings.host, settings.port)
+        sockets = bind(settings.host, settings.port, count)
     except OSError as exc:
         log.error("gateway.port_unavailable", host=settings.host, port=settings.port, error=repr(exc))
         return False
@@ -64,12 +81,14 @@ def serve(worker: Worker, settings: Settings, count: int) -> bool:
     # Inherited by the workers, where prometheus_client reads it when first imported: files, not memory.
     os.environ[MULTIPROCESS_DIR] = metrics_dir
     try:
-        return asyncio.run(supervise(worker, settings, count, listening))
+        return asyncio.run(supervise(worker, settings, sockets))
     finally:
+        for sock in sockets:  # those of workers that never started (each started one's is closed already)
+            sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-async def supervise(worker: Worker, settings: Settings, count: int, listening: socket.socket) -> bool:
+async def supervise(worker: Worker, settings: Settings, sockets: list[socket.socket]) -> bool:
     """Start the workers, wait for a signal or the end of any of them, then stop them all. True when asked to
     stop and every worker exited 0."""
     loop = asyncio.get_running_loop()
@@ -79,12 +98,12 @@ async def supervise(worker: Worker, settings: Settings, count: int, listening: s
     spawn = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = []
     try:
-        with listening:  # the workers have copies of their own once started
-            for n in range(count):
+        for n, listening in enumerate(sockets):
+            with listening:  # the worker has a copy of its own once started
                 process = spawn.Process(target=worker, args=(settings, listening), name=f"gateway-worker-{n}")
                 process.start()
-                processes.append(process)
-                loop.add_reader(process.sentinel, ended.set)  # readable once the process has exited
+            processes.append(process)
+            loop.add_reader(process.sentinel, ended.set)  # readable once the process has exited
         log.info("gateway.workers_started", host=settings.host, port=settings.port, pids=[p.pid for p in processes])
         waits = [asyncio.create_task(signalled.wait()), asyncio.create_task(ended.wait())]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
