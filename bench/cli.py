@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import latency, projector, reads, relay, scale, write_scale, writes
+from bench import latency, projector, reads, relay, scale, workers, write_scale, writes
 from bench.env import RESULTS, BenchEnv
 from bench.report import print_report, write_json
 from bench.stats import Figure
@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "relay": lambda env, scale: relay.run(env, rows=int(20_000 * scale)),
     "projector": lambda env, scale: projector.run(env, scale=scale),
     "reads": lambda env, scale: reads.run(env, seconds=3.0 * min(1.0, scale)),
+    "workers": lambda env, scale: workers.run(env, seconds=3.0 * min(1.0, scale)),
     "latency": lambda env, scale: latency.run(env, light=int(60 * scale), per_client=int(25 * scale)),
     "scale": lambda env, factor: scale.run(env, scale=factor),
     "write-scale": lambda env, factor: write_scale.run(env, scale=factor),
