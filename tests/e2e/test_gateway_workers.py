@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import uuid
@@ -173,3 +174,21 @@ def alive(pid: int) -> bool:
 
 async def _none_alive(pids: set[int]) -> bool:
     return not any(alive(pid) for pid in pids)
+
+
+async def test_a_worker_that_dies_takes_the_others_down_and_the_gateway_exits_1(
+    eventshop_all: Process, process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Not a gateway quietly running on half its workers: whatever supervises it sees it stop, and restarts it."""
+    log = tmp_path_factory.mktemp("logs") / "gateway-workers-killed.log"
+    process = start_workers(process_env, log)
+    try:
+        await every_worker_ready(process.url)
+        killed, survivor = sorted(requests_by_worker(await scrape(process.url)))
+        os.kill(killed, signal.SIGKILL)
+        assert process.proc.wait(60) == 1, log.read_text()[-3000:]
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+    assert not alive(survivor)
+    assert "gateway.worker_ended" in log.read_text()
