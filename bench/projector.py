@@ -39,7 +39,7 @@ from projection.projectors.users import user_document
 from projection.runner import build_projection_runner
 from projection.store import Doc
 from shared.events import DOMAIN_TOPICS, Event, Snapshot, parse_event
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 
 BULK_BATCH = 50

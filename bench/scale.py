@@ -57,7 +57,7 @@ from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from shared.events import AggregateType, Event
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 
 Doc = dict[str, Any]

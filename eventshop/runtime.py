@@ -35,8 +35,9 @@ from projection.runner import build_projection_runner
 from projection.store import connect_read_model
 from shared import metrics as process_metrics
 from shared import telemetry
-from shared.kafka import make_producer, start_with_retry, when_available
+from shared.kafka.producer import make_producer, start_with_retry
 from shared.logging import get_logger
+from shared.outages import when_available
 from shared.settings import Settings, mask_dsn
 from shared.telemetry import Telemetry
 

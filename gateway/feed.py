@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from projection.store import Doc
 from shared.events import AggregateType, Topic, decode_view_change
-from shared.kafka import start_with_retry
+from shared.kafka.producer import start_with_retry
 from shared.logging import get_logger
 from shared.settings import Settings
 

@@ -24,7 +24,7 @@ from gateway.auth import Role, issue_token
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.kafka import ensure_topics
+from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 from tests.events import EventLog, Mark, WrittenEvent
 from tests.labs import RunningSystem, migrate, running_system

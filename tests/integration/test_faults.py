@@ -37,7 +37,8 @@ from command.models import PaymentMethod
 from devstack import start_service, stop_service
 from eventshop.ops.verify import differences
 from shared.errors import DomainError, ErrorCode
-from shared.kafka import MYSQL_CONNECTION_ERRORS, make_producer
+from shared.kafka.producer import make_producer
+from shared.outages import MYSQL_CONNECTION_ERRORS
 from shared.settings import Settings
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, unique
 from tests.labs import EVENTSHOP, ROOT, Lab, consumer_group, lab_of, process_env

@@ -43,7 +43,7 @@ from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner
 from shared.events import AggregateType, Event, Topic, dlq_topic
-from shared.kafka import make_producer
+from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, WriteModelProbe, eventually, unique
 from tests.events import event_from
