@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from alembic import command as alembic_command
@@ -29,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.auth import Role, issue_token
-from projection.store import connect_read_model
+from projection.store import Doc, connect_read_model
 from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 
@@ -38,8 +37,6 @@ RESULTS = ROOT / "bench" / "results"
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
 SUFFIX = "_bench"
 UNLIMITED_RATE = 1_000_000  # the mutation rate limiter would otherwise cap every throughput figure
-
-Doc = dict[str, Any]
 
 
 def _suffixed(name: str) -> str:

@@ -6,9 +6,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from projection.store import Doc
 from shared.events import SCHEMA_VERSION, AggregateType, Event, Topic, parse_event
 
-Doc = dict[str, Any]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 

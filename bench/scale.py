@@ -56,11 +56,11 @@ from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserVie
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
+from projection.store import Doc
 from shared.events import AggregateType, Event
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
 
-Doc = dict[str, Any]
 T = TypeVar("T")
 
 SIZES = ((1_000, 100, 100), (10_000, 1_000, 1_000), (100_000, 10_000, 10_000))  # orders, users, products

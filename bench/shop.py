@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from bench.samples import envelope
 from projection.documents import OrderView, ProductView, UserView
+from projection.store import Doc
 from shared.events import AggregateType, Event, Topic
 from shared.money import format_money
 
-Doc = dict[str, Any]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 FIRST_NAMES = (
