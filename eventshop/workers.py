@@ -12,12 +12,13 @@ in a fresh directory (shared/metrics.py) that any worker's /metrics reads; it is
 SIGINT/SIGTERM: every worker gets SIGTERM and shuts down as a lone gateway does; one still running after the
 grace period is killed. A worker that ends on its own ends them all, and the supervisor exits 1: a gateway
 silently serving with fewer workers than asked for would only show as slowness, a stopped one gets restarted
-by whatever supervises it.
+by whatever supervises it. A supervisor that is killed takes its workers with it (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
 import os
 import shutil
@@ -100,7 +101,9 @@ async def supervise(worker: Worker, settings: Settings, sockets: list[socket.soc
     try:
         for n, listening in enumerate(sockets):
             with listening:  # the worker has a copy of its own once started
-                process = spawn.Process(target=worker, args=(settings, listening), name=f"gateway-worker-{n}")
+                process = spawn.Process(
+                    target=_with_supervisor, args=(worker, settings, listening, os.getpid()), name=f"gateway-worker-{n}"
+                )
                 process.start()
             processes.append(process)
             loop.add_reader(process.sentinel, ended.set)  # readable once the process has exited
@@ -119,6 +122,16 @@ async def supervise(worker: Worker, settings: Settings, sockets: list[socket.soc
     codes = {p.pid: p.exitcode for p in processes}
     log.info("gateway.workers_stopped", exit_codes=codes)
     return signalled.is_set() and all(code == 0 for code in codes.values())
+
+
+def _with_supervisor(worker: Worker, settings: Settings, listening: socket.socket, supervisor: int) -> None:
+    """A worker that stops with its supervisor, however that ends: killed (SIGKILL runs no handler of ours),
+    the kernel sends the worker SIGTERM (PR_SET_PDEATHSIG), and it shuts down as if asked to."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it ended before the line above took effect
+        return
+    worker(settings, listening)
 
 
 def stop(processes: list[BaseProcess], grace: float = GRACE_SECONDS) -> None:

@@ -192,3 +192,22 @@ async def test_a_worker_that_dies_takes_the_others_down_and_the_gateway_exits_1(
             process.proc.kill()
     assert not alive(survivor)
     assert "gateway.worker_ended" in log.read_text()
+
+
+async def test_a_killed_supervisor_takes_its_workers_with_it(
+    eventshop_all: Process, process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIGKILL runs no handler: the workers hear of their supervisor's end from the kernel and stop, so no
+    orphan keeps the port (a restarted gateway would otherwise share it with them)."""
+    log = tmp_path_factory.mktemp("logs") / "gateway-supervisor-killed.log"
+    process = start_workers(process_env, log)
+    try:
+        await every_worker_ready(process.url)
+        serving = set(requests_by_worker(await scrape(process.url)))
+        process.proc.kill()
+        process.proc.wait(10)
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+    assert len(serving) == WORKERS
+    await eventually(lambda: _none_alive(serving), timeout=45)
