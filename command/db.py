@@ -6,12 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Executable, insert
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from command.outbox import OutboxSignal, outbox_row
+from command.models import OutboxRow
+from command.outbox import OutboxSignal, outbox_values
 from shared.events import Event
 
 DUPLICATE_KEY = 1062
+DEADLOCK = 1213
 
 
 def is_duplicate_key(exc: BaseException, index: str) -> bool:
@@ -20,20 +24,39 @@ def is_duplicate_key(exc: BaseException, index: str) -> bool:
     return len(args) >= 2 and args[0] == DUPLICATE_KEY and index in str(args[-1])
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """InnoDB chose this transaction as a deadlock's victim (MySQL error 1213) and rolled it back."""
+    args: tuple[Any, ...] = getattr(getattr(exc, "orig", None), "args", ())
+    return bool(args) and args[0] == DEADLOCK
+
+
 class Transaction:
-    """One unit of work: the session plus the events it will commit to the outbox."""
+    """One unit of work: its connection (Core statements built from the models' tables) and the events it
+    will commit to the outbox."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.events: list[Event] = []
-        # The rows loaded for the aggregates this transaction changes, by (table, id): the save writes onto
-        # them. Held here because the session holds unchanged rows only weakly (a lost one is read again).
-        self.rows: dict[tuple[type[Any], int], Any] = {}
+        self._connection: AsyncConnection | None = None
+        # The columns of the aggregate rows this transaction loaded or inserted, by (table name, id), as
+        # stored: the save sends only what changed.
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+
+    async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
+        """One statement on the transaction's connection (a list of params: one multi-row INSERT)."""
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return await self._connection.execute(statement, params)
 
     def record(self, *events: Event) -> None:
-        """Write the events' outbox rows; call it after the aggregate rows are locked or inserted."""
+        """The events this transaction commits; their outbox rows are written at its end (`write_outbox`), after
+        every aggregate row was locked or inserted, so one aggregate's outbox ids follow its commit order."""
         self.events.extend(events)
-        self.session.add_all(outbox_row(event) for event in events)
+
+    async def write_outbox(self) -> None:
+        """The recorded events' outbox rows, in one INSERT, in the order they were recorded."""
+        if self.events:
+            await self.execute(insert(OutboxRow.__table__), [outbox_values(event) for event in self.events])  # type: ignore[attr-defined]
 
 
 class WriteDatabase:
@@ -55,6 +78,7 @@ class WriteDatabase:
         async with self.sessions() as session, session.begin():
             tx = Transaction(session)
             yield tx
+            await tx.write_outbox()
         if tx.events:
             self.signal.notify()
 

@@ -1,8 +1,11 @@
 """Idempotency keys: a retried createOrder/payOrder returns the first result instead of acting twice.
 
-The key is claimed in the same transaction as the command, so the stored response and the
-command's effects commit together. A concurrent retry with the same key waits on the row lock
-and then finds the stored response.
+The key costs two statements, in the command's own transaction, so the stored response and the command's
+effects commit together: an `INSERT IGNORE` claims it (one row inserted: this call acts) and an `UPDATE` stores
+the response at the end. Only when the key exists (a retry: the rare path) is the row read: InnoDB's duplicate
+check made the claim wait until a concurrent first call with the key committed or rolled back, so what the read
+sees is committed. A failed command rolls its claim back, so it never burns the key; an expired key is taken
+over by the one call whose `UPDATE ... WHERE expires_at <= now` finds it still expired.
 """
 
 from __future__ import annotations
@@ -11,18 +14,20 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlalchemy import Insert, Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy.exc import OperationalError
 
-from command.db import Transaction, is_duplicate_key
+from command.db import Transaction, is_deadlock
 from command.models import IdempotencyKey, db_now
 from shared.errors import BadUserInput, Conflict
 from shared.events import OrderSnapshot
 
+KEYS: Table = IdempotencyKey.__table__  # type: ignore[attr-defined]
+ATTEMPTS = 3
 MAX_KEY_LENGTH = 255
 T = TypeVar("T")
 
@@ -44,37 +49,26 @@ class Idempotency:
         return cls(operation, key, hashlib.sha256(canonical.encode()).hexdigest(), ttl_seconds)
 
 
+class KeyRace(Exception):
+    """The key's row changed under this call (taken over or purged); the transaction is run again."""
+
+
 async def recall(tx: Transaction, idem: Idempotency | None) -> OrderSnapshot | None:
-    """The stored response of an earlier call with this key, or None if this call should act."""
+    """The stored response of an earlier call with this key, or None if this call should act (it then holds
+    the key until its transaction ends)."""
     if idem is None:
         return None
     now = db_now()
-    stmt = (
-        select(IdempotencyKey)
-        .where(IdempotencyKey.operation == idem.operation, IdempotencyKey.key == idem.key)
-        .with_for_update()
-    )
-    row = (await tx.session.execute(stmt)).scalars().first()
-    if row is not None and row.expires_at <= now:
-        await tx.session.execute(
-            delete(IdempotencyKey).where(
-                col(IdempotencyKey.operation) == idem.operation, col(IdempotencyKey.key) == idem.key
-            )
-        )
-        row = None
+    claim = {"request_hash": idem.request_hash, "created_at": now, "expires_at": _expiry(idem, now)}
+    inserted = await tx.execute(_claiming(), {**claim, "operation": idem.operation, "key": idem.key, "response": {}})
+    if inserted.rowcount == 1:
+        return None
+    row = (await tx.execute(_reading(), _key(idem))).first()
     if row is None:
-        # Claim the key now: a concurrent call with the same key blocks here until this one commits.
-        tx.session.add(
-            IdempotencyKey(
-                operation=idem.operation,
-                key=idem.key,
-                request_hash=idem.request_hash,
-                response={},
-                created_at=now,
-                expires_at=now + timedelta(seconds=idem.ttl_seconds),
-            )
-        )
-        await tx.session.flush()
+        raise KeyRace  # purged since the claim met it
+    if row.expires_at <= now:
+        if (await tx.execute(_taking_over(), {**claim, **_key(idem), "now": now})).rowcount != 1:
+            raise KeyRace  # another call took it over first
         return None
     if row.request_hash != idem.request_hash:
         raise Conflict("idempotencyKey was already used for a different request", field="idempotencyKey")
@@ -82,19 +76,63 @@ async def recall(tx: Transaction, idem: Idempotency | None) -> OrderSnapshot | N
 
 
 async def remember(tx: Transaction, idem: Idempotency | None, response: OrderSnapshot) -> None:
-    if idem is None:
-        return
-    row = await tx.session.get(IdempotencyKey, (idem.operation, idem.key))
-    assert row is not None
-    row.response = response.model_dump(mode="json")
+    """Store the response under the key this call claimed."""
+    if idem is not None:
+        await tx.execute(_remembering(), {**_key(idem), "response": response.model_dump(mode="json")})
 
 
 async def retry_on_key_race(call: Callable[[], Awaitable[T]]) -> T:
-    """Two first calls with one key: the loser's INSERT collides after the winner commits; run it again
-    and it finds the stored response."""
-    try:
-        return await call()
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc, "PRIMARY"):
-            raise
-        return await call()
+    """Run the command's transaction again when it lost a race for its key: the row changed under it, or InnoDB
+    made it a deadlock's victim (two calls taking over one expired key). The next run finds the winner's
+    stored response."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return await call()
+        except KeyRace:
+            continue
+        except OperationalError as exc:
+            if not is_deadlock(exc):
+                raise
+    return await call()
+
+
+def _key(idem: Idempotency) -> dict[str, str]:
+    """The parameters of `_this_key` (named apart from the columns, as an UPDATE's WHERE must be)."""
+    return {"this_operation": idem.operation, "this_key": idem.key}
+
+
+def _expiry(idem: Idempotency, now: datetime) -> datetime:
+    return now + timedelta(seconds=idem.ttl_seconds)
+
+
+def _this_key() -> Any:
+    return (KEYS.c.operation == bindparam("this_operation")) & (KEYS.c.key == bindparam("this_key"))
+
+
+@cache
+def _claiming() -> Insert:
+    return insert(KEYS).prefix_with("IGNORE")
+
+
+@cache
+def _reading() -> Select[Any]:
+    return select(KEYS.c.request_hash, KEYS.c.response, KEYS.c.expires_at).where(_this_key())
+
+
+@cache
+def _taking_over() -> Update:
+    return (
+        update(KEYS)
+        .where(_this_key(), KEYS.c.expires_at <= bindparam("now"))
+        .values(
+            request_hash=bindparam("request_hash"),
+            response={},
+            created_at=bindparam("created_at"),
+            expires_at=bindparam("expires_at"),
+        )
+    )
+
+
+@cache
+def _remembering() -> Update:
+    return update(KEYS).where(_this_key()).values(response=bindparam("response"))

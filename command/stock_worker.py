@@ -8,13 +8,14 @@ never deadlock, and the row locks mean stock is never oversold.
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, insert
 
-from command.db import Transaction, WriteDatabase, is_duplicate_key
+from command.db import Transaction, WriteDatabase
 from command.domain import stock
-from command.models import ProcessedEvent
+from command.models import ProcessedEvent, db_now
 from command.store import clock, find_order, lock_products, save
 from shared.events import Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
@@ -30,7 +31,7 @@ async def reserve_stock(tx: Transaction, order_id: int) -> None:
         return  # canceled before we got here, or already decided
     products = await lock_products(tx, (item.product_id for item in order.state.items))
     reservation = stock.reserve(order, products, clock())
-    save(tx, *products.values(), order)
+    await save(tx, *products.values(), order)
     tx.record(*reservation.events)
 
 
@@ -41,8 +42,13 @@ async def release_stock(tx: Transaction, order_id: int) -> None:
         return
     products = await lock_products(tx, (item.product_id for item in order.state.items))
     moves = stock.release(order, products, clock())
-    save(tx, *products.values(), order)
+    await save(tx, *products.values(), order)
     tx.record(*moves)
+
+
+@cache
+def _claiming() -> Insert:
+    return insert(ProcessedEvent.__table__).prefix_with("IGNORE")  # type: ignore[attr-defined]
 
 
 class StockWorker:
@@ -71,16 +77,12 @@ class StockWorker:
         action = {Topic.ORDER_CREATED: reserve_stock, Topic.ORDER_CANCELED: release_stock}.get(event.event_type)
         if action is None:
             return
-        try:
-            async with self.db.transaction() as tx:
-                # Claim the event first: a concurrent or repeated delivery collides on the key.
-                tx.session.add(ProcessedEvent(consumer=CONSUMER, event_id=str(event.event_id)))
-                await tx.session.flush()
+        async with self.db.transaction() as tx:
+            # Claim the event first: a repeated delivery finds it claimed (a concurrent one waits on the first's
+            # row until that commits, then finds it claimed) and changes nothing.
+            claim = {"consumer": CONSUMER, "event_id": str(event.event_id), "processed_at": db_now()}
+            if (await tx.execute(_claiming(), claim)).rowcount == 1:
                 await action(tx, event.aggregate_id)
-        except IntegrityError as exc:
-            if is_duplicate_key(exc, "PRIMARY"):  # already processed
-                return
-            raise
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.loop.run(stopping)

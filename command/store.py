@@ -3,18 +3,24 @@
 A handler is load -> decide -> save: `lock_*` reads the aggregate's rows with `SELECT ... FOR UPDATE` (products
 in id order, so concurrent transactions never deadlock), the domain (`command.domain`) checks the rules and
 returns the events, `save` writes the rows and the handler records the events in the same transaction.
+
+Every statement is SQLAlchemy Core on the models' tables (the models stay the one description of each table):
+the ORM's identity map and unit of work cost more than they give to a handler that reads a few rows, decides in
+the domain and writes back only what changed. The statements are built once, with bound parameters, so each
+one's compiled form comes from the engine's cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from enum import Enum
+from functools import cache
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Insert, Row, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel, col, select
 
 from command import models
 from command.db import Transaction, is_duplicate_key
@@ -26,13 +32,13 @@ from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from shared.errors import Conflict, NotFound
 from shared.events import Snapshot, StatusChange
 
-Row = TypeVar("Row", bound=SQLModel)
+USERS: Table = models.User.__table__  # type: ignore[attr-defined]
+PRODUCTS: Table = models.Product.__table__  # type: ignore[attr-defined]
+ORDERS: Table = models.Order.__table__  # type: ignore[attr-defined]
+ORDER_ITEMS: Table = models.OrderItem.__table__  # type: ignore[attr-defined]
+ORDER_HISTORY: Table = models.OrderStatusChange.__table__  # type: ignore[attr-defined]
 
-ROW_OF: dict[type[Aggregate[Any]], type[SQLModel]] = {
-    User: models.User,
-    Product: models.Product,
-    Order: models.Order,
-}
+TABLE_OF: dict[type[Aggregate[Any]], Table] = {User: USERS, Product: PRODUCTS, Order: ORDERS}
 
 
 def clock() -> datetime:
@@ -40,57 +46,72 @@ def clock() -> datetime:
     return models.db_now().replace(tzinfo=UTC)
 
 
-async def lock(tx: Transaction, model: type[Row], ids: Iterable[int]) -> dict[int, Row]:
-    """SELECT ... FOR UPDATE of the rows with these ids that exist, deleted or not, in id order: every
-    transaction takes its locks in the same order, so two of them never wait on each other."""
+@cache
+def _by_id(table: Table, *, many: bool, locking: bool) -> Select[Any]:
+    """The rows of `table` with one id (`:id`, a plain equality, as a waiting lock shows in the process list) or
+    several (`:ids`), in id order; `FOR UPDATE` when locking."""
+    key = table.c.id
+    stmt = select(table).where(key.in_(bindparam("ids", expanding=True)) if many else key == bindparam("id"))
+    stmt = stmt.order_by(key)
+    return stmt.with_for_update() if locking else stmt
+
+
+@cache
+def _of_order(table: Table) -> Select[Any]:
+    """An order's items or history lines, in the order they were written."""
+    return select(table).where(table.c.order_id == bindparam("order_id")).order_by(table.c.id)
+
+
+async def _rows(tx: Transaction, table: Table, ids: Iterable[int], *, locking: bool) -> dict[int, Row[Any]]:
     wanted = sorted(set(ids))
     if not wanted:
-        return {}
-    key = col(model.id)  # type: ignore[attr-defined]
-    stmt = (
-        select(model)
-        # One id (an aggregate's own row) is a plain equality, as a waiting lock shows in the process list.
-        .where(key == wanted[0] if len(wanted) == 1 else key.in_(wanted))
-        .order_by(key)
-        .with_for_update()
-        .execution_options(populate_existing=True)  # the row as committed, even if the session read it before
-    )
-    rows = {row.id: row for row in (await tx.session.execute(stmt)).scalars()}  # type: ignore[attr-defined]
-    tx.rows.update(((model, row_id), row) for row_id, row in rows.items())
+        return {}  # nothing to lock is no statement
+    many = len(wanted) > 1
+    params = {"ids": wanted} if many else {"id": wanted[0]}
+    result = await tx.execute(_by_id(table, many=many, locking=locking), params)
+    return {row.id: row for row in result}
+
+
+async def lock(tx: Transaction, table: Table, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """SELECT ... FOR UPDATE of the rows with these ids that exist, deleted or not, in id order: every
+    transaction takes its locks in the same order, so two of them never wait on each other. The save writes
+    back what changed since."""
+    rows = await _rows(tx, table, ids, locking=True)
+    tx.rows.update(((table.name, row_id), dict(row._mapping)) for row_id, row in rows.items())
     return rows
 
 
-async def lock_live(tx: Transaction, model: type[Row], row_id: int, label: str) -> Row:
+async def lock_live(tx: Transaction, table: Table, row_id: int, label: str) -> Row[Any]:
     """The locked row of an aggregate that exists and is not deleted."""
-    row = (await lock(tx, model, (row_id,))).get(row_id)
-    if row is None or row.deleted_at is not None:  # type: ignore[attr-defined]
+    row = (await lock(tx, table, (row_id,))).get(row_id)
+    if row is None or row.deleted_at is not None:
         raise NotFound(f"{label} {row_id} not found")
     return row
 
 
 async def lock_user(tx: Transaction, user_id: int) -> User:
-    return User(user_snapshot(await lock_live(tx, models.User, user_id, "user")))
+    return User(user_snapshot(await lock_live(tx, USERS, user_id, "user")))
 
 
 async def lock_product(tx: Transaction, product_id: int) -> Product:
-    return Product(product_snapshot(await lock_live(tx, models.Product, product_id, "product")))
+    return Product(product_snapshot(await lock_live(tx, PRODUCTS, product_id, "product")))
 
 
 async def lock_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Product]:
     """The products that exist (deleted ones too: the rules say what they mean), locked in id order."""
-    return {pid: Product(product_snapshot(row)) for pid, row in (await lock(tx, models.Product, ids)).items()}
+    return {pid: Product(product_snapshot(row)) for pid, row in (await lock(tx, PRODUCTS, ids)).items()}
 
 
 async def read_user(tx: Transaction, user_id: int) -> User | None:
     """The user as committed, without a lock (an order only copies its name and email)."""
-    row = await tx.session.get(models.User, user_id)
+    row = (await _rows(tx, USERS, (user_id,), locking=False)).get(user_id)
     return None if row is None else User(user_snapshot(row))
 
 
 async def read_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Product]:
     """The products as committed, without a lock: placing an order only reads them (the stock worker reserves)."""
-    stmt = select(models.Product).where(col(models.Product.id).in_(sorted(set(ids))))
-    return {row.id: Product(product_snapshot(row)) for row in (await tx.session.execute(stmt)).scalars()}  # type: ignore[misc]
+    rows = await _rows(tx, PRODUCTS, ids, locking=False)
+    return {pid: Product(product_snapshot(row)) for pid, row in rows.items()}
 
 
 async def lock_order(tx: Transaction, order_id: int) -> Order:
@@ -104,74 +125,93 @@ async def lock_order(tx: Transaction, order_id: int) -> Order:
 async def find_order(tx: Transaction, order_id: int) -> Order | None:
     """The order (deleted too), locked, with its items, its history and its user as they are now: every
     order event carries them."""
-    row = (await lock(tx, models.Order, (order_id,))).get(order_id)
+    row = (await lock(tx, ORDERS, (order_id,))).get(order_id)
     if row is None:
         return None
-    items = await tx.session.execute(
-        select(models.OrderItem).where(models.OrderItem.order_id == order_id).order_by(col(models.OrderItem.id))
-    )
-    history = await tx.session.execute(
-        select(models.OrderStatusChange)
-        .where(models.OrderStatusChange.order_id == order_id)
-        .order_by(col(models.OrderStatusChange.id))
-    )
-    lines = list(history.scalars())
-    user = await tx.session.get(models.User, row.user_id)
+    items = list(await tx.execute(_of_order(ORDER_ITEMS), {"order_id": order_id}))
+    history = list(await tx.execute(_of_order(ORDER_HISTORY), {"order_id": order_id}))
+    user = (await _rows(tx, USERS, (row.user_id,), locking=False)).get(row.user_id)
     assert user is not None, "users are only ever soft-deleted"
-    state = order_snapshot(row, list(items.scalars()), lines, user)
-    return Order(state, stock_held=row.stock_held, stored_history=len(lines))
+    state = order_snapshot(row, items, history, user)
+    return Order(state, stock_held=row.stock_held, stored_history=len(history))
 
 
 async def insert_user(tx: Transaction, new: NewUser) -> int:
     """The new user's row; its id. A live user with the same email is CONFLICT."""
     try:
-        return await _insert(tx, models.User, new)
+        return await _insert(tx, USERS, new)
     except IntegrityError as exc:
         raise email_conflict(exc) from exc
 
 
 async def insert_product(tx: Transaction, new: NewProduct) -> int:
-    return await _insert(tx, models.Product, new)
+    return await _insert(tx, PRODUCTS, new)
 
 
-async def _insert(tx: Transaction, model: type[Row], new: NewUser | NewProduct) -> int:
-    fields = {k: v for k, v in asdict(new).items() if k != "at"}
-    row = model(**fields, created_at=_column(new.at), updated_at=_column(new.at))
-    tx.session.add(row)
-    await tx.session.flush()  # the database gives the id (and the unique indexes answer) here
-    row_id: int = row.id  # type: ignore[attr-defined]
-    tx.rows[(model, row_id)] = row
-    return row_id
+@cache
+def _inserting(table: Table) -> Insert:
+    return insert(table)
+
+
+async def _insert(tx: Transaction, table: Table, new: NewUser | NewProduct) -> int:
+    """The row of a new user or product (the database gives the id, and the unique indexes answer, here)."""
+    values = {k: _column(v) for k, v in asdict(new).items() if k != "at"}
+    at = _column(new.at)
+    result = await tx.execute(_inserting(table), {**values, "version": 1, "created_at": at, "updated_at": at})
+    return int(result.lastrowid)
 
 
 async def insert_order(tx: Transaction, new: NewOrder) -> int:
     """The new order's row, its items (one INSERT) and its first history line; its id."""
-    row = models.Order(
-        user_id=new.user.id,
-        status=new.history[-1].status,
-        total_amount=new.total_amount,
-        created_at=_column(new.at),
-        updated_at=_column(new.at),
+    at = _column(new.at)
+    result = await tx.execute(
+        _inserting(ORDERS),
+        {
+            "user_id": new.user.id,
+            "status": _column(new.history[-1].status),
+            "total_amount": new.total_amount,
+            "stock_held": False,
+            "version": 1,
+            "created_at": at,
+            "updated_at": at,
+        },
     )
-    tx.session.add(row)
-    await tx.session.flush()
-    order_id: int = row.id  # type: ignore[assignment]
-    tx.rows[(models.Order, order_id)] = row
+    order_id = int(result.lastrowid)
     items = [{**item.model_dump(), "order_id": order_id} for item in new.items]
-    await tx.session.execute(insert(models.OrderItem), items)
-    _add_history(tx, order_id, new.history)
+    await tx.execute(_inserting(ORDER_ITEMS), items)
+    await _add_history(tx, order_id, new.history)
     return order_id
 
 
-def save(tx: Transaction, *aggregates: Aggregate[Any]) -> None:
-    """Write what the aggregates became onto the rows this transaction loaded (the flush sends the changes)."""
+async def save(tx: Transaction, *aggregates: Aggregate[Any]) -> None:
+    """Write what the aggregates became onto the rows this transaction locked: one UPDATE of the columns that
+    changed (none when nothing did), and an order's new history lines."""
     for aggregate in aggregates:
-        row = tx.rows[(ROW_OF[type(aggregate)], aggregate.id)]
-        _write(row, aggregate.state)
+        table = TABLE_OF[type(aggregate)]
+        stored = tx.rows[(table.name, aggregate.id)]
+        now = _columns(table, aggregate)
+        changed = {name: value for name, value in now.items() if stored[name] != value}
+        if changed:
+            await tx.execute(update(table).where(table.c.id == aggregate.id).values(changed))
+            stored.update(changed)
         if isinstance(aggregate, Order):
-            row.stock_held = aggregate.stock_held
-            _add_history(tx, aggregate.id, aggregate.state.history[aggregate.stored_history :])
+            await _add_history(tx, aggregate.id, aggregate.state.history[aggregate.stored_history :])
             aggregate.stored_history = len(aggregate.state.history)
+
+
+def _columns(table: Table, aggregate: Aggregate[Any]) -> dict[str, Any]:
+    """The aggregate's state as the row's columns (the snapshot's fields that are columns of the table)."""
+    state: Snapshot = aggregate.state
+    values = {name: _column(getattr(state, name)) for name in _snapshot_columns(table, type(state))}
+    if isinstance(aggregate, Order):
+        values["stock_held"] = aggregate.stock_held
+    return values
+
+
+@cache
+def _snapshot_columns(table: Table, snapshot: type[Snapshot]) -> tuple[str, ...]:
+    """The fields of a snapshot type that are columns of its table (the id never changes)."""
+    return tuple(name for name in snapshot.model_fields if name in table.c and name != "id")
 
 
 def email_conflict(exc: IntegrityError) -> Exception:
@@ -181,22 +221,19 @@ def email_conflict(exc: IntegrityError) -> Exception:
     return exc
 
 
-def _write(row: Any, state: Snapshot) -> None:
-    """The snapshot's columns onto the row; unchanged values are not sent."""
-    for name in type(state).model_fields:
-        if hasattr(row, name):
-            setattr(row, name, _column(getattr(state, name)))
-
-
-def _add_history(tx: Transaction, order_id: int, lines: Iterable[StatusChange]) -> None:
-    tx.session.add_all(
-        models.OrderStatusChange(order_id=order_id, status=line.status, reason=line.reason, at=_column(line.at))
+async def _add_history(tx: Transaction, order_id: int, lines: Iterable[StatusChange]) -> None:
+    rows: list[Mapping[str, Any]] = [
+        {"order_id": order_id, "status": _column(line.status), "reason": line.reason, "at": _column(line.at)}
         for line in lines
-    )
+    ]
+    if rows:
+        await tx.execute(_inserting(ORDER_HISTORY), rows[0] if len(rows) == 1 else rows)
 
 
 def _column(value: Any) -> Any:
-    """The write model keeps naive UTC; the domain, aware UTC."""
+    """The write model keeps naive UTC and plain strings; the domain, aware UTC and enums."""
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, Enum):
+        return value.value
     return value

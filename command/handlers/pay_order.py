@@ -29,7 +29,7 @@ async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -
             return earlier
         order = await lock_order(tx, command.order_id)
         paid = order.pay(command.payment_method, clock())
-        save(tx, order)
+        await save(tx, order)
         tx.record(paid)
         await remember(tx, idem, order.state)
         return order.state

@@ -16,6 +16,6 @@ async def soft_delete(
     async with db.transaction() as tx:
         aggregate = await lock(tx, aggregate_id)
         event = aggregate.delete(clock())
-        save(tx, aggregate)
+        await save(tx, aggregate)
         tx.record(event)
     return aggregate.state

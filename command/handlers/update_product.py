@@ -27,6 +27,6 @@ async def update_product(db: WriteDatabase, command: UpdateProduct) -> ProductSn
     async with db.transaction() as tx:
         product = await lock_product(tx, command.product_id)
         events = product.change(changes, clock(), command.expected_version)
-        save(tx, product)
+        await save(tx, product)
         tx.record(*events)
     return product.state

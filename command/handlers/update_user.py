@@ -26,8 +26,8 @@ async def update_user(db: WriteDatabase, command: UpdateUser) -> UserSnapshot:
         async with db.transaction() as tx:
             user = await lock_user(tx, command.user_id)
             events = user.change(changes, clock(), command.expected_version)
-            save(tx, user)
+            await save(tx, user)
             tx.record(*events)
-    except IntegrityError as exc:  # the email's unique index answers at the commit's flush
+    except IntegrityError as exc:  # the email's unique index answers the save's UPDATE
         raise email_conflict(exc) from exc
     return user.state
