@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
 
 from command.db import WriteDatabase
 from gateway.app import create_app
@@ -169,19 +171,38 @@ class GraphQLClient:
         return body["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="session")
-async def gql(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[GraphQLClient]:
-    """The gateway app in-process (no server), with its own `views.changed` feed; real services behind it."""
+@asynccontextmanager
+async def fed_gateway(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> AsyncIterator[tuple[Starlette, ViewFeed]]:
+    """The gateway app with its own `views.changed` feed, running and assigned its partitions (so no change
+    announced from now on is missed) for the duration."""
     feed = ViewFeed(settings)
     stopping = asyncio.Event()
     feeding = asyncio.create_task(feed.run(stopping))
-    await asyncio.wait_for(feed.ready.wait(), 30)
-    app = create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={})
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
-        yield GraphQLClient(http)  # as an admin
-    stopping.set()
-    await feeding
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 30)
+        yield create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={}), feed
+    finally:
+        stopping.set()
+        await feeding
+
+
+@asynccontextmanager
+async def in_process_admin(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> AsyncIterator[GraphQLClient]:
+    """An admin's client of the fed gateway app in-process (no server); real services behind it."""
+    async with fed_gateway(settings, write_db, read_model) as (app, _):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+            yield GraphQLClient(http)
+
+
+@pytest.fixture(scope="session")
+async def gql(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[GraphQLClient]:
+    async with in_process_admin(settings, write_db, read_model) as admin:
+        yield admin
 
 
 def unique(prefix: str = "x") -> str:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpx
-
 from command.db import WriteDatabase
-from gateway.app import create_app
-from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, WriteModelProbe, bearer, unique
+from tests.conftest import GraphQLClient, WriteModelProbe, in_process_admin, unique
 
 CREATE = "mutation($input: CreateUserInput!) { createUser(input: $input) { id version } }"
 UPDATE = "mutation($id: ID!, $name: String!) { updateUser(id: $id, input: {name: $name}) { id version } }"
@@ -34,7 +29,7 @@ async def test_depth_alias_and_token_bombs_are_query_rejected_and_write_nothing(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel, probe: WriteModelProbe
 ) -> None:
     strict = settings.model_copy(update={"max_query_depth": 4, "max_query_aliases": 5, "max_query_tokens": 300})
-    async with _client(strict, write_db, read_model) as client:
+    async with in_process_admin(strict, write_db, read_model) as client:
         deep = "{ users { nodes { orders { nodes { items { productId } } } } } }"
         assert await client.error_code(deep) == "QUERY_REJECTED"
         before = await probe.high_water()
@@ -49,11 +44,27 @@ async def test_depth_alias_and_token_bombs_are_query_rejected_and_write_nothing(
         assert "errors" not in await client.execute("{ users(first: 1) { nodes { id } } }")
 
 
+async def test_a_document_one_gateway_parsed_is_still_token_limited_by_a_stricter_one(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> None:
+    """Parsed documents are cached per process: the cache must never hand one past another schema's limit."""
+    tokens = "{ " + " ".join("__typename" for _ in range(400)) + " }"
+    strict = settings.model_copy(update={"max_query_tokens": 300})
+    async with (
+        in_process_admin(settings, write_db, read_model) as lax,
+        in_process_admin(strict, write_db, read_model) as guarded,
+    ):
+        assert "errors" not in await lax.execute(tokens)
+        assert await guarded.error_code(tokens) == "QUERY_REJECTED"
+        assert await guarded.error_code(tokens) == "QUERY_REJECTED"  # a refusal is not cached as a document
+        assert "errors" not in await lax.execute(tokens)
+
+
 async def test_an_oversized_body_is_refused_with_413(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel
 ) -> None:
     small = settings.model_copy(update={"max_body_bytes": 2048})
-    async with _client(small, write_db, read_model) as client:
+    async with in_process_admin(small, write_db, read_model) as client:
         padding = "#" + "x" * 5000 + "\n"
         response = await client.http.post("/graphql", json={"query": padding + "{ __typename }"})
         assert response.status_code == 413
@@ -75,7 +86,7 @@ async def test_unexpected_errors_are_masked_as_internal(
         async def user(self, user_id: int) -> Any:
             raise RuntimeError("secret connection string mysql://root:hunter2@db")
 
-    async with _client(settings, write_db, Broken(read_model.db)) as client:
+    async with in_process_admin(settings, write_db, Broken(read_model.db)) as client:
         body = await client.execute('{ user(id: "1") { id } }')
     error = body["errors"][0]
     assert error["extensions"]["code"] == "INTERNAL"
@@ -101,33 +112,8 @@ async def test_min_version_the_read_model_does_not_reach_is_stale_read(
     user = (await gql.data(CREATE, input={"name": "Stale", "email": f"{unique('stale')}@example.com"}))["createUser"]
     await gql.data(READ, id=user["id"], v=1)
     impatient = settings.model_copy(update={"read_wait_timeout": 0.3})
-    async with _client(impatient, write_db, read_model) as client:
+    async with in_process_admin(impatient, write_db, read_model) as client:
         body = await client.execute(READ, id=user["id"], v=2)  # no write will ever make version 2
     assert body["errors"][0]["extensions"]["code"] == "STALE_READ"
     assert body["errors"][0]["extensions"]["current_version"] == 1
     assert await gql.error_code(READ, id=user["id"], v=0) == "BAD_USER_INPUT"
-
-
-class _client:
-    """A gateway app with other settings, in-process, with its own feed."""
-
-    def __init__(self, settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> None:
-        self.settings, self.write_db, self.read_model = settings, write_db, read_model
-
-    async def __aenter__(self) -> GraphQLClient:
-        self.feed = ViewFeed(self.settings)
-        self.stopping = asyncio.Event()
-        self.feeding = asyncio.create_task(self.feed.run(self.stopping))
-        await asyncio.wait_for(self.feed.ready.wait(), 30)
-        app = create_app(
-            write_db=self.write_db, read_model=self.read_model, feed=self.feed, settings=self.settings, readiness={}
-        )
-        self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers=bearer(self.settings)
-        )
-        return GraphQLClient(self.http)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
-        self.stopping.set()
-        await self.feeding

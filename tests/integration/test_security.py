@@ -33,7 +33,7 @@ from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.events import encode_view_change
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, unique
+from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, fed_gateway, unique
 from tests.integration.access import (
     ADMIN,
     ANONYMOUS,
@@ -87,17 +87,10 @@ class World:
 @pytest.fixture(scope="module")
 async def gateway(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[World]:
     """The gateway on a real port (HTTP + WebSocket), with its own `views.changed` feed."""
-    feed = ViewFeed(settings)
-    stopping = asyncio.Event()
-    feeding = asyncio.create_task(feed.run(stopping))
-    await asyncio.wait_for(feed.ready.wait(), 30)
-    app = create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={})
-    async with served(app) as url:
+    async with fed_gateway(settings, write_db, read_model) as (app, feed), served(app) as url:
         admin = client(url, admin_token())
         yield World(url, feed, admin, WriteModelProbe(write_db), {}, {}, {}, {}, read_model)
         await admin.http.aclose()
-    stopping.set()
-    await feeding
 
 
 @pytest.fixture(scope="module")
@@ -437,6 +430,15 @@ def in_process(app: Starlette, authorization: str | None) -> GraphQLClient:
     return GraphQLClient(httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers))
 
 
+async def users_answer(app: Starlette, authorization: str | None) -> list[str]:
+    """The error codes (or [OK]) of one `users` query (admins only) sent with this Authorization header."""
+    caller = in_process(app, authorization)
+    try:
+        return codes(await caller.execute(USERS)) or [OK]
+    finally:
+        await caller.http.aclose()
+
+
 def refused_tokens() -> list[tuple[str, str]]:
     now = int(time.time())
     return [
@@ -488,12 +490,7 @@ async def test_the_authorization_header_must_be_a_bearer_token_and_clock_skew_is
         (f"Bearer {signed(claims(iat=now - 600, exp=now - 10))}", OK),  # expired 10 s ago: within the 30 s leeway
     ]
     for authorization, expected in cases:
-        caller = in_process(app, authorization)
-        try:
-            body = await caller.execute(USERS)
-        finally:
-            await caller.http.aclose()
-        assert (codes(body) or [OK]) == [expected], (authorization, body)
+        assert await users_answer(app, authorization) == [expected], authorization
 
 
 async def test_rs256_tokens_verify_with_the_public_key_and_an_hs256_token_signed_with_it_is_refused(
@@ -511,13 +508,7 @@ async def test_rs256_tokens_verify_with_the_public_key_and_an_hs256_token_signed
         "RS512, not allowed": signed(claims(), private, "RS512"),
         "RS256 from another key": signed(claims(), rsa.generate_private_key(65537, 2048), "RS256"),
     }
-    seen = {}
-    for story, token in outcomes.items():
-        caller = in_process(app, f"Bearer {token}")
-        try:
-            seen[story] = codes(await caller.execute(USERS)) or [OK]
-        finally:
-            await caller.http.aclose()
+    seen = {story: await users_answer(app, f"Bearer {token}") for story, token in outcomes.items()}
     assert seen == {
         "RS256 from the issuer": [OK],
         "HS256 keyed with the public key": [UNAUTHENTICATED],
@@ -540,13 +531,7 @@ async def test_jwks_keys_are_chosen_by_kid_from_a_local_file(
         "another key claiming k1": signed(claims(), stranger, "ES256", kid="k1"),
         "HS256 with no secret configured": signed(claims()),
     }
-    seen = {}
-    for story, token in outcomes.items():
-        caller = in_process(app, f"Bearer {token}")
-        try:
-            seen[story] = codes(await caller.execute(USERS)) or [OK]
-        finally:
-            await caller.http.aclose()
+    seen = {story: await users_answer(app, f"Bearer {token}") for story, token in outcomes.items()}
     assert seen == {
         "ES256 with kid k1": [OK],
         "unknown kid": [UNAUTHENTICATED],
