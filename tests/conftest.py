@@ -24,12 +24,13 @@ from command.db import WriteDatabase
 from gateway.app import create_app
 from gateway.auth import Role, issue_token
 from gateway.feed import ViewFeed
+from gateway.limits import Caller
 from projection.queries import ReadModel
 from projection.store import connect_read_model
 from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
 from tests.events import EventLog, Mark, WrittenEvent
-from tests.labs import RunningSystem, migrate, running_system
+from tests.labs import RunningSystem, kafka_admin, migrate, running_system
 
 T = TypeVar("T")
 TEST_JWT_SECRET = "eventshop-test-secret-0123456789abcdef0123456789"
@@ -68,15 +69,16 @@ def make_test_settings(**overrides: Any) -> Settings:
         # The suites act as one admin for hundreds of mutations; the limits have tests of their own.
         "mutation_rate": 10_000.0,
         "mutation_burst": 10_000,
-        # Every kind of caller falls back to those (admins and services: unlimited), whatever `.env` says.
-        **{
-            f"{kind}_mutation_{part}": None
-            for kind in ("customer", "anonymous", "service")
-            for part in ("rate", "burst")
-        },
+        **caller_budgets_unset(),
     }
     values.update(overrides)
     return base.model_copy(update=values)
+
+
+def caller_budgets_unset() -> dict[str, None]:
+    """No kind of caller with a budget of its own: each falls back to MUTATION_RATE and MUTATION_BURST (admins and
+    services: unlimited), whatever `.env` says."""
+    return {f"{caller}_mutation_{part}": None for caller in Caller for part in ("rate", "burst")}
 
 
 def token_for(settings: Settings, role: Role = Role.ADMIN, user_id: int | str | None = None) -> str:
@@ -276,14 +278,9 @@ class TopicTail:
 
     async def __aenter__(self) -> TopicTail:
         from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
+        async with kafka_admin(self.settings) as admin:
             (description,) = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
         partitions = sorted(p["partition"] for p in description["partitions"])
         assert partitions, f"topic {self.topic} has no partitions"
         tps = [TopicPartition(self.topic, p) for p in partitions]

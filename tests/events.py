@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from command.db import WriteDatabase
 from shared.events import DOMAIN_TOPICS, Event, parse_event
 from shared.settings import Settings
+from tests.labs import kafka_admin
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,8 @@ class EventLog:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
+        async with kafka_admin(self.settings) as admin:
             described = await admin.describe_topics([self.settings.topic(t) for t in DOMAIN_TOPICS])
-        finally:
-            await admin.close()
         partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
         assert len({tp.topic for tp in partitions}) == len(DOMAIN_TOPICS), "a domain topic is missing"
         # A short fetch wait: the end-offset requests of `_caught_up` queue behind the pending fetch.

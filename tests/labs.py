@@ -49,14 +49,21 @@ def migrate(settings: Settings) -> None:
     alembic_command.upgrade(config, "head")
 
 
-async def delete_topics(settings: Settings) -> None:
-    """Delete every catalog topic (and DLQ twin) of an environment a test made for itself."""
+@asynccontextmanager
+async def kafka_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client of the environment's broker for the duration."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.delete_topics([settings.topic(t) for t in ALL_TOPICS])
+        yield admin
     finally:
         await admin.close()
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Delete every catalog topic (and DLQ twin) of an environment a test made for itself."""
+    async with kafka_admin(settings) as admin:
+        await admin.delete_topics([settings.topic(t) for t in ALL_TOPICS])
 
 
 def own_settings(settings: Settings, name: str, **overrides: Any) -> Settings:
@@ -220,12 +227,8 @@ class ConsumerGroup:
 async def consumer_group(settings: Settings, group_id: str) -> ConsumerGroup:
     from aiokafka.protocol.group import MemberAssignment
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(settings) as admin:
         (response,) = await admin.describe_consumer_groups([group_id])
-    finally:
-        await admin.close()
     (group,) = response.groups  # (error, group, state, protocol type, protocol, members)
     error_code, _, state, _, _, described = group[:6]
     assert error_code == 0, group

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import AggregateType, Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
@@ -17,6 +16,7 @@ from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import eventually
 from tests.events import event_from
+from tests.labs import kafka_admin
 
 FAKE_IDS_FROM = 4 * 10**12
 
@@ -81,12 +81,8 @@ async def test_a_stop_during_a_retry_backoff_stops_at_once_without_dead_letterin
 
     assert len(attempts) == 1 and loop.dead_lettered == 0
     # Not committed past the message: the group's next consumer gets it again.
-    admin = AIOKafkaAdminClient(bootstrap_servers=patient.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(patient) as admin:
         committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     position = committed.get(TopicPartition(sent.topic, sent.partition))
     assert position is None or position.offset <= sent.offset
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.runner import ProjectionRunner, build_projection_runner
@@ -26,7 +25,7 @@ from shared.kafka.producer import make_producer
 from shared.kafka.topics import PARTITIONS, ensure_topics
 from shared.settings import Settings
 from tests.conftest import eventually, make_test_settings
-from tests.labs import consumer_group, delete_topics
+from tests.labs import consumer_group, delete_topics, kafka_admin
 
 RUN = uuid.uuid4().hex[:6]
 
@@ -175,12 +174,8 @@ async def test_a_new_environment_s_topics_are_all_described_once_ensure_topics_r
     fresh = settings.model_copy(update={"kafka_topic_prefix": prefix})
     try:
         wanted = await ensure_topics(fresh)
-        admin = AIOKafkaAdminClient(bootstrap_servers=fresh.kafka_bootstrap)
-        await admin.start()
-        try:
+        async with kafka_admin(fresh) as admin:
             described = await admin.describe_topics(wanted)
-        finally:
-            await admin.close()
         assert sorted(d["topic"] for d in described if not d["error_code"] and d["partitions"]) == sorted(wanted)
         assert all(len(d["partitions"]) == PARTITIONS for d in described)
     finally:

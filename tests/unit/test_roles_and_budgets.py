@@ -18,23 +18,22 @@ from gateway.limits import Budget, Caller, MutationLimits, budgets
 from gateway.policy import RULES
 from shared.errors import Unauthenticated
 from shared.settings import Settings
+from tests.conftest import caller_budgets_unset
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 
 
 def settings(**values: object) -> Settings:
+    """Validated settings from these values and no `.env` (not make_test_settings: nothing here needs a service),
+    with budgets of their own so that a caller falling back to them shows."""
     base: dict[str, object] = {
         "jwt_secret": SecretStr(SECRET),
         "jwt_public_key_file": None,
         "jwt_jwks_file": None,
         "mutation_rate": 5.0,
         "mutation_burst": 20,
-        **{
-            f"{kind}_mutation_{part}": None
-            for kind in ("customer", "anonymous", "service")
-            for part in ("rate", "burst")
-        },
+        **caller_budgets_unset(),
     }
     return Settings(_env_file=None, **{**base, **values})  # type: ignore[arg-type]
 
