@@ -80,6 +80,14 @@ class Walk:
     cursors: list[str] = field(default_factory=list)  # the cursor of each of them
     pages: list[Connection] = field(default_factory=list)  # in the order they were fetched
 
+    def add(self, page: Connection, *, in_front: bool = False) -> None:
+        """A fetched page, checked and kept; its nodes go after what was read, or in front of it."""
+        check_page(page)
+        self.pages.append(page)
+        at = 0 if in_front else len(self.ids)
+        self.ids[at:at] = [edge["node"]["id"] for edge in page["edges"]]
+        self.cursors[at:at] = [edge["cursor"] for edge in page["edges"]]
+
 
 async def forwards(fetch: Fetch, size: int) -> Walk:
     """The specification's forward loop: `first`, then `after: endCursor` while `hasNextPage`."""
@@ -87,10 +95,7 @@ async def forwards(fetch: Fetch, size: int) -> Walk:
     after: str | None = None
     while True:
         page = await fetch(first=size, after=after)
-        check_page(page)
-        walk.pages.append(page)
-        walk.ids += [edge["node"]["id"] for edge in page["edges"]]
-        walk.cursors += [edge["cursor"] for edge in page["edges"]]
+        walk.add(page)
         if not page["pageInfo"]["hasNextPage"]:
             return walk
         after = page["pageInfo"]["endCursor"]
@@ -103,10 +108,7 @@ async def backwards(fetch: Fetch, size: int) -> Walk:
     before: str | None = None
     while True:
         page = await fetch(last=size, before=before)
-        check_page(page)
-        walk.pages.append(page)
-        walk.ids[:0] = [edge["node"]["id"] for edge in page["edges"]]
-        walk.cursors[:0] = [edge["cursor"] for edge in page["edges"]]
+        walk.add(page, in_front=True)
         if not page["pageInfo"]["hasPreviousPage"]:
             return walk
         before = page["pageInfo"]["startCursor"]

@@ -58,6 +58,14 @@ async def post(gql: GraphQLClient, query: str, traceparent: str, correlation: st
     return body["data"]  # type: ignore[no-any-return]
 
 
+async def stock_traced_product(
+    gql: GraphQLClient, traceparent: str, correlation: str, name: str, price: str, stock: int
+) -> dict[str, Any]:
+    """createProduct sent in the caller's trace, with its correlation id."""
+    product = {"name": name, "price": price, "stock": stock}
+    return (await post(gql, CREATE_PRODUCT, traceparent, correlation, input=product))["createProduct"]  # type: ignore[no-any-return]
+
+
 def of_trace(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
     telemetry.current().force_flush()
     return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
@@ -89,11 +97,7 @@ async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
 ) -> None:
     traceparent, trace_id, caller_span = caller()
     correlation = unique("checkout")
-    product = (
-        await post(
-            gql, CREATE_PRODUCT, traceparent, correlation, input={"name": unique("traced"), "price": "9.90", "stock": 3}
-        )
-    )["createProduct"]
+    product = await stock_traced_product(gql, traceparent, correlation, unique("traced"), "9.90", 3)
     topic = settings.topic(Topic.PRODUCT_CREATED)
     projector_group = system.projection.loop.group_id
 
@@ -218,11 +222,7 @@ async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travel
     assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
     traceparent, trace_id, caller_span = caller()
     correlation = unique("untraced")
-    product = (
-        await post(
-            gql, CREATE_PRODUCT, traceparent, correlation, input={"name": unique("plain"), "price": "1.00", "stock": 1}
-        )
-    )["createProduct"]
+    product = await stock_traced_product(gql, traceparent, correlation, unique("plain"), "1.00", 1)
 
     async def projected() -> bool:
         body = await gql.execute("query($id: ID!) { product(id: $id, minVersion: 1) { id } }", id=product["id"])
