@@ -14,6 +14,7 @@ names are refused rather than ignored, so a typo fails at the first call, not as
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,8 @@ from shared.errors import Unauthenticated
 from shared.settings import DEV_JWT_SECRET, Settings
 
 MAX_TOKEN_BYTES = 8192
+VERIFIED_TOKENS = 1000
+"""How many verified tokens a gateway remembers (the most recently used)."""
 MIN_PRODUCTION_SECRET = 32
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 
@@ -95,6 +98,7 @@ class TokenVerifier:
         self.secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self.public_key: Any = None
         self.jwks: jwt.PyJWKSet | None = None
+        self._verified: OrderedDict[str, Principal] = OrderedDict()  # token -> principal, least recent first
         if settings.jwt_public_key_file is not None:
             try:
                 self.public_key = load_pem_public_key(settings.jwt_public_key_file.read_bytes())
@@ -130,7 +134,23 @@ class TokenVerifier:
         return verifier
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; Unauthenticated (with a reason, never the token) otherwise."""
+        """The principal of a valid token; Unauthenticated (with a reason, never the token) otherwise.
+
+        A client sends the same token with every request until it expires: its principal is remembered (only
+        a verified one, only until it expires, by the exact token text), so the signature is checked once."""
+        known = self._verified.get(token)
+        if known is not None:
+            if not known.expired():
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]  # verified again below, which says why it is refused
+        principal = self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("bearer token too large")
         try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import strawberry
+from graphql import DocumentNode
 from graphql.error import GraphQLError
-from strawberry.extensions import ValidationCache
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -61,11 +64,13 @@ from projection.projectors.products import product_document
 from projection.projectors.users import user_document
 from projection.queries import SortKey
 from shared.errors import NotFound
-from shared.events import AggregateType
+from shared.events import AggregateType, OrderSnapshot
 from shared.money import to_cents
 from shared.settings import Settings
 
 QUERY_CACHE_SIZE = 1000
+K = TypeVar("K")
+V = TypeVar("V")
 
 PRODUCT_SORT = {
     ProductOrderBy.ID_ASC: SortKey("_id", 1),
@@ -173,6 +178,13 @@ class Query:
         return connection(page, Order.from_doc)
 
 
+def committed(snapshot: OrderSnapshot) -> Order:
+    """A mutation's answer: the order as its transaction committed it, its user too (no users view lookup)."""
+    order = Order.from_doc(order_document(snapshot))
+    order.committed = True
+    return order
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation
@@ -229,14 +241,14 @@ class Mutation:
         ctx = info.context
         idem = Idempotency.of("createOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
         snapshot = await create_order(ctx.write_db, command, idem)
-        return Order.from_doc(order_document(snapshot))
+        return committed(snapshot)
 
     @strawberry.mutation
     async def update_order(
         self, info: Info, id: strawberry.ID, input: UpdateOrderInput, expected_version: int | None = None
     ) -> Order:
         command = UpdateOrder(parse_id(id), input.status, expected_version=expected_version)
-        return Order.from_doc(order_document(await update_order(info.context.write_db, command)))
+        return committed(await update_order(info.context.write_db, command))
 
     @strawberry.mutation
     async def pay_order(
@@ -245,12 +257,12 @@ class Mutation:
         command = PayOrder(parse_id(id), input.payment_method)
         ctx = info.context
         idem = Idempotency.of("payOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
-        return Order.from_doc(order_document(await pay_order(ctx.write_db, command, idem)))
+        return committed(await pay_order(ctx.write_db, command, idem))
 
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID, input: CancelOrderInput) -> Order:
         command = CancelOrder(parse_id(id), input.reason)
-        return Order.from_doc(order_document(await cancel_order(info.context.write_db, command)))
+        return committed(await cancel_order(info.context.write_db, command))
 
     @strawberry.mutation
     async def delete_order(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -325,6 +337,45 @@ async def order_changes(
                 return
 
 
+class LRUCache(OrderedDict[K, V]):
+    """At most `size` entries; the least recently used goes first."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_recent(self, key: K) -> V | None:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class ParsedDocuments(SchemaExtension):
+    """A document this schema parsed before is not parsed again. Keyed by the text and the parse options, the
+    token limit among them (MaxTokensLimiter sets it when the operation starts, before any parse); only parsed
+    documents are kept, so a document over the limit is refused, with its code, every time. Strawberry parses
+    when no document is set, and its errors take the usual way."""
+
+    def __init__(self, cache: LRUCache[tuple[str, tuple[tuple[str, Any], ...]], DocumentNode]) -> None:
+        self.cache = cache
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        key = (context.query or "", tuple(sorted(context.parse_options.items())))
+        known = self.cache.get_recent(key)
+        if known is not None:
+            context.graphql_document = known
+        yield
+        if known is None and context.graphql_document is not None:
+            self.cache.put(key, context.graphql_document)
+
+
 class EventshopSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
@@ -335,6 +386,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
     # Every operation passes the access policy (gateway/policy.py); a field without a rule is refused.
     # Here rather than at import: the guard is part of every schema made, whoever imports the types.
     enforce(Query, Mutation, Subscription, User)
+    parsed: LRUCache[tuple[str, tuple[tuple[str, Any], ...]], DocumentNode] = LRUCache(QUERY_CACHE_SIZE)
     return EventshopSchema(
         query=Query,
         mutation=Mutation,
@@ -349,8 +401,8 @@ def create_schema(settings: Settings) -> strawberry.Schema:
                 max_tokens=settings.max_query_tokens,
                 introspection=settings.graphql_introspection,
             ),
-            # Clients send the same few documents over and over: validate each once (bounded). No parser
-            # cache: it would parse before MaxTokensLimiter sets its limit.
+            # Clients send the same few documents over and over: parse and validate each once (bounded).
+            lambda: ParsedDocuments(parsed),
             lambda: ValidationCache(maxsize=QUERY_CACHE_SIZE),
             RememberValidPersistedQueries,  # APQ: a query sent with its hash is stored once it validated
         ],

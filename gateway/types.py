@@ -160,11 +160,17 @@ class Order:
     updated_at: datetime
     paid_at: datetime | None
     canceled_at: datetime | None
+    # A mutation's answer: the state its transaction committed, the user included.
+    committed: strawberry.Private[bool] = False
 
     @strawberry.field
     async def user(self, info: Info) -> OrderUser:
-        """From the users view (one batched `_id` lookup per request), see `current_user`."""
-        user = current_user(self.placed_by, await info.context.users.load(int(self.user_id)))
+        """From the users view (one batched `_id` lookup per request), see `current_user`; a mutation's answer
+        shows the user it committed with, with no lookup."""
+        if self.committed:
+            user = self.placed_by
+        else:
+            user = current_user(self.placed_by, await info.context.users.load(int(self.user_id)))
         return OrderUser(id=self.user_id, name=user.name, email=user.email)
 
     @classmethod

@@ -47,7 +47,7 @@ async def test_depth_alias_and_token_bombs_are_query_rejected_and_write_nothing(
 async def test_a_document_one_gateway_parsed_is_still_token_limited_by_a_stricter_one(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel
 ) -> None:
-    """Parsed documents are cached per process: the cache must never hand one past another schema's limit."""
+    """Parsed documents are cached: one that a gateway accepted never passes a stricter gateway's token limit."""
     tokens = "{ " + " ".join("__typename" for _ in range(400)) + " }"
     strict = settings.model_copy(update={"max_query_tokens": 300})
     async with (

@@ -14,10 +14,12 @@ from structlog.testing import capture_logs
 
 from eventshop.cli import _masked
 from eventshop.runtime import gateway_may_start
-from gateway.auth import AuthConfigError, TokenVerifier
+from gateway.auth import AuthConfigError, Role, TokenVerifier, issue_token
 from gateway.limits import RateLimiter
 from gateway.policy import enforce
+from shared.errors import Unauthenticated
 from shared.settings import DEV_JWT_SECRET, Settings, mask_dsn
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,3 +142,24 @@ async def test_an_operation_without_an_access_rule_is_refused() -> None:
     outcome = await strawberry.Schema(query=Query).execute("{ brandNewField }", context_value=context)
     assert outcome.errors and outcome.errors[0].extensions == {"code": "FORBIDDEN"}
     assert "Query.brandNewField has no access rule" in outcome.errors[0].message
+
+
+async def test_a_remembered_token_is_refused_once_it_expires_and_a_changed_one_is_checked_again() -> None:
+    """The gateway checks a token's signature once and remembers its principal, but only until it expires and
+    only for the exact token: a copy with another signature is verified (and refused) on its own."""
+    settings = _settings(jwt_secret=SecretStr("s" * 40), jwt_leeway=0)
+    verifier = TokenVerifier.from_settings(settings)
+    token = issue_token(settings, Role.CUSTOMER, "7", ttl_seconds=1)
+    assert verifier.verify(token).user_id == 7
+    assert verifier.verify(token).user_id == 7  # remembered
+    with pytest.raises(Unauthenticated, match="token signature invalid"):
+        verifier.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+
+    async def refused() -> str | None:
+        try:
+            verifier.verify(token)
+        except Unauthenticated as exc:
+            return exc.message
+        return None
+
+    assert await eventually(refused, timeout=5) == "token expired"
