@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Executable, insert
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from command.models import OutboxRow
 from command.outbox import OutboxSignal, outbox_values
@@ -34,19 +34,16 @@ class Transaction:
     """One unit of work: its connection (Core statements built from the models' tables) and the events it
     will commit to the outbox."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
         self.events: list[Event] = []
-        self._connection: AsyncConnection | None = None
-        # The columns of the aggregate rows this transaction loaded or inserted, by (table name, id), as
-        # stored: the save sends only what changed.
+        # The columns of the aggregate rows this transaction locked, by (table name, id), as stored: the save
+        # sends only what changed.
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
         """One statement on the transaction's connection (a list of params: one multi-row INSERT)."""
-        if self._connection is None:
-            self._connection = await self.session.connection()
-        return await self._connection.execute(statement, params)
+        return await self.connection.execute(statement, params)
 
     def record(self, *events: Event) -> None:
         """The events this transaction commits; their outbox rows are written at its end (`write_outbox`), after
@@ -69,14 +66,13 @@ class WriteDatabase:
             pool_recycle=1800,
             isolation_level="READ COMMITTED",
         )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.signal = signal or OutboxSignal()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Commit on success, roll back on any exception; wake the relay when events were written."""
-        async with self.sessions() as session, session.begin():
-            tx = Transaction(session)
+        async with self.engine.begin() as connection:  # Core all the way: no ORM session to carry
+            tx = Transaction(connection)
             yield tx
             await tx.write_outbox()
         if tx.events:

@@ -151,7 +151,7 @@ async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(writ
         async with write_db.transaction() as tx:
             _, created = new.created(await insert_user(tx, new))
             tx.record(created)
-            await tx.session.flush()
+            await tx.write_outbox()
             raise RuntimeError("crash after the outbox row was written")
     after = await probe.high_water()
     assert await probe.scalar("SELECT COUNT(*) FROM users WHERE id > %s", before["users"]) == 0
