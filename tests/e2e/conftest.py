@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
+import re
 import signal
 import subprocess
 import time
@@ -15,18 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
-from gateway.auth import Role
 from shared.settings import Settings
 from tests import labs
-from tests.conftest import TEST_JWT_SECRET, GraphQLClient, make_test_settings, token_for
+from tests.conftest import TEST_JWT_SECRET, GraphQLClient
+from tests.integration.access import Live, admin_token
+from tests.integration.shop import CREATE_ORDER, PAY_ORDER, order_input, register_customer, stock_product
 from tests.labs import EVENTSHOP, ROOT, free_port
-
-
-@functools.cache
-def admin_token() -> str:
-    return token_for(make_test_settings(), Role.ADMIN)
 
 
 class Process:
@@ -126,8 +119,8 @@ async def client(eventshop_all: Process) -> AsyncIterator[Client]:
     await c.http.aclose()
 
 
-class Subscription:
-    """graphql-transport-ws (or the legacy graphql-ws) over a real WebSocket; the token goes in connection_init."""
+class Subscription(Live):
+    """A live subscription of the running processes, as an admin unless told otherwise."""
 
     def __init__(
         self,
@@ -136,35 +129,36 @@ class Subscription:
         variables: dict[str, Any],
         protocol: str = "graphql-transport-ws",
         token: str | None = None,
-    ):
-        self.url = url.replace("http://", "ws://") + "/graphql"
-        self.query = query
-        self.variables = variables
-        self.protocol = protocol
-        self.token = token or admin_token()
+    ) -> None:
+        super().__init__(url, query, variables, token or admin_token(), protocol)
 
-    async def __aenter__(self) -> Subscription:
-        self.ws = await websockets.connect(self.url, subprotocols=[self.protocol])  # type: ignore[list-item]
-        payload = {"Authorization": f"Bearer {self.token}"}
-        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-        ack = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
-        assert ack["type"] == "connection_ack", ack
-        start = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
-        await self.ws.send(
-            json.dumps({"id": "1", "type": start, "payload": {"query": self.query, "variables": self.variables}})
-        )
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.ws.close()
+def order_of(result: dict[str, Any], field: str = "orderStatusChanged") -> dict[str, Any]:
+    """The order a subscription result carries (a result with errors fails here)."""
+    assert not result.get("errors") and result.get("data"), result
+    return result["data"][field]  # type: ignore[no-any-return]
 
-    async def next(self, timeout: float = 20.0) -> dict[str, Any]:
-        """The next payload (data or errors); keep-alive pings are answered and skipped."""
-        async with asyncio.timeout(timeout):
-            while True:
-                message = json.loads(await self.ws.recv())
-                kind = message["type"]
-                if kind == "ping":
-                    await self.ws.send(json.dumps({"type": "pong"}))
-                elif kind in ("next", "data", "error", "complete"):
-                    return message
+
+async def shop(client: Client, stock: int = 100) -> tuple[str, str]:
+    """A customer named Live and kettles to sell: their ids."""
+    customer = await register_customer(client, "Live")
+    kettle = await stock_product(client, "Kettle", "30.00", stock)
+    return customer["id"], kettle["id"]
+
+
+async def place(client: Client, user_id: str, product_id: str) -> dict[str, Any]:
+    """One of the product ordered: the order as created."""
+    return (await client.data(CREATE_ORDER, input=order_input(user_id, (product_id, 1))))["createOrder"]  # type: ignore[no-any-return]
+
+
+async def pay(client: Client, order_id: str) -> None:
+    await client.data(PAY_ORDER, id=order_id, method="CREDIT_CARD")
+
+
+async def subscriptions_open(process: Process) -> int:
+    """eventshop_subscriptions_active on the process's /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{process.url}/metrics")).text
+    match = re.search(r"^eventshop_subscriptions_active (\S+)$", text, re.MULTILINE)
+    assert match, "metric eventshop_subscriptions_active missing"
+    return int(float(match.group(1)))

@@ -7,15 +7,17 @@ import os
 import re
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import eventually
-from tests.e2e.conftest import Client, Process, Subscription, admin_token
-from tests.e2e.test_subscriptions import ORDER_STATUS, order_of, pay, place, shop
+from tests.e2e.conftest import Client, Process, Subscription, order_of, pay, place, shop
+from tests.e2e.test_subscriptions import ORDER_STATUS
+from tests.integration.access import admin_token
 from tests.labs import free_port
 
 WORKERS = 2
@@ -133,6 +135,21 @@ async def test_subscriptions_work_through_the_servingand_are_counted_over_both(
     await eventually(lambda: shows(workers.url, OPEN_SUBSCRIPTIONS, 0.0))
 
 
+@asynccontextmanager
+async def workers_to_end(
+    process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, name: str
+) -> AsyncIterator[tuple[Process, list[int]]]:
+    """Workers of one test's own, for it to stop or kill, with the pids /metrics shows serving once every worker is
+    ready; a supervisor the test left running is killed at the end."""
+    process = start_workers(process_env, tmp_path_factory.mktemp("logs") / f"{name}.log")
+    try:
+        await every_worker_ready(process.url)
+        yield process, sorted(requests_by_worker(await scrape(process.url)))
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+
+
 async def shows(url: str, series: tuple[str, str], value: float) -> bool:
     return (await scrape(url)).get(series) == value
 
@@ -140,18 +157,11 @@ async def shows(url: str, series: tuple[str, str], value: float) -> bool:
 async def test_sigterm_stops_every_worker(
     eventshop_all: Process, process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    log = tmp_path_factory.mktemp("logs") / "gateway-workers-stopped.log"
-    process = start_workers(process_env, log)
-    try:
-        await every_worker_ready(process.url)
-        serving = set(requests_by_worker(await scrape(process.url)))
+    async with workers_to_end(process_env, tmp_path_factory, "gateway-workers-stopped") as (process, serving):
         started = descendants(process.proc.pid)
-        assert len(serving) == WORKERS and serving <= started
+        assert len(serving) == WORKERS and set(serving) <= started
         process.proc.send_signal(signal.SIGTERM)
-        assert process.proc.wait(60) == 0, log.read_text()[-3000:]
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
+        assert process.proc.wait(60) == 0, process.log.read_text()[-3000:]
     assert not {pid for pid in serving if alive(pid)}  # the supervisor waited for its workers before exiting
     await eventually(lambda: _none_alive(started))  # nor is any other process it started left behind
     with pytest.raises(httpx.ConnectError):
@@ -180,18 +190,12 @@ async def test_a_worker_that_dies_takes_the_others_down_and_the_gateway_exits_1(
     eventshop_all: Process, process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Not a gateway quietly running on half its workers: whatever supervises it sees it stop, and restarts it."""
-    log = tmp_path_factory.mktemp("logs") / "gateway-workers-killed.log"
-    process = start_workers(process_env, log)
-    try:
-        await every_worker_ready(process.url)
-        killed, survivor = sorted(requests_by_worker(await scrape(process.url)))
+    async with workers_to_end(process_env, tmp_path_factory, "gateway-workers-killed") as (process, serving):
+        killed, survivor = serving
         os.kill(killed, signal.SIGKILL)
-        assert process.proc.wait(60) == 1, log.read_text()[-3000:]
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
+        assert process.proc.wait(60) == 1, process.log.read_text()[-3000:]
     assert not alive(survivor)
-    assert "gateway.worker_ended" in log.read_text()
+    assert "gateway.worker_ended" in process.log.read_text()
 
 
 async def test_a_killed_supervisor_takes_its_workers_with_it(
@@ -199,15 +203,8 @@ async def test_a_killed_supervisor_takes_its_workers_with_it(
 ) -> None:
     """SIGKILL runs no handler: the workers hear of their supervisor's end from the kernel and stop, so no
     orphan keeps the port (a restarted gateway would otherwise share it with them)."""
-    log = tmp_path_factory.mktemp("logs") / "gateway-supervisor-killed.log"
-    process = start_workers(process_env, log)
-    try:
-        await every_worker_ready(process.url)
-        serving = set(requests_by_worker(await scrape(process.url)))
+    async with workers_to_end(process_env, tmp_path_factory, "gateway-supervisor-killed") as (process, serving):
         process.proc.kill()
         process.proc.wait(10)
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
     assert len(serving) == WORKERS
-    await eventually(lambda: _none_alive(serving), timeout=45)
+    await eventually(lambda: _none_alive(set(serving)), timeout=45)

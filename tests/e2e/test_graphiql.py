@@ -7,7 +7,6 @@ may reach nothing but the gateway, as on a machine without internet.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,8 +16,9 @@ from playwright.async_api import Browser, Locator, Page, Route, async_playwright
 
 from devstack.browser import provision_chromium
 from shared.settings import Settings
-from tests.e2e.conftest import Client, Process, admin_token
-from tests.integration.test_users import CREATE
+from tests.e2e.conftest import Client, Process
+from tests.integration.access import admin_token
+from tests.integration.shop import place_order, register_customer, stock_product
 
 DEADLINE_MS = 20_000
 PARSED = """text => {
@@ -105,7 +105,7 @@ async def graphiql(
 async def test_a_developer_runs_a_query_with_a_token_typed_into_the_headers(
     graphiql: GraphiQLPage, client: Client
 ) -> None:
-    user = (await client.data(CREATE, input={"name": "Grace Hopper", "email": _email()}))["createUser"]
+    user = await register_customer(client, "Grace Hopper")
     await client.data("query($id: ID!) { user(id: $id, minVersion: 1) { id } }", id=user["id"])
 
     await expect(graphiql.headers_editor).to_contain_text("Bearer <token>")  # the hint the page starts with
@@ -116,18 +116,9 @@ async def test_a_developer_runs_a_query_with_a_token_typed_into_the_headers(
 
 
 async def test_a_developer_watches_an_order_get_paid_from_the_page(graphiql: GraphiQLPage, client: Client) -> None:
-    user = (await client.data(CREATE, input={"name": "Live Watcher", "email": _email()}))["createUser"]
-    product = (
-        await client.data('mutation { createProduct(input: {name: "Kettle", price: "24.50", stock: 3}) { id } }')
-    )["createProduct"]
-    order = (
-        await client.data(
-            "mutation($u: ID!, $p: ID!) { createOrder(input: {userId: $u, items: [{productId: $p, quantity: 1}]}) "
-            "{ id } }",
-            u=user["id"],
-            p=product["id"],
-        )
-    )["createOrder"]
+    user = await register_customer(client, "Live Watcher")
+    kettle = await stock_product(client, "Kettle", "24.50", 3)
+    order = await place_order(client, user, (kettle, 1))
 
     await graphiql.replace(graphiql.headers_editor, json.dumps({"Authorization": f"Bearer {admin_token()}"}))
     await graphiql.run(f'subscription {{ orderStatusChanged(orderId: "{order["id"]}") {{ id status version }} }}')
@@ -136,7 +127,3 @@ async def test_a_developer_watches_an_order_get_paid_from_the_page(graphiql: Gra
     await client.data("mutation($id: ID!) { payOrder(id: $id, input: {paymentMethod: PIX}) { id } }", id=order["id"])
     await expect(graphiql.result).to_contain_text('"status": "PAID"', timeout=DEADLINE_MS)
     assert len(graphiql.sockets) == 1  # a live subscription on the gateway's own WebSocket, not a POST
-
-
-def _email() -> str:
-    return f"graphiql-{uuid.uuid4().hex[:10]}@example.com"

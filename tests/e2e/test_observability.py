@@ -7,8 +7,9 @@ import uuid
 import httpx
 
 from tests.conftest import eventually
-from tests.e2e.conftest import Client, Process, admin_token
+from tests.e2e.conftest import Client, Process
 from tests.events import EventLog
+from tests.integration.access import admin_token
 
 METRICS = (
     "eventshop_outbox_backlog",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import Client, Process, Subscription
+from tests.conftest import unique
+from tests.e2e.conftest import Client, Process, Subscription, order_of
+from tests.integration.shop import place_order, register_customer, stock_product
 from tests.integration.test_users import CREATE, READ, UPDATE
 
 ORDER_STATUS = """subscription($id: ID!) { orderStatusChanged(orderId: $id) { id status version totalAmount } }"""
@@ -30,33 +32,22 @@ async def test_a_client_creates_and_updates_a_user_and_reads_it_back(client: Cli
 
 
 async def test_a_subscriber_watches_an_order_go_from_created_to_paid(client: Client, eventshop_all: Process) -> None:
-    user = (await client.data(CREATE, input={"name": "Sub Scriber", "email": _email()}))["createUser"]
-    product = (await client.data('mutation { createProduct(input: {name: "Lamp", price: "19.90", stock: 5}) { id } }'))[
-        "createProduct"
-    ]
-    order = (
-        await client.data(
-            "mutation($u: ID!, $p: ID!) { createOrder(input: {userId: $u, items: [{productId: $p, quantity: 2}]}) "
-            "{ id version status totalAmount } }",
-            u=user["id"],
-            p=product["id"],
-        )
-    )["createOrder"]
+    user = await register_customer(client, "Sub Scriber")
+    lamp = await stock_product(client, "Lamp", "19.90", 5)
+    order = await place_order(client, user, (lamp, 2))
     assert order["status"] == "CREATED" and order["totalAmount"] == "39.80"
     await client.data("query($id: ID!) { order(id: $id, minVersion: 1) { id } }", id=order["id"])
     async with Subscription(eventshop_all.url, ORDER_STATUS, {"id": order["id"]}) as sub:
-        statuses = [(await sub.next())["payload"]["data"]["orderStatusChanged"]["status"]]
+        statuses = [order_of(await sub.next())["status"]]
         if statuses[0] == "CREATED":
-            statuses.append((await sub.next())["payload"]["data"]["orderStatusChanged"]["status"])
+            statuses.append(order_of(await sub.next())["status"])
         assert statuses[-1] == "RESERVED"
         await client.data(
             "mutation($id: ID!) { payOrder(id: $id, input: {paymentMethod: PIX}) { status } }", id=order["id"]
         )
-        paid = (await sub.next())["payload"]["data"]["orderStatusChanged"]
+        paid = order_of(await sub.next())
     assert paid["status"] == "PAID" and paid["totalAmount"] == "39.80"
 
 
 def _email() -> str:
-    import uuid
-
-    return f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+    return f"{unique('e2e')}@example.com"

@@ -9,32 +9,28 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import jwt
 import websockets
 
-from gateway.auth import Role
 from shared.settings import DEV_JWT_SECRET
-from tests.conftest import TEST_JWT_SECRET, eventually, make_test_settings, token_for
-from tests.e2e.conftest import EVENTSHOP, ROOT, Client, Process, Subscription, free_port
-from tests.e2e.test_subscriptions import _active, place, shop
-from tests.integration.access import Live, codes
+from tests.conftest import TEST_JWT_SECRET, eventually
+from tests.e2e.conftest import (
+    EVENTSHOP,
+    ROOT,
+    Client,
+    Process,
+    Subscription,
+    free_port,
+    place,
+    shop,
+    subscriptions_open,
+)
+from tests.integration.access import Live, codes, customer_token
 from tests.integration.shop import read_order
 
 ORDER_STATUS = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id userId status } }"
 MY_ORDERS = "subscription { orderUpdates { id userId } }"
-
-
-def customer(user_id: str) -> str:
-    return token_for(make_test_settings(), Role.CUSTOMER, user_id)
-
-
-def result(message: dict[str, Any]) -> dict[str, Any]:
-    """A subscription message as {"data", "errors"}, whichever protocol message carried it."""
-    if message["type"] == "error":
-        return {"data": None, "errors": message["payload"]}
-    return message["payload"]  # type: ignore[no-any-return]
 
 
 async def test_a_customer_watches_their_own_order_and_is_refused_another_users(
@@ -45,14 +41,14 @@ async def test_a_customer_watches_their_own_order_and_is_refused_another_users(
     hers, his = await place(client, alice, product), await place(client, bob, product)
     await read_order(client, hers["id"], min_version=1)  # type: ignore[arg-type]  # Client has the same execute()
 
-    async with Subscription(eventshop_all.url, ORDER_STATUS, {"id": his["id"]}, token=customer(alice)) as sub:
-        refused = result(await sub.next())
+    async with Subscription(eventshop_all.url, ORDER_STATUS, {"id": his["id"]}, token=customer_token(alice)) as sub:
+        refused = await sub.next()
     assert codes(refused) == ["FORBIDDEN"] and refused["data"] is None, refused
 
     async with Subscription(
-        eventshop_all.url, ORDER_STATUS, {"id": hers["id"]}, protocol="graphql-ws", token=customer(alice)
+        eventshop_all.url, ORDER_STATUS, {"id": hers["id"]}, protocol="graphql-ws", token=customer_token(alice)
     ) as sub:
-        first = result(await sub.next())
+        first = await sub.next()
     assert first["data"]["orderStatusChanged"]["userId"] == alice, first
 
 
@@ -61,16 +57,16 @@ async def test_a_customer_who_names_no_user_watches_only_their_own_orders(
 ) -> None:
     alice, product = await shop(client)
     bob, _ = await shop(client)
-    baseline = await _active(eventshop_all)
-    async with Subscription(eventshop_all.url, MY_ORDERS, {}, token=customer(alice)) as sub:
+    baseline = await subscriptions_open(eventshop_all)
+    async with Subscription(eventshop_all.url, MY_ORDERS, {}, token=customer_token(alice)) as sub:
 
         async def subscribed() -> bool:
-            return await _active(eventshop_all) > baseline
+            return await subscriptions_open(eventshop_all) > baseline
 
         await eventually(subscribed)
         await place(client, bob, product)  # first, so a leak would arrive first
         hers = await place(client, alice, product)
-        seen = result(await sub.next(timeout=60))["data"]["orderUpdates"]
+        seen = (await sub.next(timeout=60))["data"]["orderUpdates"]
     assert seen == {"id": hers["id"], "userId": alice}
 
 
@@ -108,15 +104,9 @@ async def test_the_handshake_authorization_header_also_authenticates(client: Cli
     alice, product = await shop(client)
     bob, _ = await shop(client)
     his = await place(client, bob, product)
-    url = eventshop_all.url.replace("http://", "ws://") + "/graphql"
-    headers = {"Authorization": f"Bearer {customer(alice)}"}
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"], additional_headers=headers) as ws:  # type: ignore[list-item]
-        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
-        subscribe = {"query": ORDER_STATUS, "variables": {"id": his["id"]}}
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
-        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
-    assert codes(result(message)) == ["FORBIDDEN"]
+    handshake = {"Authorization": f"Bearer {customer_token(alice)}"}
+    async with Live(eventshop_all.url, ORDER_STATUS, {"id": his["id"]}, token=None, headers=handshake) as live:
+        assert codes(await live.next()) == ["FORBIDDEN"]  # Alice's, not an anonymous caller's refusal
 
 
 def _token_command(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

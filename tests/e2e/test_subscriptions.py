@@ -3,59 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
-from typing import Any
-
-import httpx
 
 from tests.conftest import eventually
-from tests.e2e.conftest import Client, Process, Subscription
+from tests.e2e.conftest import Client, Process, Subscription, order_of, pay, place, shop, subscriptions_open
 
 ORDER_STATUS = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id status version } }"
 ORDER_UPDATES = "subscription($u: ID) { orderUpdates(userId: $u) { id status version } }"
 ORDER_WITH_USER = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id version user { name } } }"
 
 
-async def shop(client: Client, stock: int = 100) -> tuple[str, str]:
-    user = (
-        await client.data(
-            'mutation($e: String!) { createUser(input: {name: "Live", email: $e}) { id } }',
-            e=f"live-{uuid.uuid4().hex[:10]}@example.com",
-        )
-    )["createUser"]
-    product = (
-        await client.data(
-            'mutation($s: Int!) { createProduct(input: {name: "Kettle", price: "30.00", stock: $s}) { id } }', s=stock
-        )
-    )["createProduct"]
-    return user["id"], product["id"]
-
-
-async def place(client: Client, user_id: str, product_id: str) -> dict[str, Any]:
-    return (
-        await client.data(
-            "mutation($u: ID!, $p: ID!) { createOrder(input: {userId: $u, items: [{productId: $p, quantity: 1}]}) "
-            "{ id version status } }",
-            u=user_id,
-            p=product_id,
-        )
-    )["createOrder"]
-
-
-async def pay(client: Client, order_id: str) -> None:
-    await client.data(
-        "mutation($id: ID!) { payOrder(id: $id, input: {paymentMethod: CREDIT_CARD}) { id } }", id=order_id
-    )
-
-
 async def reserved(client: Client, order_id: str) -> None:
     await client.data("query($id: ID!) { order(id: $id, minVersion: 2) { id } }", id=order_id)
-
-
-def order_of(message: dict[str, Any], field: str = "orderStatusChanged") -> dict[str, Any]:
-    assert message["type"] in ("next", "data"), message
-    return message["payload"]["data"][field]  # type: ignore[no-any-return]
 
 
 async def test_a_subscriber_on_one_gateway_sees_changes_made_through_another(
@@ -105,9 +63,8 @@ async def test_a_subscriber_sees_the_new_name_of_the_user_who_placed_the_order(
 
 async def test_subscribing_to_an_unknown_order_is_not_found(eventshop_all: Process) -> None:
     async with Subscription(eventshop_all.url, ORDER_STATUS, {"id": "987654321"}) as sub:
-        message = await sub.next()
-    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-    assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+        result = await sub.next()
+    assert result["errors"][0]["extensions"]["code"] == "NOT_FOUND", result
 
 
 async def test_order_updates_streams_every_order_of_one_user(client: Client, eventshop_all: Process) -> None:
@@ -130,7 +87,7 @@ async def test_two_hundred_subscribers_all_receive_every_change_and_leave_nothin
     user_id, product_id = await shop(client)
     order = await place(client, user_id, product_id)
     await reserved(client, order["id"])
-    baseline = await _active(eventshop_all)
+    baseline = await subscriptions_open(eventshop_all)
     subs = [Subscription(eventshop_all.url, ORDER_STATUS, {"id": order["id"]}) for _ in range(200)]
     await asyncio.gather(*(s.__aenter__() for s in subs))
     try:
@@ -145,16 +102,8 @@ async def test_two_hundred_subscribers_all_receive_every_change_and_leave_nothin
     await _subscribed(eventshop_all, baseline)
 
 
-async def _active(process: Process) -> int:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"{process.url}/metrics")).text
-    match = re.search(r"^eventshop_subscriptions_active (\S+)$", text, re.MULTILINE)
-    assert match, "metric eventshop_subscriptions_active missing"
-    return int(float(match.group(1)))
-
-
 async def _subscribed(process: Process, expected: int, timeout: float = 20.0) -> None:
     async def settled() -> bool:
-        return await _active(process) == expected
+        return await subscriptions_open(process) == expected
 
     await eventually(settled, timeout=timeout)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import Process, admin_token, free_port
+from tests.e2e.conftest import Process, free_port
+from tests.integration.access import admin_token
 
 
 def exported_spans(output: str) -> list[dict[str, object]]:

@@ -108,33 +108,49 @@ async def served(app: Starlette) -> AsyncIterator[str]:
 
 
 class Live:
-    """A subscription over graphql-transport-ws; the token (if any) goes in the connection_init payload."""
+    """A subscription over a real WebSocket, graphql-transport-ws or the legacy graphql-ws. The token (if any) goes
+    in the connection_init payload; `headers` go with the handshake."""
 
-    def __init__(self, base_url: str, query: str, variables: dict[str, Any], token: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        query: str,
+        variables: dict[str, Any],
+        token: str | None,
+        protocol: str = "graphql-transport-ws",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.url = base_url.replace("http://", "ws://") + "/graphql"
         self.query, self.variables, self.token = query, variables, token
+        self.protocol, self.headers = protocol, headers
 
     async def __aenter__(self) -> Live:
-        self.ws = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+        self.ws = await websockets.connect(
+            self.url,
+            subprotocols=[self.protocol],  # type: ignore[list-item]
+            additional_headers=self.headers,
+        )
         payload = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
         await self.ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
         assert ack["type"] == "connection_ack", ack
+        start = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
         subscribe = {"query": self.query, "variables": self.variables}
-        await self.ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        await self.ws.send(json.dumps({"id": "1", "type": start, "payload": subscribe}))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.ws.close()
 
     async def next(self, timeout: float = 20.0) -> dict[str, Any]:
-        """The next result as {"data": ..., "errors": [...]}; pings are answered and skipped."""
+        """The next result as {"data": ..., "errors": [...]}, whichever protocol's message carried it; pings are
+        answered and skipped."""
         async with asyncio.timeout(timeout):
             while True:
                 message = json.loads(await self.ws.recv())
                 if message["type"] == "ping":
                     await self.ws.send(json.dumps({"type": "pong"}))
-                elif message["type"] == "next":
+                elif message["type"] in ("next", "data"):
                     return message["payload"]  # type: ignore[no-any-return]
                 elif message["type"] == "error":
                     return {"data": None, "errors": message["payload"]}
