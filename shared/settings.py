@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     outbox_purge_batch: int = Field(1000, ge=1)
 
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long idempotency keys are kept")
+    # The stock worker's dedup rows must outlive every copy of their event that can still be delivered: Kafka
+    # keeps a message up to log.retention (7 days) plus the age of its segment (segment.ms, 7 days), and a
+    # republished outbox row (kept 7 days) starts that again: 21 days at most, so 30 is safe (README).
+    processed_events_retention_seconds: float = Field(
+        30 * 24 * 3600, gt=0, description="how long the stock worker remembers an event it handled"
+    )
 
     # Consumers: retry with exponential backoff, then the DLQ.
     consumer_retries: int = Field(5, ge=0)

@@ -16,7 +16,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from command.db import WriteDatabase
-from command.relay.housekeeping import Housekeeping
+from command.relay.housekeeping import Housekeeping, Purged
 from command.relay.leadership import LeaderSessions, Leadership, lock_name
 from command.relay.publishing import PendingRow, Publisher
 from shared.logging import get_logger
@@ -95,7 +95,7 @@ class OutboxRelay:
         assert sessions is not None, "publish_batch needs leadership (hold_leadership)"
         return await self.publisher.publish_batch(sessions)
 
-    async def purge(self) -> int:
+    async def purge(self) -> Purged:
         return await self.housekeeping.purge()
 
     async def _wait_for_work(self, stopping: asyncio.Event, timeout: float) -> None:

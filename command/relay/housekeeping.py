@@ -1,6 +1,9 @@
-"""The relay's housekeeping: the retention purge of published outbox rows and of expired idempotency keys
-(write-side housekeeping that rides along with the leader), and the outbox backlog metrics.
+"""The relay's housekeeping: the retention purge of published outbox rows, expired idempotency keys and old
+processed events (write-side housekeeping that rides along with the leader), and the outbox backlog metrics.
 
+Each purge statement deletes at most OUTBOX_PURGE_BATCH rows in its own short transaction, walking the table's
+age index from its oldest entry (`ORDER BY` the index's columns): a batch costs its own rows, however many
+rows are kept or expired, and locks nothing a writer or the relay's marks wait on for long.
 SQLAlchemy Core on pooled connections: neither is a hot path (a purge a minute, a count a second).
 """
 
@@ -9,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Delete, delete, func, select
-from sqlalchemy.dialects.mysql import limit
+from sqlalchemy import Index, TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from command.models import IdempotencyKey, OutboxRow, db_now
+from command.models import IdempotencyKey, OutboxRow, ProcessedEvent, db_now
 from command.relay.leadership import STATEMENT_TIMEOUT
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -29,6 +32,61 @@ MEASURE_EVERY_SECONDS = 1.0
 
 OUTBOX: Any = OutboxRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY_KEYS: Any = IdempotencyKey.__table__  # type: ignore[attr-defined]
+PROCESSED_EVENTS: Any = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+
+def index_of(table: Any, name: str) -> Index:
+    return next(index for index in table.indexes if index.name == name)
+
+
+def purge_statement(index: Index, batch: int) -> TextClause:
+    """DELETE at most `batch` rows whose indexed time (the index's first column) is before `:cutoff`, oldest
+    first, in the index's own order: an index walk that stops at `batch` rows. (`ORDER BY id` on the
+    (published_at, id) index sorted every expired row for each batch.) NULLs are never before a cutoff, so
+    unpublished outbox rows are never purged. SQL text: SQLAlchemy's Delete has no ORDER BY."""
+    table: Any = index.table
+    columns = [f"`{column.name}`" for column in index.columns]
+    return text(
+        f"DELETE FROM `{table.name}` WHERE {columns[0]} < :cutoff ORDER BY {', '.join(columns)} LIMIT {int(batch)}"
+    )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """One table's purge: its age index, and the cutoff before which its rows go."""
+
+    name: str
+    index: Index
+    cutoff: Callable[[Settings, datetime], datetime]
+
+
+def retentions() -> tuple[Retention, ...]:
+    """Every table the purge keeps short (built when asked, never at import)."""
+    return (
+        Retention(
+            "outbox",
+            index_of(OUTBOX, "ix_outbox_published_at"),
+            lambda settings, now: now - timedelta(seconds=settings.outbox_retention_seconds),
+        ),
+        Retention("idempotency_keys", index_of(IDEMPOTENCY_KEYS, "ix_idempotency_keys_expires_at"), lambda _, now: now),
+        Retention(
+            "processed_events",
+            index_of(PROCESSED_EVENTS, "ix_processed_events_processed_at"),
+            lambda settings, now: now - timedelta(seconds=settings.processed_events_retention_seconds),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one purge removed, per table, and its longest statement (how long a batch held its locks)."""
+
+    rows: dict[str, int]
+    longest_batch_seconds: float
+
+    @property
+    def outbox(self) -> int:
+        return self.rows["outbox"]
 
 
 class Housekeeping:
@@ -56,29 +114,35 @@ class Housekeeping:
             await self.measure_backlog()
         if self._last_purge is None or now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
-            removed = await self.purge()
-            if removed:
-                log.info("relay.purged", rows=removed)
+            purged = await self.purge()
+            if any(purged.rows.values()):
+                log.info("relay.purged", **purged.rows, longest_batch_seconds=round(purged.longest_batch_seconds, 3))
 
-    async def purge(self) -> int:
-        """Delete published rows older than the retention period, then expired idempotency keys, in small
-        batches. Returns the outbox rows removed."""
-        cutoff = db_now() - timedelta(seconds=self.settings.outbox_retention_seconds)
-        removed = await self._delete_in_batches(
-            delete(OUTBOX).where(OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < cutoff)
-        )
-        await self._delete_in_batches(delete(IDEMPOTENCY_KEYS).where(IDEMPOTENCY_KEYS.c.expires_at < db_now()))
-        return removed
+    async def purge(self) -> Purged:
+        """Delete what is past its retention in every table, in bounded batches, each table to its end."""
+        now = db_now()
+        rows: dict[str, int] = {}
+        longest = 0.0
+        for retention in retentions():
+            statement = purge_statement(retention.index, self.settings.outbox_purge_batch)
+            rows[retention.name], slowest = await self._delete_in_batches(
+                statement, retention.cutoff(self.settings, now)
+            )
+            longest = max(longest, slowest)
+        return Purged(rows, longest)
 
-    async def _delete_in_batches(self, statement: Delete) -> int:
+    async def _delete_in_batches(self, statement: TextClause, cutoff: datetime) -> tuple[int, float]:
+        """Rows removed, and the longest batch in seconds."""
         batch = self.settings.outbox_purge_batch
-        removed = 0
+        removed, longest = 0, 0.0
         while True:
+            started = self.clock()
             async with asyncio.timeout(self.timeout), self.engine.begin() as conn:
-                result = await conn.execute(statement.ext(limit(batch)))
+                result = await conn.execute(statement, {"cutoff": cutoff})
+            longest = max(longest, self.clock() - started)
             removed += result.rowcount
             if result.rowcount < batch:
-                return removed
+                return removed, longest
 
     async def measure_backlog(self) -> None:
         query = select(func.count(), func.min(OUTBOX.c.created_at)).where(OUTBOX.c.published_at.is_(None))

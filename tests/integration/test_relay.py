@@ -272,17 +272,28 @@ async def test_a_relay_killed_between_publish_and_completion_republishes_and_the
     assert (await read_model.user(key)).name == "relay probe v5"  # type: ignore[union-attr]
 
 
-async def test_purge_removes_old_published_rows_and_expired_idempotency_keys_only(
+async def test_purge_removes_old_published_rows_expired_idempotency_keys_and_old_processed_events_only(
     relay_db: WriteDatabase, relay_settings: Settings
 ) -> None:
     run = random.randrange(10**9)
     keys = {f"expired-{run}": "- INTERVAL 1 SECOND", f"live-{run}": "+ INTERVAL 1 HOUR"}
+    retention = int(relay_settings.processed_events_retention_seconds)
+    handled = {
+        f"old-{run}": f"- INTERVAL {retention + 60} SECOND",
+        f"recent-{run}": f"- INTERVAL {retention - 60} SECOND",
+    }
     async with relay_db.engine.begin() as conn:
         for key, offset in keys.items():
             await conn.exec_driver_sql(
                 "INSERT INTO idempotency_keys (operation, `key`, request_hash, response, created_at, expires_at) "
                 f"VALUES ('createOrder', %s, 'h', '{{}}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) {offset})",
                 (key,),
+            )
+        for event_id, offset in handled.items():
+            await conn.exec_driver_sql(
+                "INSERT INTO processed_events (consumer, event_id, processed_at) "
+                f"VALUES ('relay-test', %s, UTC_TIMESTAMP(6) {offset})",
+                (event_id,),
             )
     await write_events(relay_db, [FAKE_IDS_FROM + random.randrange(10**9)], versions=3)
     async with relay_db.engine.begin() as conn:
@@ -294,12 +305,16 @@ async def test_purge_removes_old_published_rows_and_expired_idempotency_keys_onl
             await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox WHERE published_at < NOW(6) - INTERVAL 7 DAY")
         ).scalar()
     relay = OutboxRelay(relay_db, make_producer(relay_settings), relay_settings)
-    assert await relay.purge() == old
+    assert (await relay.purge()).outbox == old
     async with relay_db.engine.connect() as conn:
         assert (await conn.exec_driver_sql("SELECT COUNT(*) FROM outbox")).scalar() == total_before - old
         assert await unpublished(relay_db) >= 1  # unpublished rows are never purged
         left = await conn.exec_driver_sql("SELECT `key` FROM idempotency_keys WHERE `key` IN (%s, %s)", tuple(keys))
         assert [row[0] for row in left] == [f"live-{run}"]
+        kept = await conn.exec_driver_sql(
+            "SELECT event_id FROM processed_events WHERE event_id IN (%s, %s)", tuple(handled)
+        )
+        assert [row[0] for row in kept] == [f"recent-{run}"]
     async with RelayProcess(relay_db, relay_settings):  # leave the outbox drained for the next test
         await eventually(lambda: _is_zero(unpublished(relay_db)))
 
