@@ -6,6 +6,9 @@ a SQLAlchemy `before_cursor_execute` listener on the engine (plus the `commit` e
 - the `create_order` handler called directly (no GraphQL), to split gateway cost from handler cost;
 - the baseline: the same rows written by hand-written SQL in one transaction (SELECT the user, SELECT the
   products, INSERT the order, its items (one multi-row INSERT), its history line and its outbox row).
+payOrder the same way: the `pay_order` handler against hand-written SQL (lock the order, read its items, history
+and user, UPDATE it, INSERT its history line and outbox row), on orders the stock worker's reservation (run
+in-process, `handle_order_event`, whose statements are counted too) made RESERVED.
 The relay does not run here: the outbox only grows.
 """
 
@@ -32,13 +35,15 @@ from command.db import WriteDatabase
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
+from command.handlers.pay_order import PayOrder, pay_order
 from command.models import db_now
+from command.stock_worker import handle_order_event
 from gateway.app import create_app
 from gateway.auth import Role
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.events import OrderCreated, OrderSnapshot, Topic
+from shared.events import OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod, Topic
 
 CONCURRENCY = 8
 CREATE_ORDER = """
@@ -176,6 +181,114 @@ async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[in
         )
 
 
+def _stamp(value: Any) -> str | None:
+    return None if value is None else value.isoformat() + "+00:00"
+
+
+async def raw_pay_order(db: WriteDatabase, order_id: int) -> None:
+    """The floor of payOrder: lock the order, read what its event carries, move it to PAID, one transaction."""
+    now = db_now()
+    async with db.engine.begin() as conn:
+        order = (
+            await conn.exec_driver_sql(
+                "SELECT id, user_id, status, total_amount, payment_method, cancel_reason, reject_reason, version, "
+                "created_at, updated_at, paid_at, canceled_at, deleted_at FROM orders WHERE id = %s FOR UPDATE",
+                (order_id,),
+            )
+        ).one()
+        assert order.status == "RESERVED" and order.deleted_at is None
+        items = (
+            await conn.exec_driver_sql(
+                "SELECT product_id, product_name, quantity, unit_price, subtotal FROM order_items "
+                "WHERE order_id = %s ORDER BY id",
+                (order_id,),
+            )
+        ).all()
+        history = (
+            await conn.exec_driver_sql(
+                "SELECT status, reason, at FROM order_status_history WHERE order_id = %s ORDER BY id", (order_id,)
+            )
+        ).all()
+        user = (
+            await conn.exec_driver_sql("SELECT id, name, email, version FROM users WHERE id = %s", (order.user_id,))
+        ).one()
+        version = order.version + 1
+        await conn.exec_driver_sql(
+            "UPDATE orders SET status = 'PAID', payment_method = 'PIX', paid_at = %s, updated_at = %s, version = %s "
+            "WHERE id = %s",
+            (now, now, version, order_id),
+        )
+        await conn.exec_driver_sql(
+            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'PAID', %s)", (order_id, now)
+        )
+        snapshot = {
+            "id": order_id,
+            "user_id": order.user_id,
+            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
+            "items": [
+                {
+                    "product_id": i.product_id,
+                    "product_name": i.product_name,
+                    "quantity": i.quantity,
+                    "unit_price": str(i.unit_price),
+                    "subtotal": str(i.subtotal),
+                }
+                for i in items
+            ],
+            "total_amount": str(order.total_amount),
+            "status": "PAID",
+            "payment_method": "PIX",
+            "cancel_reason": None,
+            "reject_reason": None,
+            "history": [
+                *({"status": h.status, "at": _stamp(h.at), "reason": h.reason} for h in history),
+                {"status": "PAID", "at": _stamp(now), "reason": None},
+            ],
+            "version": version,
+            "created_at": _stamp(order.created_at),
+            "updated_at": _stamp(now),
+            "paid_at": _stamp(now),
+            "canceled_at": None,
+            "deleted_at": None,
+        }
+        envelope = OrderPaid.of(OrderSnapshot.model_validate(snapshot))
+        await conn.exec_driver_sql(
+            "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
+            "headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                str(envelope.event_id),
+                Topic.ORDER_PAID.value,
+                str(order_id),
+                "order",
+                order_id,
+                version,
+                envelope.model_dump_json(),
+                json.dumps({k: v.decode() for k, v in envelope.kafka_headers()}),
+                now,
+            ),
+        )
+
+
+async def reserved_orders(
+    db: WriteDatabase,
+    counter: StatementCounter,
+    users: list[int],
+    lines: Callable[[], list[tuple[int, int]]],
+    count: int,
+) -> tuple[list[int], float]:
+    """`count` orders placed by the handler and reserved by the stock worker's own code (as on `order.created`);
+    their ids, and the statements each reservation took."""
+    placed = [
+        await create_order(db, CreateOrder(users[i % len(users)], tuple(OrderLine(p, q) for p, q in lines())))
+        for i in range(count)
+    ]
+    before, _, _ = counter.mark()
+    for order in placed:
+        await handle_order_event(db, OrderCreated.of(order))
+    after, _, _ = counter.mark()
+    return [order.id for order in placed], (after - before) / count
+
+
 async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     settings = env.settings
     db = WriteDatabase(settings.mysql_dsn)
@@ -226,15 +339,29 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             async def idempotent(i: int) -> None:
                 await via_gateway(i, idempotent=True)
 
+            warm = CONCURRENCY * 2
+            payable, per_reservation = await reserved_orders(db, counter, users, lines, 2 * (orders + warm))
+            by_handler, by_sql = payable[: orders + warm], payable[orders + warm :]
+
+            async def pay_via_handler(i: int) -> None:
+                await pay_order(db, PayOrder(by_handler[i], PaymentMethod.PIX))
+
+            async def pay_via_sql(i: int) -> None:
+                await raw_pay_order(db, by_sql[i])
+
             # Warm every path (pool, statement caches, schema) outside the counts.
             for call in (via_gateway, via_handler, via_sql, idempotent):
-                await concurrently(CONCURRENCY * 2, call)
+                await concurrently(warm, call)
+            for pay in (pay_via_handler, pay_via_sql):  # the last `warm` orders of each list
+                await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
             measured: dict[str, dict[str, Any]] = {}
             for name, call, count in (
                 ("gateway", via_gateway, orders),
                 ("handler", via_handler, orders),
                 ("sql", via_sql, orders),
                 ("gateway_idempotent", idempotent, orders // 2),
+                ("pay_handler", pay_via_handler, orders),
+                ("pay_sql", pay_via_sql, orders),
             ):
                 statements, commits, before_kinds = counter.mark()
                 per_second, took = await concurrently(count, call)
@@ -251,6 +378,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
         await db.dispose()
 
     g, h, s, i = (measured[k] for k in ("gateway", "handler", "sql", "gateway_idempotent"))
+    ph, ps = measured["pay_handler"], measured["pay_sql"]
 
     def kinds(m: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
@@ -295,6 +423,34 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             "hand-written SQL (no key)",
             higher_is_better=False,
             note=f"{i['orders_per_second']:.0f} orders/s; " + kinds(i),
+        ),
+        Figure(
+            "writes",
+            f"pay_order handler called directly ({conc})",
+            "payments/s",
+            ph["orders_per_second"],
+            ps["orders_per_second"],
+            "hand-written SQL, same rows",
+            note=f"p50 {ph['latency_ms']['p50']:.1f} ms, p99 {ph['latency_ms']['p99']:.1f} ms",
+        ),
+        Figure(
+            "writes",
+            "SQL statements per payOrder",
+            "stmts",
+            ph["statements_per_command"],
+            ps["statements_per_command"],
+            "hand-written SQL",
+            higher_is_better=False,
+            note=kinds(ph),
+        ),
+        Figure(
+            "writes",
+            "SQL statements per stock reservation (two-line order)",
+            "stmts",
+            per_reservation,
+            None,
+            higher_is_better=False,
+            note="the stock worker's transaction on order.created: claim, order, products, writes, outbox",
         ),
         Figure(
             "writes",

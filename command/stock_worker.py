@@ -46,6 +46,19 @@ async def release_stock(tx: Transaction, order_id: int) -> None:
     tx.record(*moves)
 
 
+async def handle_order_event(db: WriteDatabase, event: Event) -> None:
+    """Reserve on `order.created`, release on `order.canceled`, once per event, in one transaction."""
+    action = {Topic.ORDER_CREATED: reserve_stock, Topic.ORDER_CANCELED: release_stock}.get(event.event_type)
+    if action is None:
+        return
+    async with db.transaction() as tx:
+        # Claim the event first: a repeated delivery finds it claimed (a concurrent one waits on the first's
+        # row until that commits, then finds it claimed) and changes nothing.
+        claim = {"consumer": CONSUMER, "event_id": str(event.event_id), "processed_at": db_now()}
+        if (await tx.execute(_claiming(), claim)).rowcount == 1:
+            await action(tx, event.aggregate_id)
+
+
 @cache
 def _claiming() -> Insert:
     return insert(ProcessedEvent.__table__).prefix_with("IGNORE")  # type: ignore[attr-defined]
@@ -74,15 +87,7 @@ class StockWorker:
         )
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
-        action = {Topic.ORDER_CREATED: reserve_stock, Topic.ORDER_CANCELED: release_stock}.get(event.event_type)
-        if action is None:
-            return
-        async with self.db.transaction() as tx:
-            # Claim the event first: a repeated delivery finds it claimed (a concurrent one waits on the first's
-            # row until that commits, then finds it claimed) and changes nothing.
-            claim = {"consumer": CONSUMER, "event_id": str(event.event_id), "processed_at": db_now()}
-            if (await tx.execute(_claiming(), claim)).rowcount == 1:
-                await action(tx, event.aggregate_id)
+        await handle_order_event(self.db, event)
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.loop.run(stopping)
