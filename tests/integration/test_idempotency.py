@@ -76,6 +76,25 @@ async def test_an_expired_key_acts_again(gql: GraphQLClient, probe: WriteModelPr
     assert second["id"] != first["id"]
 
 
+async def test_concurrent_retries_of_an_expired_key_act_exactly_once_more(
+    gql: GraphQLClient, probe: WriteModelProbe
+) -> None:
+    """One of them takes the expired key over and places the order again; the others answer with its order."""
+    customer = await register_customer(gql)
+    lamp = await stock_product(gql, unique("Lamp"), "12.00", 50)
+    order = order_input(customer["id"], (lamp["id"], 1))
+    key = unique("stale")
+    first = (await gql.data(CREATE, input=order, key=key))["createOrder"]
+    async with probe.db.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE idempotency_keys SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE `key` = %s", (key,)
+        )
+    results = await asyncio.gather(*(gql.data(CREATE, input=order, key=key) for _ in range(8)))
+    again = {r["createOrder"]["id"] for r in results}
+    assert len(again) == 1 and first["id"] not in again
+    assert await orders_of(probe, customer["id"]) == 2
+
+
 async def test_a_failed_command_does_not_burn_its_key(gql: GraphQLClient, probe: WriteModelProbe) -> None:
     customer = await register_customer(gql)
     lamp = await stock_product(gql, unique("Lamp"), "12.00", 1)
