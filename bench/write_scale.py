@@ -179,23 +179,24 @@ async def publish_new_rows(shop: Shop, relay: OutboxRelay) -> dict[str, float]:
 
 
 async def purge_published(shop: Shop, relay: OutboxRelay, settings: Settings) -> dict[str, float]:
-    """The rows the relay just published and as many processed events, their retention over, purged among the
-    rows still kept; rows/s over both tables, and the longest batch."""
+    """The rows the relay just published and as many processed events (all of them at the smallest size), their
+    retention over, purged among the rows still kept; rows/s over both tables, and the longest batch."""
     outbox_back = int(settings.outbox_retention_seconds) + 3600
     processed_back = int(settings.processed_events_retention_seconds) + 3600
     async with shop.db.engine.begin() as conn:
+        handled = (await conn.exec_driver_sql("SELECT COUNT(*) FROM processed_events")).scalar_one()
         await conn.exec_driver_sql(
             f"UPDATE outbox SET published_at = published_at - INTERVAL {outbox_back} SECOND "
             f"ORDER BY id DESC LIMIT {RELAY_ROWS}"
         )
         await conn.exec_driver_sql(
             f"UPDATE processed_events SET processed_at = processed_at - INTERVAL {processed_back} SECOND "
-            f"ORDER BY processed_at DESC LIMIT {RELAY_ROWS}"
+            f"ORDER BY processed_at DESC LIMIT {min(RELAY_ROWS, int(handled))}"
         )
     started = time.perf_counter()
     purged = await relay.purge()
     seconds = time.perf_counter() - started
-    due = {"outbox": RELAY_ROWS, "processed_events": RELAY_ROWS}
+    due = {"outbox": RELAY_ROWS, "processed_events": min(RELAY_ROWS, int(handled))}
     assert {name: purged.rows[name] for name in due} == due, f"purged {purged.rows}, {due} were due"
     removed = sum(due.values())
     return {
