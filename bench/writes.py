@@ -9,6 +9,7 @@ a SQLAlchemy `before_cursor_execute` listener on the engine (plus the `commit` e
 payOrder the same way: the `pay_order` handler against hand-written SQL (lock the order, read its items, history
 and user, UPDATE it, INSERT its history line and outbox row), on orders the stock worker's reservation (run
 in-process, `handle_order_event`, whose statements are counted too) made RESERVED.
+The paths run in interleaved rounds (`in_rounds`), so a drift of the machine's load meets them all alike.
 The relay does not run here: the outbox only grows.
 """
 
@@ -46,6 +47,7 @@ from projection.store import connect_read_model
 from shared.events import OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod, Topic
 
 CONCURRENCY = 8
+ROUNDS = 4
 CREATE_ORDER = """
 mutation($input: CreateOrderInput!, $key: String) {
   createOrder(input: $input, idempotencyKey: $key) {
@@ -80,9 +82,9 @@ class StatementCounter:
         return self.statements, self.commits, Counter(self.kinds)
 
 
-async def concurrently(total: int, call: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
-    """Run `call(i)` for i in range(total) on CONCURRENCY workers; (orders/s, per-call seconds)."""
-    queue = list(range(total))
+async def concurrently(total: int, call: Callable[[int], Awaitable[None]], start: int = 0) -> tuple[float, list[float]]:
+    """Run `call(i)` for i in range(start, start + total) on CONCURRENCY workers; (orders/s, per-call seconds)."""
+    queue = list(range(start, start + total))
     took: list[float] = []
 
     async def worker() -> None:
@@ -289,6 +291,43 @@ async def reserved_orders(
     return [order.id for order in placed], (after - before) / count
 
 
+Path = tuple[str, Callable[[int], Awaitable[None]], int]
+
+
+async def in_rounds(counter: StatementCounter, paths: tuple[Path, ...]) -> dict[str, dict[str, Any]]:
+    """Each path's rate, statements and latencies over ROUNDS interleaved rounds (path A, B, C, A, B, C, ...): the
+    machine's load drifts while a bench runs (other processes, the database's own work), and interleaving
+    makes every path meet the same drift, so the ratios between them hold from run to run."""
+    seconds = dict.fromkeys((name for name, _, _ in paths), 0.0)
+    took: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+    statements: Counter[str] = Counter()
+    commits: Counter[str] = Counter()
+    kinds: dict[str, Counter[str]] = {name: Counter() for name, _, _ in paths}
+    for round_ in range(ROUNDS):
+        for name, call, count in paths:
+            share = count // ROUNDS
+            before_statements, before_commits, before_kinds = counter.mark()
+            started = time.perf_counter()
+            _, latencies = await concurrently(share, call, start=round_ * share)
+            seconds[name] += time.perf_counter() - started
+            after_statements, after_commits, after_kinds = counter.mark()
+            took[name] += latencies
+            statements[name] += after_statements - before_statements
+            commits[name] += after_commits - before_commits
+            kinds[name] += after_kinds - before_kinds
+    measured: dict[str, dict[str, Any]] = {}
+    for name, _, count in paths:
+        done = count // ROUNDS * ROUNDS
+        measured[name] = {
+            "orders_per_second": rate(done, seconds[name]),
+            "statements_per_command": statements[name] / done,
+            "commits_per_command": commits[name] / done,
+            "statement_kinds_per_command": {k: v / done for k, v in kinds[name].items()},
+            "latency_ms": latency_summary(took[name]),
+        }
+    return measured
+
+
 async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     settings = env.settings
     db = WriteDatabase(settings.mysql_dsn)
@@ -354,25 +393,17 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
                 await concurrently(warm, call)
             for pay in (pay_via_handler, pay_via_sql):  # the last `warm` orders of each list
                 await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
-            measured: dict[str, dict[str, Any]] = {}
-            for name, call, count in (
-                ("gateway", via_gateway, orders),
-                ("handler", via_handler, orders),
-                ("sql", via_sql, orders),
-                ("gateway_idempotent", idempotent, orders // 2),
-                ("pay_handler", pay_via_handler, orders),
-                ("pay_sql", pay_via_sql, orders),
-            ):
-                statements, commits, before_kinds = counter.mark()
-                per_second, took = await concurrently(count, call)
-                after_statements, after_commits, after_kinds = counter.mark()
-                measured[name] = {
-                    "orders_per_second": per_second,
-                    "statements_per_command": (after_statements - statements) / count,
-                    "commits_per_command": (after_commits - commits) / count,
-                    "statement_kinds_per_command": {k: v / count for k, v in (after_kinds - before_kinds).items()},
-                    "latency_ms": latency_summary(took),
-                }
+            measured = await in_rounds(
+                counter,
+                (
+                    ("gateway", via_gateway, orders),
+                    ("handler", via_handler, orders),
+                    ("sql", via_sql, orders),
+                    ("gateway_idempotent", idempotent, orders // 2),
+                    ("pay_handler", pay_via_handler, orders),
+                    ("pay_sql", pay_via_sql, orders),
+                ),
+            )
     finally:
         await mongo.close()
         await db.dispose()
