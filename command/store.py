@@ -19,7 +19,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Row, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Insert, Row, Select, Table, Update, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from command import models
@@ -184,19 +184,34 @@ async def insert_order(tx: Transaction, new: NewOrder) -> int:
 
 
 async def save(tx: Transaction, *aggregates: Aggregate[Any]) -> None:
-    """Write what the aggregates became onto the rows this transaction locked: one UPDATE of the columns that
-    changed (none when nothing did), and an order's new history lines."""
+    """Write what the aggregates became onto the rows this transaction locked: only the columns that changed
+    (nothing when nothing did), one UPDATE for all the rows of one table that changed the same columns (a
+    reservation's products), and an order's new history lines."""
+    changes: dict[tuple[Table, tuple[str, ...]], dict[int, dict[str, Any]]] = {}
     for aggregate in aggregates:
         table = TABLE_OF[type(aggregate)]
         stored = tx.rows[(table.name, aggregate.id)]
-        now = _columns(table, aggregate)
-        changed = {name: value for name, value in now.items() if stored[name] != value}
+        changed = {name: value for name, value in _columns(table, aggregate).items() if stored[name] != value}
         if changed:
-            await tx.execute(update(table).where(table.c.id == aggregate.id).values(changed))
+            changes.setdefault((table, tuple(changed)), {})[aggregate.id] = changed
             stored.update(changed)
+    for (table, names), rows in changes.items():
+        await tx.execute(_updating(table, names, rows))
+    for aggregate in aggregates:
         if isinstance(aggregate, Order):
             await _add_history(tx, aggregate.id, aggregate.state.history[aggregate.stored_history :])
             aggregate.stored_history = len(aggregate.state.history)
+
+
+def _updating(table: Table, names: tuple[str, ...], rows: Mapping[int, Mapping[str, Any]]) -> Update:
+    """The UPDATE of these columns of these rows: plain values for one row, `CASE id WHEN ...` for several."""
+    if len(rows) == 1:
+        ((row_id, values),) = rows.items()
+        return update(table).where(table.c.id == row_id).values(values)
+    per_row = {
+        name: case({row_id: values[name] for row_id, values in rows.items()}, value=table.c.id) for name in names
+    }
+    return update(table).where(table.c.id.in_(list(rows))).values(per_row)
 
 
 def _columns(table: Table, aggregate: Aggregate[Any]) -> dict[str, Any]:
