@@ -135,8 +135,12 @@ class Publisher:
         )
         async with asyncio.timeout(self.timeout):
             result = await conn.exec_driver_sql(sql)
-        rows = cast(Iterable[tuple[int, str, str, str | bytes, object]], result)
-        return [PendingRow(id_, topic, key, payload, _headers(headers)) for id_, topic, key, payload, headers in rows]
+        rows = cast(list[tuple[int, str, str, str | bytes, object]], result.all())
+        headers = _batch_headers([row[4] for row in rows])
+        return [
+            PendingRow(id_, topic, key, payload, row_headers)
+            for (id_, topic, key, payload, _), row_headers in zip(rows, headers, strict=True)
+        ]
 
     async def complete(self, conn: AsyncConnection, ids: list[int]) -> None:
         """Mark or delete rows that Kafka acked (OUTBOX_COMPLETION)."""
@@ -171,6 +175,14 @@ class Publisher:
         completing, self._completing = self._completing, None
         if completing is not None:
             await completing[1]
+
+
+def _batch_headers(stored: list[object]) -> list[dict[str, str]]:
+    """Every row's headers (JSON objects of strings, as the driver returns them: text) parsed in one call: a
+    `json.loads` per row was half the reading's Python time (bench relay, py-spy)."""
+    if all(isinstance(raw, str) for raw in stored):
+        return [_headers(parsed) for parsed in json.loads(f"[{','.join(cast(list[str], stored))}]")]
+    return [_headers(raw) for raw in stored]
 
 
 def _headers(raw: object) -> dict[str, str]:
