@@ -9,7 +9,7 @@ through the real code:
 - createOrder: the handler, CONCURRENCY at once (the gateway's share is the `writes` benchmark's);
 - payOrder: grown RESERVED orders, picked at random over the whole table;
 - the reservation: the stock worker's handler on the `order.created` events of the orders just placed;
-- the relay: `OutboxRelay` publishing RELAY_ROWS new rows to Kafka among the rows kept;
+- the relay: `OutboxRelay` publishing RELAY_ROWS new rows to Kafka among the rows kept (best of RELAY_ROUNDS);
 - the purge: the same rows, and as many processed events, their retention over, removed by the relay's purge in
   its bounded batches among everything kept; its longest batch (statement) is how long it held its locks.
 """
@@ -42,6 +42,9 @@ CUSTOMERS = 200
 PRODUCTS = 50
 SAMPLES = 200
 RELAY_ROWS = 5_000
+RELAY_ROUNDS = 3
+"""Relay rounds of RELAY_ROWS at each size, the best reported (as in the relay benchmark): one round is a
+tenth of a second, which another process's burst on the same two cores can halve."""
 GROW_CHUNK = 100_000
 PAYLOAD = (
     '{"event_type": "order.reserved", "aggregate_type": "order", "schema_version": 2, "data": {"status": '
@@ -160,8 +163,14 @@ async def measure(shop: Shop, settings: Settings, relay: OutboxRelay, worker: St
     return figures
 
 
-async def publish_new_rows(shop: Shop, relay: OutboxRelay) -> dict[str, float]:
-    """RELAY_ROWS unpublished rows among those kept, published by the relay; rows/s."""
+async def publish_new_rows(shop: Shop, relay: OutboxRelay) -> dict[str, Any]:
+    """RELAY_ROUNDS times RELAY_ROWS unpublished rows among those kept, published by the relay; the best rows/s."""
+    rounds = [await relay_round(shop, relay) for _ in range(RELAY_ROUNDS)]
+    return {"per_second": max(rounds), "rounds": rounds, "rows": float(RELAY_ROWS)}
+
+
+async def relay_round(shop: Shop, relay: OutboxRelay) -> float:
+    """RELAY_ROWS new unpublished rows among those kept, published by the relay; rows/s."""
     async with shop.db.engine.begin() as conn:
         await conn.exec_driver_sql("UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE published_at IS NULL")
         await conn.exec_driver_sql(
@@ -175,7 +184,8 @@ async def publish_new_rows(shop: Shop, relay: OutboxRelay) -> dict[str, float]:
         published += sent
     seconds = time.perf_counter() - started
     await relay.release_leadership()
-    return {"per_second": rate(published, seconds), "rows": float(published)}
+    assert published == RELAY_ROWS, f"the relay published {published} of {RELAY_ROWS} rows"
+    return rate(published, seconds)
 
 
 async def purge_published(shop: Shop, relay: OutboxRelay, settings: Settings) -> dict[str, float]:
