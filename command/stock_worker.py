@@ -20,6 +20,7 @@ from command.store import clock, find_order, lock_products, save
 from shared.events import Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 CONSUMER = "stock-worker"
 
@@ -73,6 +74,7 @@ class StockWorker:
         *,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.db = db
         self.loop: ConsumerLoop[Event] = ConsumerLoop(
@@ -84,6 +86,7 @@ class StockWorker:
             decode=decode_event,
             producer=producer,
             auto_offset_reset=auto_offset_reset,
+            telemetry=telemetry,
         )
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:

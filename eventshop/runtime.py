@@ -34,12 +34,11 @@ from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
 from shared import metrics as process_metrics
-from shared import telemetry
 from shared.kafka.producer import make_producer, start_with_retry
 from shared.logging import get_logger
 from shared.outages import when_available
 from shared.settings import Settings, mask_dsn
-from shared.telemetry import Telemetry
+from shared.telemetry import OFF, Telemetry
 
 log = get_logger(__name__)
 
@@ -62,10 +61,17 @@ class Resources:
     # The gateway's socket when a supervisor bound it for several workers (eventshop/workers.py); else the
     # gateway binds HOST:PORT itself.
     listening: socket.socket | None = None
+    # The process's tracing (one per process, started and shut down by `run`), handed to every component.
+    telemetry: Telemetry = OFF
 
     @classmethod
     async def open(
-        cls, settings: Settings, stopping: asyncio.Event, listening: socket.socket | None = None
+        cls,
+        settings: Settings,
+        stopping: asyncio.Event,
+        listening: socket.socket | None = None,
+        *,
+        telemetry: Telemetry = OFF,
     ) -> Resources | None:
         """None when asked to stop while the read model was still unreachable (it is waited for)."""
         connected = await when_available(
@@ -74,7 +80,9 @@ class Resources:
         if connected is None:
             return None
         mongo, db = connected
-        return cls(settings, WriteDatabase(settings.mysql_dsn), mongo, ReadModel(db), listening=listening)
+        return cls(
+            settings, WriteDatabase(settings.mysql_dsn), mongo, ReadModel(db), listening=listening, telemetry=telemetry
+        )
 
     async def close(self) -> None:
         await self.write_db.dispose()
@@ -117,6 +125,7 @@ async def run_gateway(res: Resources, stopping: asyncio.Event) -> None:
         feed=feed,
         settings=res.settings,
         readiness=res.readiness,
+        telemetry=res.telemetry,
     )
     config = uvicorn.Config(
         app,
@@ -142,7 +151,7 @@ async def run_relay(res: Resources, stopping: asyncio.Event) -> None:
     if not await start_with_retry(producer, stopping):
         return
     try:
-        await OutboxRelay(res.write_db, producer, res.settings).run(stopping)
+        await OutboxRelay(res.write_db, producer, res.settings, telemetry=res.telemetry).run(stopping)
     finally:
         await producer.stop()
 
@@ -153,7 +162,11 @@ async def run_projector(res: Resources, stopping: asyncio.Event) -> None:
         return
     try:
         runner = build_projection_runner(
-            res.read_model.db, producer, res.settings, auto_offset_reset=res.settings.consumer_offset_reset
+            res.read_model.db,
+            producer,
+            res.settings,
+            auto_offset_reset=res.settings.consumer_offset_reset,
+            telemetry=res.telemetry,
         )
         res.readiness["projector"] = _flag(lambda: runner.loop.ready)
         await runner.run(stopping)
@@ -166,7 +179,13 @@ async def run_stock_worker(res: Resources, stopping: asyncio.Event) -> None:
     if not await start_with_retry(producer, stopping):
         return
     try:
-        worker = StockWorker(res.write_db, producer, res.settings, auto_offset_reset=res.settings.consumer_offset_reset)
+        worker = StockWorker(
+            res.write_db,
+            producer,
+            res.settings,
+            auto_offset_reset=res.settings.consumer_offset_reset,
+            telemetry=res.telemetry,
+        )
         res.readiness["stock-worker"] = _flag(lambda: worker.loop.ready)
         await worker.run(stopping)
     finally:
@@ -193,21 +212,24 @@ async def run(components: list[Component], settings: Settings, listening: socket
         loop.add_signal_handler(sig, stopping.set)
     tracing_of_process = Telemetry.start(settings, service_name(components))
     try:
-        with telemetry.installed(tracing_of_process):
-            return await _run_components(components, settings, stopping, listening)
+        return await _run_components(components, settings, stopping, listening, tracing_of_process)
     finally:
         await asyncio.to_thread(tracing_of_process.shutdown)  # exports the spans still buffered
 
 
 async def _run_components(
-    components: list[Component], settings: Settings, stopping: asyncio.Event, listening: socket.socket | None
+    components: list[Component],
+    settings: Settings,
+    stopping: asyncio.Event,
+    listening: socket.socket | None,
+    telemetry: Telemetry,
 ) -> bool:
     try:
         metrics = MetricsEndpoint.start(settings, components)
     except OSError as exc:
         log.error("metrics.port_unavailable", host=settings.host, port=settings.metrics_port, error=repr(exc))
         return False
-    res = await Resources.open(settings, stopping, listening)
+    res = await Resources.open(settings, stopping, listening, telemetry=telemetry)
     if res is None:
         metrics.stop()
         return True

@@ -41,15 +41,24 @@ from shared.errors import Unauthenticated
 from shared.logging import get_logger
 from shared.metrics import GATEWAY_WORKER_REQUESTS, GatewayMetrics
 from shared.settings import Settings, mask_dsn
+from shared.telemetry import OFF, Telemetry
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 log = get_logger(__name__)
 
 
 class EventshopGraphQL(GraphQL[GatewayContext, None]):
-    def __init__(self, write_db: WriteDatabase, read_model: ReadModel, feed: ViewFeed, settings: Settings) -> None:
+    def __init__(
+        self,
+        write_db: WriteDatabase,
+        read_model: ReadModel,
+        feed: ViewFeed,
+        settings: Settings,
+        *,
+        telemetry: Telemetry = OFF,
+    ) -> None:
         super().__init__(
-            create_schema(settings),
+            create_schema(settings, telemetry),
             graphql_ide="graphiql",
             allow_queries_via_get=True,  # persisted queries only (execute_operation); POST for the rest
             keep_alive=True,
@@ -151,8 +160,9 @@ def create_app(
     feed: ViewFeed,
     settings: Settings,
     readiness: dict[str, ReadinessCheck],
+    telemetry: Telemetry = OFF,
 ) -> Starlette:
-    graphql = EventshopGraphQL(write_db, read_model, feed, settings)
+    graphql = EventshopGraphQL(write_db, read_model, feed, settings, telemetry=telemetry)
     own_metrics = GatewayMetrics.of(lambda: feed.listener_count)
 
     async def healthz(request: Request) -> Response:

@@ -1,5 +1,6 @@
 """Per-operation observability: a histogram by operation type and name for /metrics and, when
-OpenTelemetry is on, the operation's SERVER span (continuing the request's `traceparent`)."""
+OpenTelemetry is on, the operation's SERVER span (continuing the request's `traceparent`) from the telemetry
+the schema was made with."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from graphql import FieldNode, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from shared import telemetry
 from shared.metrics import GRAPHQL_DURATION
+from shared.telemetry import OFF, Telemetry, describe_operation
 
 
 class OperationMetrics(SchemaExtension):
+    """Strawberry makes one per operation, from the factory `create_schema` passes (which holds `telemetry`)."""
+
+    def __init__(self, telemetry: Telemetry = OFF) -> None:
+        self.telemetry = telemetry
+
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
-        with telemetry.graphql_operation() as span:
+        with self.telemetry.graphql_operation() as span:
             yield
             context = self.execution_context
             try:
@@ -29,7 +35,7 @@ class OperationMetrics(SchemaExtension):
                 time.perf_counter() - started
             )
             if span is not None:
-                telemetry.describe_operation(
+                describe_operation(
                     span,
                     None if operation_type == "invalid" else operation_type,
                     context.operation_name[:64] if context.operation_name else None,

@@ -67,6 +67,7 @@ from shared.errors import NotFound
 from shared.events import AggregateType, OrderSnapshot
 from shared.money import to_cents
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 QUERY_CACHE_SIZE = 1000
 K = TypeVar("K")
@@ -381,8 +382,9 @@ class EventshopSchema(strawberry.Schema):
         """Logging happens in ErrorCodes, once per unexpected error; expected errors are not noise."""
 
 
-def create_schema(settings: Settings) -> strawberry.Schema:
-    """The gateway's schema with the limits of `settings`; made by the app factory and `eventshop export-schema`."""
+def create_schema(settings: Settings, telemetry: Telemetry = OFF) -> strawberry.Schema:
+    """The gateway's schema with the limits of `settings`, its operations traced by `telemetry`; made by the app
+    factory and `eventshop export-schema`."""
     # Every operation passes the access policy (gateway/policy.py); a field without a rule is refused.
     # Here rather than at import: the guard is part of every schema made, whoever imports the types.
     enforce(Query, Mutation, Subscription, User)
@@ -393,7 +395,7 @@ def create_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
         extensions=[
-            OperationMetrics,
+            lambda: OperationMetrics(telemetry),
             ErrorCodes,
             *limit_extensions(
                 max_depth=settings.max_query_depth,

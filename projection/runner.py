@@ -17,6 +17,7 @@ from shared.events import Event, Topic, encode_view_change, utcnow
 from shared.kafka.consumer import ConsumerLoop, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 
 class StoredVersions:
@@ -57,6 +58,7 @@ class ProjectionRunner:
         *,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.routes: dict[Topic, Projector[Any]] = {}
         for projector in projectors:
@@ -78,6 +80,7 @@ class ProjectionRunner:
             auto_offset_reset=auto_offset_reset,
             before_commit=self.flush,
             sequence=aggregate_lane,
+            telemetry=telemetry,
         )
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:

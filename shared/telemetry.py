@@ -1,13 +1,13 @@
 """OpenTelemetry spans when `OTEL_ENABLED`: one per GraphQL operation, per published event, per consumed message.
 
-Disabled (the default), every helper here is a flag check: no SDK object exists, no exporter thread runs,
+Disabled (the default), every method here is a flag check: no SDK object exists, no exporter thread runs,
 and correlation ids and `traceparent`s travel exactly as `shared.tracing` makes them.
 
 A process's tracing is one `Telemetry`: `Telemetry.start()` builds it (enabled: a TracerProvider with a
-BatchSpanProcessor, flushed by `shutdown()`), and the process's start-up installs it (`installed()`, in
-`eventshop/runtime.py`) for the time the components run. The helpers below are what the components call
-(`send` in the relay, `consuming` in the consumer loop, `graphql_operation` in the gateway); each uses the
-installed telemetry, and nothing else in the module changes after import. Enabled:
+BatchSpanProcessor, flushed by `shutdown()`), and the process's start-up (`eventshop/runtime.py`) hands it
+to each component it builds; a component built without one gets `OFF`. Nothing in this module changes after
+import: what traces is whatever `Telemetry` a component was given. Its methods are what the components call
+(`send` in the relay, `consuming` in the consumer loop, `graphql_operation` in the gateway). Enabled:
 
 - `graphql_operation()` is the gateway's SERVER span, continuing the request's incoming `traceparent`;
 - `send()` wraps the relay's publish in a PRODUCER span, parented on the event's stored `traceparent`,
@@ -27,7 +27,6 @@ import contextlib
 import os
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -99,37 +98,44 @@ class Telemetry:
         if provider is not None:
             provider.shutdown()
 
+    # --- what the components call ------------------------------------------------------------------
+
+    def graphql_operation(self) -> contextlib.AbstractContextManager[Span | None]:
+        """A SERVER span around one GraphQL operation (None when disabled); name it with `describe_operation`."""
+        if self.tracer is None:
+            return _NULL
+        parent = tracing.remote_parent.get()
+        return _current(_start(self.tracer, "GraphQL Operation", SpanKind.SERVER, parent, _correlation(), adopt=True))
+
+    def send(
+        self, producer: AIOKafkaProducer, topic: str, *, value: bytes, key: bytes, headers: Mapping[str, str]
+    ) -> Awaitable[asyncio.Future[RecordMetadata]]:
+        """`producer.send(...)`; enabled, inside a PRODUCER span (ended at the ack) whose context replaces
+        the stored `traceparent` header."""
+        if self.tracer is None:
+            return producer.send(topic, value=value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+        return _traced_send(self.tracer, producer, topic, value=value, key=key, headers=headers)
+
+    def consuming(
+        self, record: ConsumerRecord[bytes, bytes], headers: Mapping[str, bytes], *, consumer: str, group: str | None
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        """A CONSUMER span "<topic> process" around one message (None when disabled)."""
+        if self.tracer is None:
+            return _NULL
+        parent = headers.get("traceparent")
+        return _current(
+            _start(
+                self.tracer,
+                f"{record.topic} process",
+                SpanKind.CONSUMER,
+                parent.decode(errors="replace") if parent is not None else None,
+                _consumed(record, headers, consumer, group),
+                adopt=True,
+            )
+        )
+
 
 OFF = Telemetry()
-
-
-@dataclass
-class _Installed:
-    """Where the process keeps the telemetry its start-up installed: the one piece of state here, set and
-    cleared only by `installed()`."""
-
-    telemetry: Telemetry = OFF
-
-
-_PROCESS = _Installed()
-
-
-@contextlib.contextmanager
-def installed(telemetry: Telemetry) -> Iterator[Telemetry]:
-    """`telemetry` is the process's while the block runs (start-up runs the components in it; a test, the
-    code it traces). One at a time: a second one is refused rather than silently replacing the first."""
-    if _PROCESS.telemetry is not OFF:
-        raise RuntimeError("this process already has its telemetry installed")
-    _PROCESS.telemetry = telemetry
-    try:
-        yield telemetry
-    finally:
-        _PROCESS.telemetry = OFF
-
-
-def current() -> Telemetry:
-    """The process's telemetry (`OFF` unless start-up installed one)."""
-    return _PROCESS.telemetry
 
 
 def service_name(settings: Settings, default: str) -> str:
@@ -161,16 +167,6 @@ def traceparent_of(span: Span) -> str:
 # --- gateway ----------------------------------------------------------------------------------------
 
 
-def graphql_operation() -> contextlib.AbstractContextManager[Span | None]:
-    """A SERVER span around one GraphQL operation (None when disabled); name it with `describe_operation`."""
-    tracer = current().tracer
-    if tracer is None:
-        return _NULL
-    return _current(
-        _start(tracer, "GraphQL Operation", SpanKind.SERVER, tracing.remote_parent.get(), _correlation(), adopt=True)
-    )
-
-
 def describe_operation(
     span: Span, operation_type: str | None, name: str | None, root_fields: Sequence[str], error_codes: Sequence[str]
 ) -> None:
@@ -187,17 +183,6 @@ def describe_operation(
 
 
 # --- relay ------------------------------------------------------------------------------------------
-
-
-def send(
-    producer: AIOKafkaProducer, topic: str, *, value: bytes, key: bytes, headers: Mapping[str, str]
-) -> Awaitable[asyncio.Future[RecordMetadata]]:
-    """`producer.send(...)`; enabled, inside a PRODUCER span (ended at the ack) whose context replaces
-    the stored `traceparent` header."""
-    tracer = current().tracer
-    if tracer is None:
-        return producer.send(topic, value=value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
-    return _traced_send(tracer, producer, topic, value=value, key=key, headers=headers)
 
 
 async def _traced_send(
@@ -247,13 +232,10 @@ async def _traced_send(
 # --- consumers --------------------------------------------------------------------------------------
 
 
-def consuming(
-    record: ConsumerRecord[bytes, bytes], headers: Mapping[str, bytes], *, consumer: str, group: str | None
-) -> contextlib.AbstractContextManager[Span | None]:
-    """A CONSUMER span "<topic> process" around one message (None when disabled)."""
-    tracer = current().tracer
-    if tracer is None:
-        return _NULL
+def _consumed(
+    record: ConsumerRecord[bytes, bytes], headers: Mapping[str, bytes], consumer: str, group: str | None
+) -> dict[str, Any]:
+    """A consumer span's attributes."""
     attributes: dict[str, Any] = {
         **_messaging(record.topic, "process", "process"),
         "messaging.destination.partition.id": str(record.partition),
@@ -267,17 +249,7 @@ def consuming(
         attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
     if (event_id := headers.get("event_id")) is not None:
         attributes["messaging.message.id"] = event_id.decode(errors="replace")
-    parent = headers.get("traceparent")
-    return _current(
-        _start(
-            tracer,
-            f"{record.topic} process",
-            SpanKind.CONSUMER,
-            parent.decode(errors="replace") if parent is not None else None,
-            attributes,
-            adopt=True,
-        )
-    )
+    return attributes
 
 
 def dead_lettered(span: Span | None, error: BaseException, dlq_topic: str, attempts: int) -> None:

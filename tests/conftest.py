@@ -29,6 +29,7 @@ from projection.queries import ReadModel
 from projection.store import connect_read_model
 from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 from tests.events import EventLog, Mark, WrittenEvent
 from tests.labs import RunningSystem, kafka_admin, migrate, running_system
 
@@ -175,16 +176,19 @@ class GraphQLClient:
 
 @asynccontextmanager
 async def fed_gateway(
-    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, *, telemetry: Telemetry = OFF
 ) -> AsyncIterator[tuple[Starlette, ViewFeed]]:
-    """The gateway app with its own `views.changed` feed, running and assigned its partitions (so no change
-    announced from now on is missed) for the duration."""
+    """The gateway app (traced by `telemetry`) with its own `views.changed` feed, running and assigned its
+    partitions (so no change announced from now on is missed) for the duration."""
     feed = ViewFeed(settings)
     stopping = asyncio.Event()
     feeding = asyncio.create_task(feed.run(stopping))
     try:
         await asyncio.wait_for(feed.ready.wait(), 30)
-        yield create_app(write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={}), feed
+        app = create_app(
+            write_db=write_db, read_model=read_model, feed=feed, settings=settings, readiness={}, telemetry=telemetry
+        )
+        yield app, feed
     finally:
         stopping.set()
         await feeding
@@ -192,10 +196,10 @@ async def fed_gateway(
 
 @asynccontextmanager
 async def in_process_admin(
-    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, *, telemetry: Telemetry = OFF
 ) -> AsyncIterator[GraphQLClient]:
     """An admin's client of the fed gateway app in-process (no server); real services behind it."""
-    async with fed_gateway(settings, write_db, read_model) as (app, _):
+    async with fed_gateway(settings, write_db, read_model, telemetry=telemetry) as (app, _):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
             yield GraphQLClient(http)

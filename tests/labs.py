@@ -36,6 +36,7 @@ from shared.events import ALL_TOPICS
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTSHOP = str(Path(sys.executable).parent / "eventshop")
@@ -133,11 +134,16 @@ class RunningSystem:
 
 @asynccontextmanager
 async def running_system(
-    settings: Settings, write_db: WriteDatabase, mongo: AsyncDatabase[Any], *, offsets: str = "earliest"
+    settings: Settings,
+    write_db: WriteDatabase,
+    mongo: AsyncDatabase[Any],
+    *,
+    offsets: str = "earliest",
+    telemetry: Telemetry = OFF,
 ) -> AsyncIterator[RunningSystem]:
     """The relay, the projector and the stock worker in-process on the environment of `settings` (consumer groups
-    included), until the block ends; it begins once every consumer has its partitions (`offsets`: where a new
-    group starts).
+    included), traced by `telemetry`, until the block ends; it begins once every consumer has its partitions
+    (`offsets`: where a new group starts).
 
     The relay and the stock worker run on pools of their own, as in their own processes: a test that holds the
     connections of `write_db` must not starve them (nor they it). The commits of the test and of the stock worker
@@ -149,9 +155,9 @@ async def running_system(
     relay_db = WriteDatabase(settings.mysql_dsn, signal=write_db.signal, pool_size=4)
     stock_db = WriteDatabase(settings.mysql_dsn, signal=write_db.signal, pool_size=4)
     system = RunningSystem(
-        OutboxRelay(relay_db, producer, settings),
-        build_projection_runner(mongo, producer, settings, auto_offset_reset=offsets),
-        StockWorker(stock_db, producer, settings, auto_offset_reset=offsets),
+        OutboxRelay(relay_db, producer, settings, telemetry=telemetry),
+        build_projection_runner(mongo, producer, settings, auto_offset_reset=offsets, telemetry=telemetry),
+        StockWorker(stock_db, producer, settings, auto_offset_reset=offsets, telemetry=telemetry),
     )
     consumers = (system.projection.loop, system.stock_worker.loop)
     for loop in consumers:

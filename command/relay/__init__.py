@@ -21,6 +21,7 @@ from command.relay.leadership import LeaderSessions, Leadership, lock_name
 from command.relay.publishing import PendingRow, Publisher
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 __all__ = ["OutboxRelay", "PendingRow"]
 
@@ -30,11 +31,13 @@ MIN_POLL_INTERVAL = 0.005
 
 
 class OutboxRelay:
-    def __init__(self, db: WriteDatabase, producer: AIOKafkaProducer, settings: Settings) -> None:
+    def __init__(
+        self, db: WriteDatabase, producer: AIOKafkaProducer, settings: Settings, *, telemetry: Telemetry = OFF
+    ) -> None:
         self.db = db
         self.settings = settings
         self.leadership = Leadership(db.engine, lock_name(db.engine.url.database))
-        self.publisher = Publisher(producer, settings)
+        self.publisher = Publisher(producer, settings, telemetry=telemetry)
         self.housekeeping = Housekeeping(db.engine, settings)
 
     @property

@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from command.models import OutboxRow
 from command.relay.leadership import STATEMENT_TIMEOUT, LeaderSessions
-from shared import telemetry
 from shared.logging import get_logger
 from shared.metrics import RELAY_PUBLISHED
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry
 
 log = get_logger(__name__)
 
@@ -80,9 +80,17 @@ class Publisher:
     moved; `delete` removes the row and its index entries at once.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings, *, timeout: float = STATEMENT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        *,
+        timeout: float = STATEMENT_TIMEOUT,
+        telemetry: Telemetry = OFF,
+    ) -> None:
         self.producer = producer
         self.settings = settings
+        self.telemetry = telemetry
         self.timeout = timeout
         self.statements = OutboxStatements.of_model()
         self.published = 0
@@ -107,7 +115,7 @@ class Publisher:
             await self._finish_completing()
             return 0
         futures = [
-            await telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
+            await self.telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
                 self.producer,
                 self.settings.topic(row.topic),
                 value=row.payload.encode() if isinstance(row.payload, str) else row.payload,

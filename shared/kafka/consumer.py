@@ -11,12 +11,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_exponential_jitter
 
-from shared import telemetry, tracing
+from shared import tracing
 from shared.events import Event, dlq_topic, parse_event
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from shared.outages import is_infrastructure_outage
 from shared.settings import Settings
+from shared.telemetry import OFF, Telemetry, dead_lettered
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -78,6 +79,7 @@ class ConsumerLoop(Generic[T]):
         before_commit: Callable[[], Awaitable[None]] | None = None,
         sequence: Lane[T] | None = None,
         max_lanes: int = 32,
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -90,6 +92,7 @@ class ConsumerLoop(Generic[T]):
         self.max_records = max_records
         self.before_commit = before_commit
         self.sequence = sequence
+        self.telemetry = telemetry
         self._lane_slots = asyncio.Semaphore(max_lanes)
         self.consumer: AIOKafkaConsumer | None = None
         self._assigned = asyncio.Event()
@@ -226,14 +229,14 @@ class ConsumerLoop(Generic[T]):
     async def process(self, record: ConsumerRecord[bytes, bytes], message: T | BaseException | None = None) -> None:
         headers = dict(record.headers or ())
         tracing.bind(_text(headers.get("correlation_id")), _text(headers.get("traceparent")))
-        with telemetry.consuming(record, headers, consumer=self.name, group=self.group_id) as span:
+        with self.telemetry.consuming(record, headers, consumer=self.name, group=self.group_id) as span:
             await self._process(record, span, _decoded(self.decode, record) if message is None else message)
 
     async def _process(
         self, record: ConsumerRecord[bytes, bytes], span: Span | None, message: T | BaseException
     ) -> None:
         if isinstance(message, BaseException):  # undecodable: retrying cannot help
-            telemetry.dead_lettered(span, message, dlq_topic(record.topic), attempts=0)
+            dead_lettered(span, message, dlq_topic(record.topic), attempts=0)
             await self.dead_letter(record, message, attempts=0)
             return
         try:
@@ -268,7 +271,7 @@ class ConsumerLoop(Generic[T]):
                 error=repr(exc),
                 attempts=attempts,
             )
-            telemetry.dead_lettered(span, exc, dlq_topic(record.topic), attempts=attempts)
+            dead_lettered(span, exc, dlq_topic(record.topic), attempts=attempts)
             await self.dead_letter(record, exc, attempts=attempts)
             return
         self.processed += 1

@@ -1,14 +1,17 @@
 """OpenTelemetry over the real system: one trace from the GraphQL mutation through the outbox, the relay and
 Kafka into every consumer, with the correlation id alongside; and nothing at all when tracing is off.
 
-The spans go to the SDK's in-memory exporter (through the same BatchSpanProcessor the processes use).
+The traced pipeline runs in a lab of its own (tests/labs.py): its gateway, relay, projector and stock worker
+are given one `Telemetry` of this module's, whose spans go to the SDK's in-memory exporter (through the same
+BatchSpanProcessor the processes use). The session's components, built without one, stay untraced beside it.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,13 +20,22 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared import telemetry
 from shared.events import Topic, dlq_topic
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
-from shared.telemetry import Telemetry
-from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, make_test_settings, unique
+from shared.telemetry import OFF, Telemetry
+from tests.conftest import (
+    GraphQLClient,
+    RunningSystem,
+    WriteModelProbe,
+    eventually,
+    in_process_admin,
+    make_test_settings,
+    unique,
+)
+from tests.events import EventLog
 from tests.integration.shop import register_customer, stock_product
+from tests.labs import lab_of, running_system
 
 CREATE_PRODUCT = """
 mutation StockTracedProduct($input: CreateProductInput!) { createProduct(input: $input) { id version } }"""
@@ -31,14 +43,40 @@ CREATE_ORDER = """
 mutation PlaceTracedOrder($input: CreateOrderInput!) { createOrder(input: $input) { id status version } }"""
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for this test: the running components (started earlier) find it installed in the process."""
-    exporter = InMemorySpanExporter()
-    traced = Telemetry.start(make_test_settings(otel_enabled=True), "eventshop-test", exporter=exporter)
-    with telemetry.installed(traced):
-        yield exporter
-    traced.shutdown()
+@dataclass
+class Traced:
+    """A lab's pipeline, every component of it given `telemetry` (which exports to `spans`)."""
+
+    telemetry: Telemetry
+    spans: InMemorySpanExporter
+    settings: Settings
+    system: RunningSystem
+    gql: GraphQLClient
+    probe: WriteModelProbe
+
+    def of_trace(self, trace_id: int) -> list[ReadableSpan]:
+        self.telemetry.force_flush()
+        return [s for s in self.spans.get_finished_spans() if s.context.trace_id == trace_id]
+
+
+@pytest.fixture(scope="module")
+async def traced(settings: Settings) -> AsyncIterator[Traced]:
+    spans = InMemorySpanExporter()
+    telemetry = Telemetry.start(make_test_settings(otel_enabled=True), "eventshop-test", exporter=spans)
+    try:
+        async with (
+            lab_of(settings, "traced") as lab,
+            running_system(lab.settings, lab.write_db, lab.mongo, telemetry=telemetry) as system,
+            in_process_admin(lab.settings, lab.write_db, lab.read_model, telemetry=telemetry) as gql,
+        ):
+            events = EventLog(lab.settings, lab.write_db)
+            await events.start()
+            try:
+                yield Traced(telemetry, spans, lab.settings, system, gql, WriteModelProbe(lab.write_db, events))
+            finally:
+                await events.stop()
+    finally:
+        telemetry.shutdown()
 
 
 def caller() -> tuple[str, int, int]:
@@ -66,11 +104,6 @@ async def stock_traced_product(
     return (await post(gql, CREATE_PRODUCT, traceparent, correlation, input=product))["createProduct"]  # type: ignore[no-any-return]
 
 
-def of_trace(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
-    telemetry.current().force_flush()
-    return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
-
-
 def one(spans: list[ReadableSpan], kind: SpanKind, name: str, **attributes: Any) -> ReadableSpan | None:
     found = [
         s
@@ -83,6 +116,10 @@ def one(spans: list[ReadableSpan], kind: SpanKind, name: str, **attributes: Any)
     return found[0] if found else None
 
 
+def batch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
+
+
 def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
@@ -92,17 +129,15 @@ async def written(probe: WriteModelProbe, topic: str, aggregate_id: str) -> list
     return [e.envelope for e in await probe.events.all() if e.topic == topic and e.aggregate_id == int(aggregate_id)]
 
 
-async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
-    gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe, spans: InMemorySpanExporter
-) -> None:
+async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(traced: Traced) -> None:
     traceparent, trace_id, caller_span = caller()
     correlation = unique("checkout")
-    product = await stock_traced_product(gql, traceparent, correlation, unique("traced"), "9.90", 3)
-    topic = settings.topic(Topic.PRODUCT_CREATED)
-    projector_group = system.projection.loop.group_id
+    product = await stock_traced_product(traced.gql, traceparent, correlation, unique("traced"), "9.90", 3)
+    topic = traced.settings.topic(Topic.PRODUCT_CREATED)
+    projector_group = traced.system.projection.loop.group_id
 
     async def chain() -> tuple[ReadableSpan, ReadableSpan, ReadableSpan] | None:
-        trace = of_trace(spans, trace_id)
+        trace = traced.of_trace(trace_id)
         server = one(trace, SpanKind.SERVER, "mutation StockTracedProduct")
         producer = one(trace, SpanKind.PRODUCER, f"{topic} publish")
         consumer = one(
@@ -134,28 +169,27 @@ async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(
     # The correlation id travels beside the trace: request header -> outbox -> Kafka header -> consumer.
     for span in (server, producer, consumer):
         assert (span.attributes or {})["eventshop.correlation_id"] == correlation
-    (event,) = await written(probe, Topic.PRODUCT_CREATED.value, product["id"])
+    (event,) = await written(traced.probe, Topic.PRODUCT_CREATED.value, product["id"])
     assert event["correlation_id"] == correlation
     # The event names the mutation's span; the Kafka header named the producer's (the consumer's parent).
     assert event["trace"] == f"00-{trace_id:032x}-{server.context.span_id:016x}-01"
 
 
-async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(
-    gql: GraphQLClient, system: RunningSystem, settings: Settings, spans: InMemorySpanExporter
-) -> None:
+async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(traced: Traced) -> None:
     """createOrder -> order.created -> stock worker -> order.reserved -> projector: every hop one trace."""
-    customer = await register_customer(gql)
-    product = await stock_product(gql, unique("saga"), "5.00", 10)
+    customer = await register_customer(traced.gql)
+    product = await stock_product(traced.gql, unique("saga"), "5.00", 10)
     traceparent, trace_id, _ = caller()
     correlation = unique("order")
     order_input = {"userId": customer["id"], "items": [{"productId": product["id"], "quantity": 2}]}
-    order = (await post(gql, CREATE_ORDER, traceparent, correlation, input=order_input))["createOrder"]
+    order = (await post(traced.gql, CREATE_ORDER, traceparent, correlation, input=order_input))["createOrder"]
     assert order["status"] == "CREATED"
-    created, reserved = settings.topic(Topic.ORDER_CREATED), settings.topic(Topic.ORDER_RESERVED)
+    created, reserved = traced.settings.topic(Topic.ORDER_CREATED), traced.settings.topic(Topic.ORDER_RESERVED)
+    system = traced.system
     stock_group, projector_group = system.stock_worker.loop.group_id, system.projection.loop.group_id
 
     async def saga() -> dict[str, ReadableSpan] | None:
-        trace = of_trace(spans, trace_id)
+        trace = traced.of_trace(trace_id)
         found = {
             "mutation": one(trace, SpanKind.SERVER, "mutation PlaceTracedOrder"),
             "publish created": one(trace, SpanKind.PRODUCER, f"{created} publish"),
@@ -180,12 +214,10 @@ async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(
         assert (span.attributes or {})["eventshop.correlation_id"] == correlation
 
 
-async def test_a_dead_lettered_message_has_a_failed_consumer_span(
-    system: RunningSystem, settings: Settings, spans: InMemorySpanExporter
-) -> None:
+async def test_a_dead_lettered_message_has_a_failed_consumer_span(traced: Traced) -> None:
     traceparent, trace_id, sender_span = caller()
-    topic = settings.topic(Topic.USER_CREATED)
-    producer: AIOKafkaProducer = make_producer(settings)
+    topic = traced.settings.topic(Topic.USER_CREATED)
+    producer: AIOKafkaProducer = make_producer(traced.settings)
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -193,11 +225,11 @@ async def test_a_dead_lettered_message_has_a_failed_consumer_span(
         )
     finally:
         await producer.stop()
-    projector_group = system.projection.loop.group_id
+    projector_group = traced.system.projection.loop.group_id
 
     async def failed() -> ReadableSpan | None:
         return one(
-            of_trace(spans, trace_id),
+            traced.of_trace(trace_id),
             SpanKind.CONSUMER,
             f"{topic} process",
             **{"messaging.consumer.group.name": projector_group},
@@ -214,12 +246,14 @@ async def test_a_dead_lettered_message_has_a_failed_consumer_span(
 
 
 async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travels_as_before(
-    gql: GraphQLClient, system: RunningSystem, settings: Settings, probe: WriteModelProbe
+    gql: GraphQLClient, system: RunningSystem, probe: WriteModelProbe, traced: Traced
 ) -> None:
+    """The session's gateway and pipeline, given no telemetry, trace nothing: not even while the lab's traced
+    pipeline runs in the same process."""
+    threads = batch_threads()
     exporter = InMemorySpanExporter()
-    assert Telemetry.start(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is telemetry.OFF
-    assert not telemetry.current().enabled
-    assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
+    assert Telemetry.start(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is OFF
+    assert batch_threads() == threads  # off starts no exporter thread
     traceparent, trace_id, caller_span = caller()
     correlation = unique("untraced")
     product = await stock_traced_product(gql, traceparent, correlation, unique("plain"), "1.00", 1)
@@ -230,6 +264,7 @@ async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travel
 
     await eventually(projected, timeout=30)  # the relay published it and the projector consumed it
     assert exporter.get_finished_spans() == ()
+    assert traced.of_trace(trace_id) == []  # the traced telemetry saw none of it either
     (event,) = await written(probe, Topic.PRODUCT_CREATED.value, product["id"])
     assert event["correlation_id"] == correlation
     outbox_trace, outbox_span = event["trace"].split("-")[1:3]

@@ -1,5 +1,6 @@
 """shared.telemetry on its own: span names, kinds, parents and the in-process trace context, with the SDK's
 in-memory exporter. The tests are coroutines so that each runs in a context of its own (contextvars do not leak).
+Each traces with the `Telemetry` it made: nothing is installed anywhere.
 The relay's PRODUCER span and the whole chain over Kafka are in tests/integration/test_telemetry.py.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import structlog
@@ -24,18 +26,29 @@ from shared.settings import Settings
 from shared.telemetry import Telemetry
 
 
+@dataclass
+class Recording:
+    """A started telemetry and the spans it exported."""
+
+    telemetry: Telemetry
+    exporter: InMemorySpanExporter
+
+    @classmethod
+    def start(cls, service: str) -> Recording:
+        exporter = InMemorySpanExporter()
+        settings = Settings(otel_enabled=True, otel_service_name="")
+        return cls(Telemetry.start(settings, service, exporter=exporter), exporter)
+
+    def finished(self) -> list[ReadableSpan]:
+        self.telemetry.force_flush()
+        return list(self.exporter.get_finished_spans())
+
+
 @pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    traced = Telemetry.start(Settings(otel_enabled=True, otel_service_name=""), "unit-test", exporter=exporter)
-    with telemetry.installed(traced):
-        yield exporter
-    traced.shutdown()
-
-
-def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
-    telemetry.current().force_flush()
-    return list(exporter.get_finished_spans())
+def traced() -> Iterator[Recording]:
+    recording = Recording.start("unit-test")
+    yield recording
+    recording.telemetry.shutdown()
 
 
 def ids(traceparent: str) -> tuple[int, int]:
@@ -71,26 +84,23 @@ async def test_off_by_default_and_then_nothing_is_created_or_started() -> None:
     assert Settings.model_fields["otel_enabled"].default is False
     before = batch_threads()
     off = Telemetry.start(Settings(otel_enabled=False), "gateway", exporter=InMemorySpanExporter())
-    assert off is telemetry.OFF and not off.enabled
-    assert telemetry.current() is telemetry.OFF  # nothing installed: the helpers below are flag checks
+    assert off is telemetry.OFF and not off.enabled  # its methods below are flag checks
     assert batch_threads() == before
     tracing.bind("cid", caller())
     bound = tracing.traceparent.get()
-    with telemetry.graphql_operation() as span:
+    with off.graphql_operation() as span:
         assert span is None
         assert tracing.traceparent.get() == bound  # today's context, untouched
-    with telemetry.consuming(record("t", {}), {}, consumer="c", group="g") as span:
+    with off.consuming(record("t", {}), {}, consumer="c", group="g") as span:
         assert span is None
     telemetry.dead_lettered(None, ValueError("x"), "t.dlq", 0)  # a no-op without a span
 
 
-async def test_the_gateway_span_continues_the_callers_trace_and_is_current_inside(
-    exporter: InMemorySpanExporter,
-) -> None:
+async def test_the_gateway_span_continues_the_callers_trace_and_is_current_inside(traced: Recording) -> None:
     incoming = caller()
     tracing.bind("cid-1", incoming)
     bound = tracing.traceparent.get()
-    with telemetry.graphql_operation() as span:
+    with traced.telemetry.graphql_operation() as span:
         assert span is not None
         # What the outbox copies into events now names this span as the parent.
         assert tracing.traceparent.get() == telemetry.traceparent_of(span)
@@ -103,7 +113,7 @@ async def test_the_gateway_span_continues_the_callers_trace_and_is_current_insid
     assert tracing.traceparent.get() == bound
     assert "span_id" not in structlog.contextvars.get_contextvars()
 
-    (done,) = finished(exporter)
+    (done,) = traced.finished()
     assert done.name == "mutation CreateUser"
     assert done.kind is SpanKind.SERVER
     assert done.parent is not None and done.parent.is_remote
@@ -117,55 +127,55 @@ async def test_the_gateway_span_continues_the_callers_trace_and_is_current_insid
     assert done.resource.attributes["service.name"] == "unit-test"
 
 
-async def test_without_a_caller_the_span_starts_the_trace_its_logs_already_carry(
-    exporter: InMemorySpanExporter,
-) -> None:
+async def test_without_a_caller_the_span_starts_the_trace_its_logs_already_carry(traced: Recording) -> None:
     tracing.bind(None, None)
     logged_trace = structlog.contextvars.get_contextvars()["trace_id"]
-    with telemetry.graphql_operation() as span:
+    with traced.telemetry.graphql_operation() as span:
         assert span is not None
         telemetry.describe_operation(span, "query", None, ["products"], [])
-    (done,) = finished(exporter)
+    (done,) = traced.finished()
     assert done.parent is None
     assert f"{done.context.trace_id:032x}" == logged_trace
     assert done.name == "query"  # anonymous: the type alone
     assert done.attributes is not None and "graphql.operation.name" not in done.attributes
 
 
-async def test_an_operation_with_errors_has_an_error_status(exporter: InMemorySpanExporter) -> None:
+async def test_an_operation_with_errors_has_an_error_status(traced: Recording) -> None:
     tracing.bind(None, caller())
-    with telemetry.graphql_operation() as span:
+    with traced.telemetry.graphql_operation() as span:
         assert span is not None
         telemetry.describe_operation(span, "mutation", None, ["createUser"], ["CONFLICT"])
-    (done,) = finished(exporter)
+    (done,) = traced.finished()
     assert done.status.status_code is StatusCode.ERROR
     assert done.status.description == "CONFLICT"
     assert done.attributes is not None and done.attributes["eventshop.graphql.error_codes"] == ("CONFLICT",)
 
 
-async def test_an_exception_fails_the_span_and_restores_the_context(exporter: InMemorySpanExporter) -> None:
+async def test_an_exception_fails_the_span_and_restores_the_context(traced: Recording) -> None:
     tracing.bind(None, caller())
     bound = tracing.traceparent.get()
-    with pytest.raises(RuntimeError), telemetry.graphql_operation():
+    with pytest.raises(RuntimeError), traced.telemetry.graphql_operation():
         raise RuntimeError("boom")
     assert tracing.traceparent.get() == bound
-    (done,) = finished(exporter)
+    (done,) = traced.finished()
     assert done.status.status_code is StatusCode.ERROR
     assert [event.name for event in done.events] == ["exception"]
 
 
 async def test_a_consumer_span_is_the_child_of_the_message_header_and_fails_when_dead_lettered(
-    exporter: InMemorySpanExporter,
+    traced: Recording,
 ) -> None:
     producer = caller()
     headers = {"traceparent": producer, "correlation_id": "cid-2", "event_id": "e-1"}
     raw = {k: v.encode() for k, v in headers.items()}
     tracing.bind("cid-2", producer)
-    with telemetry.consuming(record("test.order.created", headers), raw, consumer="stock-worker", group="g1") as span:
+    with traced.telemetry.consuming(
+        record("test.order.created", headers), raw, consumer="stock-worker", group="g1"
+    ) as span:
         assert span is not None
         assert tracing.traceparent.get() == telemetry.traceparent_of(span)
         telemetry.dead_lettered(span, KeyError("id"), "test.order.created.dlq", attempts=3)
-    (done,) = finished(exporter)
+    (done,) = traced.finished()
     assert done.name == "test.order.created process"
     assert done.kind is SpanKind.CONSUMER
     assert done.parent is not None and (done.context.trace_id, done.parent.span_id) == ids(producer)
@@ -194,7 +204,7 @@ async def test_shutdown_exports_what_the_batch_processor_still_holds() -> None:
     traced = Telemetry.start(Settings(otel_enabled=True), "unit-test", exporter=exporter)
     assert batch_threads(), "the batch processor exports from a thread of its own"
     tracing.bind(None, None)
-    with telemetry.installed(traced), telemetry.graphql_operation():
+    with traced.graphql_operation():
         pass
     assert exporter.get_finished_spans() == ()  # still buffered: the schedule delay is seconds
     traced.shutdown()
@@ -202,15 +212,18 @@ async def test_shutdown_exports_what_the_batch_processor_still_holds() -> None:
     assert not traced.enabled
 
 
-async def test_the_process_has_one_telemetry_at_a_time_and_none_after_its_run() -> None:
-    traced = Telemetry.start(Settings(otel_enabled=True), "unit-test", exporter=InMemorySpanExporter())
-    with telemetry.installed(traced):
-        assert telemetry.current() is traced
-        with pytest.raises(RuntimeError, match="already"), telemetry.installed(Telemetry()):
-            pass
-        assert telemetry.current() is traced
-    assert telemetry.current() is telemetry.OFF
-    traced.shutdown()
+async def test_two_telemetries_in_one_process_trace_independently_of_each_other_and_of_off() -> None:
+    gateway, worker = Recording.start("gateway"), Recording.start("stock-worker")
+    tracing.bind("cid-3", caller())
+    with gateway.telemetry.graphql_operation() as outer, telemetry.OFF.graphql_operation() as untraced:
+        assert outer is not None and untraced is None  # OFF stays off while another telemetry traces
+        with worker.telemetry.consuming(record("t", {}), {}, consumer="stock-worker", group="g") as inner:
+            assert inner is not None
+    ((served,), (consumed,)) = gateway.finished(), worker.finished()
+    assert (served.kind, served.resource.attributes["service.name"]) == (SpanKind.SERVER, "gateway")
+    assert (consumed.kind, consumed.resource.attributes["service.name"]) == (SpanKind.CONSUMER, "stock-worker")
+    for recording in (gateway, worker):
+        recording.telemetry.shutdown()
 
 
 def test_exporters_and_service_names(monkeypatch: pytest.MonkeyPatch) -> None:
