@@ -101,28 +101,38 @@ class Lab:
 
 
 @asynccontextmanager
+async def own_database(settings: Settings, *, pool_size: int = 10) -> AsyncIterator[WriteDatabase]:
+    """The MySQL database `settings` names (see `own_settings`), created and migrated from nothing to head, and
+    dropped when the block ends."""
+    url = make_url(settings.mysql_dsn)
+    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
+    async with server.engine.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE DATABASE `{url.database}`")
+    write_db = WriteDatabase(settings.mysql_dsn, pool_size=pool_size)
+    try:
+        await asyncio.to_thread(migrate, settings)
+        yield write_db
+    finally:
+        await write_db.dispose()
+        async with server.engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}`")
+        await server.dispose()
+
+
+@asynccontextmanager
 async def lab_of(settings: Settings, name: str, **overrides: Any) -> AsyncIterator[Lab]:
     """A lab made from `settings` (see `own_settings`), removed again when the block ends: database, read model
     and topics."""
     own = own_settings(settings, name, **overrides)
-    url = make_url(own.mysql_dsn)
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE DATABASE `{url.database}`")
-    await asyncio.to_thread(migrate, own)
-    await ensure_topics(own)
-    write_db = WriteDatabase(own.mysql_dsn, pool_size=10)
-    client, mongo = await connect_read_model(own.mongo_uri, own.mongo_database)
-    try:
-        yield Lab(own, write_db, mongo)
-    finally:
-        await write_db.dispose()
-        await client.drop_database(own.mongo_database)
-        await client.close()
-        async with server.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}`")
-        await server.dispose()
-        await delete_topics(own)
+    async with own_database(own) as write_db:
+        await ensure_topics(own)
+        client, mongo = await connect_read_model(own.mongo_uri, own.mongo_database)
+        try:
+            yield Lab(own, write_db, mongo)
+        finally:
+            await client.drop_database(own.mongo_database)
+            await client.close()
+            await delete_topics(own)
 
 
 @dataclass

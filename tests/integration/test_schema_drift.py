@@ -4,8 +4,6 @@ foreign keys), so a model changed without a migration, or a migration without it
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,35 +11,21 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, MetaData
-from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import command.models  # noqa: F401 - every table of the write model in SQLModel.metadata
 from command.db import WriteDatabase
 from migrations.compare import COMPARE_OPTIONS
 from shared.settings import Settings
-from tests.conftest import migrate
+from tests.labs import own_database, own_settings
 
 
 @pytest.fixture(scope="module")
 async def fresh_db(settings: Settings) -> AsyncIterator[WriteDatabase]:
     """A database of its own, migrated from nothing to head (the shared test database may have been migrated
     by an older checkout, or have tables that tests made)."""
-    url = make_url(settings.mysql_dsn)
-    name = f"{url.database}_drift_{uuid.uuid4().hex[:8]}"
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    own = settings.model_copy(update={"mysql_dsn": url.set(database=name).render_as_string(hide_password=False)})
-    db = WriteDatabase(own.mysql_dsn, pool_size=1)
-    try:
-        await asyncio.to_thread(migrate, own)
+    async with own_database(own_settings(settings, "drift"), pool_size=1) as db:
         yield db
-    finally:
-        await db.dispose()
-        async with server.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        await server.dispose()
 
 
 async def differences(db: WriteDatabase, metadata: MetaData) -> list[Any]:

@@ -10,8 +10,6 @@ the engine as they run), so a changed query is checked as it now is.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 from command import store
 from command.db import WriteDatabase
@@ -31,7 +28,7 @@ from command.relay.publishing import OutboxStatements
 from command.stock_worker import handle_order_event
 from shared.events import OrderCreated
 from shared.settings import Settings
-from tests.conftest import migrate
+from tests.labs import own_database, own_settings
 
 USERS, PRODUCTS, ORDERS = 20_000, 5_000, 50_000
 OUTBOX_ROWS = 60_000  # one a minute over ~42 days: about a third past the 7 days of retention
@@ -100,22 +97,9 @@ async def fill(db: WriteDatabase) -> None:
 @pytest.fixture(scope="module")
 async def shop_db(settings: Settings) -> AsyncIterator[WriteDatabase]:
     """A database of its own, migrated to head and filled (the shared test database holds a few rows only)."""
-    url = make_url(settings.mysql_dsn)
-    name = f"{url.database}_plans_{uuid.uuid4().hex[:8]}"
-    server = WriteDatabase(url.set(database="").render_as_string(hide_password=False), pool_size=1)
-    async with server.engine.begin() as conn:
-        await conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    own = settings.model_copy(update={"mysql_dsn": url.set(database=name).render_as_string(hide_password=False)})
-    db = WriteDatabase(own.mysql_dsn, pool_size=2)
-    try:
-        await asyncio.to_thread(migrate, own)
+    async with own_database(own_settings(settings, "plans"), pool_size=2) as db:
         await fill(db)
         yield db
-    finally:
-        await db.dispose()
-        async with server.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        await server.dispose()
 
 
 async def explain(db: WriteDatabase, sql: str, parameters: Any = None) -> list[Step]:
