@@ -62,7 +62,7 @@ from projection.documents import OrderView
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
 from projection.projectors.users import user_document
-from projection.queries import SortKey
+from projection.queries import SortKey, current_user
 from shared.errors import NotFound
 from shared.events import AggregateType, OrderSnapshot
 from shared.money import to_cents
@@ -294,8 +294,10 @@ class Subscription:
                 raise NotFound(f"order {oid} not found", field="orderId")
             # Before the first answer resolves Order.user, so a rename is either in it or announced after it.
             ctx.feed.follow(listener, (AggregateType.USER, current.user_id))
+            view = (await ctx.read_model.users_by_id([current.user_id])).get(current.user_id)
+            shown_user = current_user(current.user, view).version
             yield Order.from_doc(current)
-            async for document in order_changes(listener, current, lambda: ctx.read_model.order(oid)):
+            async for document in order_changes(listener, current, shown_user, lambda: ctx.read_model.order(oid)):
                 yield Order.from_doc(document)
 
     @strawberry.subscription
@@ -312,10 +314,12 @@ class Subscription:
 
 
 async def order_changes(
-    listener: Listener, sent: OrderView, reread: Callable[[], Awaitable[OrderView | None]]
+    listener: Listener, sent: OrderView, shown_user: int, reread: Callable[[], Awaitable[OrderView | None]]
 ) -> AsyncIterator[OrderView]:
     """The order's announced versions above the last one sent (never a duplicate or a step back), and the last
-    one sent again when its user's view changed: Order.user resolves from the users view at read time."""
+    one sent again when its user's view reaches a version newer than the user the client saw (`shown_user`):
+    Order.user resolves from the users view at read time. A users view the client already saw (its creation
+    projected late, a redelivery) sends nothing."""
     while True:
         changes = [await listener.queue.get()]
         newer: list[OrderView] = []
@@ -332,7 +336,9 @@ async def order_changes(
         newer = [order for order in newer if order.version > sent.version]
         if newer:
             sent = max(newer, key=lambda order: order.version)
-        if newer or any(c.kind == AggregateType.USER for c in changes):
+        renamed = max((c.document["version"] for c in changes if c.kind == AggregateType.USER), default=0)
+        if newer or renamed > shown_user:
+            shown_user = max(shown_user, renamed, sent.user.version)
             yield sent
             if sent.deleted:
                 return
