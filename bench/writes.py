@@ -44,7 +44,7 @@ from gateway.auth import Role
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.events import OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod, Topic
+from shared.events import Event, OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod
 
 CONCURRENCY = 8
 ROUNDS = 4
@@ -167,20 +167,26 @@ async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[in
             "deleted_at": None,
         }
         envelope = OrderCreated.of(OrderSnapshot.model_validate(snapshot))
-        await conn.exec_driver_sql(
-            "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
-            "headers, created_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)",
-            (
-                str(envelope.event_id),
-                Topic.ORDER_CREATED.value,
-                str(order_id),
-                "order",
-                order_id,
-                envelope.model_dump_json(),
-                json.dumps({k: v.decode() for k, v in envelope.kafka_headers()}),
-                now,
-            ),
-        )
+        await _insert_outbox_row(conn, envelope, now)
+
+
+async def _insert_outbox_row(conn: Any, event: Event, now: Any) -> None:
+    """The event's outbox row, written by hand as the baselines write everything."""
+    await conn.exec_driver_sql(
+        "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
+        "headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            str(event.event_id),
+            event.event_type.value,
+            str(event.aggregate_id),
+            event.aggregate_type.value,
+            event.aggregate_id,
+            event.aggregate_version,
+            event.model_dump_json(),
+            json.dumps({k: v.decode() for k, v in event.kafka_headers()}),
+            now,
+        ),
+    )
 
 
 def _stamp(value: Any) -> str | None:
@@ -254,21 +260,7 @@ async def raw_pay_order(db: WriteDatabase, order_id: int) -> None:
             "deleted_at": None,
         }
         envelope = OrderPaid.of(OrderSnapshot.model_validate(snapshot))
-        await conn.exec_driver_sql(
-            "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
-            "headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                str(envelope.event_id),
-                Topic.ORDER_PAID.value,
-                str(order_id),
-                "order",
-                order_id,
-                version,
-                envelope.model_dump_json(),
-                json.dumps({k: v.decode() for k, v in envelope.kafka_headers()}),
-                now,
-            ),
-        )
+        await _insert_outbox_row(conn, envelope, now)
 
 
 async def reserved_orders(
