@@ -162,7 +162,8 @@ def create_app(
     readiness: dict[str, ReadinessCheck],
     telemetry: Telemetry = OFF,
 ) -> Starlette:
-    graphql = EventshopGraphQL(write_db, read_model, feed, settings, telemetry=telemetry)
+    # Pages count their totals through the feed's known totals: once per announced change (gateway/totals.py).
+    graphql = EventshopGraphQL(write_db, read_model.counting_with(feed.totals), feed, settings, telemetry=telemetry)
     own_metrics = GatewayMetrics.of(lambda: feed.listener_count)
 
     async def healthz(request: Request) -> Response:

@@ -3,7 +3,8 @@
 Every gateway consumes the topic itself (no consumer group, from the latest offset), so
 subscriptions and read-your-writes waits work whichever instance a client is connected to.
 A listener may follow several views: an order's subscriber also follows the order's user, whose
-rename changes no order document (an order shows its user from the users view at read time).
+rename changes no order document (an order shows its user from the users view at read time). Every
+announcement also tells the instance's known totals that its view kind changed (gateway/totals.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer
 
+from gateway.totals import KnownTotals
 from projection.store import Doc
 from shared.events import AggregateType, Topic, decode_view_change
 from shared.kafka.producer import start_with_retry
@@ -59,6 +61,7 @@ class ViewFeed:
         self._open: set[Listener] = set()  # each once, however many keys it follows
         self._waiters: dict[Hashable, set[asyncio.Event]] = defaultdict(set)
         self.ready = asyncio.Event()
+        self.totals = KnownTotals(settings.totals_max_age_seconds)
 
     @property
     def listener_count(self) -> int:
@@ -78,6 +81,7 @@ class ViewFeed:
             for tp in consumer.assignment():
                 await consumer.position(tp)  # resolve "latest" now: nothing after this point is missed
             self.ready.set()
+            self.totals.following = True
             while not stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
@@ -85,6 +89,8 @@ class ViewFeed:
                         self.dispatch(record.value)
         finally:
             self.ready.clear()
+            self.totals.following = False
+            self.totals.forget()
             await consumer.stop()
 
     def dispatch(self, raw: bytes | None) -> None:
@@ -93,7 +99,9 @@ class ViewFeed:
             kind, doc_id, document = AggregateType(message["kind"]), message["id"], message["document"]
         except Exception as exc:
             log.warning("feed.undecodable", error=repr(exc))
+            self.totals.forget()  # which view changed is unknown
             return
+        self.totals.changed(kind)
         for event in self._waiters.get((kind, doc_id), ()):
             event.set()
         keys: list[Hashable] = [(kind, doc_id)]
@@ -142,6 +150,8 @@ class ViewFeed:
                     changed.clear()
                     seen = await current()
                     if seen is not None and seen >= version:
+                        # Read, perhaps before its announcement came: totals of the kind must show it as well.
+                        self.totals.changed(kind)
                         return seen
                     # Woken by the announcement; the slow re-check only matters if the feed is down.
                     with contextlib.suppress(TimeoutError):

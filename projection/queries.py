@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -128,6 +129,21 @@ def prefix(text: str) -> dict[str, str]:
     return {"$regex": "^" + re.escape(text.strip().lower())}
 
 
+class Totals(Protocol):
+    """How a connection's total is counted: every time (COUNTED_EACH_TIME), or by a gateway that reuses the
+    totals it counted until its feed announces a change of their view (gateway/totals.py)."""
+
+    async def count(self, kind: AggregateType, collection: AsyncCollection[Doc], query: Doc) -> int: ...
+
+
+class CountedEachTime:
+    async def count(self, kind: AggregateType, collection: AsyncCollection[Doc], query: Doc) -> int:
+        return await count(collection, query)
+
+
+COUNTED_EACH_TIME = CountedEachTime()
+
+
 class ViewCollection(Generic[V]):
     """One view's collection and its document model: what is read from it comes back as that model.
 
@@ -135,9 +151,10 @@ class ViewCollection(Generic[V]):
     (`model_validate`), small beside the round trip, and keeps a stored document that no longer fits its
     model an error here rather than a wrong answer later."""
 
-    def __init__(self, db: AsyncDatabase[Doc], model: type[V]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], model: type[V], totals: Totals = COUNTED_EACH_TIME) -> None:
         self.model: type[V] = model
         self.collection: AsyncCollection[Doc] = db[model.collection]
+        self.totals = totals
 
     async def live(self, doc_id: int) -> V | None:
         """The view of an aggregate that is not deleted."""
@@ -169,15 +186,25 @@ class ViewCollection(Generic[V]):
             last=last,
             before=before,
             with_total=with_total,
+            total=lambda q: self.totals.count(self.model.kind, self.collection, q),
         )
 
 
 class ReadModel:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
-        self.users = ViewCollection(db, UserView)
-        self.products = ViewCollection(db, ProductView)
-        self.orders = ViewCollection(db, OrderView)
+        self._count_with(COUNTED_EACH_TIME)
+
+    def counting_with(self, totals: Totals) -> Self:
+        """The same read model, its pages' totals counted through `totals` (a gateway's known totals)."""
+        counted = copy.copy(self)
+        counted._count_with(totals)
+        return counted
+
+    def _count_with(self, totals: Totals) -> None:
+        self.users = ViewCollection(self.db, UserView, totals)
+        self.products = ViewCollection(self.db, ProductView, totals)
+        self.orders = ViewCollection(self.db, OrderView, totals)
         self._by_kind: dict[AggregateType, ViewCollection[Any]] = {
             AggregateType.USER: self.users,
             AggregateType.PRODUCT: self.products,
@@ -308,6 +335,7 @@ async def paginate(
     last: int | None = None,
     before: str | None = None,
     with_total: bool = True,
+    total: Callable[[Doc], Awaitable[int]] | None = None,
 ) -> Page[D]:
     """One page in keyset order, sliced as the Relay specification slices a connection: the documents after
     `after` and before `before`, then the first `first` of them or the last `last` (one of the two, not both).
@@ -315,7 +343,8 @@ async def paginate(
     Backwards (`last`) is the same index walk in the reversed ordering, reversed again in memory, so either
     way a page reads at most its size + 1 documents. With `with_total`, the total (of the whole connection,
     cursors aside) is read at the same time as the page; without, later, and only if someone asks for it. Each
-    document read is `parse`d (into its view model) once, before the page is cut."""
+    document read is `parse`d (into its view model) once, before the page is cut. `total` counts a query's
+    documents (by default the `count` command on `collection`)."""
     if first is not None and last is not None:
         raise BadUserInput("pass first or last, not both", field="last")
     if last is not None:
@@ -337,8 +366,11 @@ async def paginate(
         page_query = {"$and": [query, *window]}
     order = sort.order(-sort.direction if backwards else sort.direction)
     find = collection.find(page_query).sort(order).limit(size + 1).to_list(size + 1)
+    counted: Callable[[], Awaitable[int]] = (
+        (lambda: count(collection, query)) if total is None else (lambda: total(query))
+    )
     if with_total:
-        found, total = await asyncio.gather(find, count(collection, query))
+        found, known_total = await asyncio.gather(find, counted())
     else:
         found = await find
     more = len(found) > size
@@ -349,7 +381,7 @@ async def paginate(
         documents,
         has_next_page=more and not backwards,
         end_cursor=sort.cursor(documents[-1]) if documents else None,
-        count=known(total) if with_total else lambda: count(collection, query),
+        count=known(known_total) if with_total else counted,
         has_previous_page=more and backwards,
         cursor_of=sort.cursor,
     )

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     persisted_queries_max: int = Field(
         1000, ge=0, description="automatic persisted queries kept per gateway (LRU); 0 turns APQ off"
     )
+    totals_max_age_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="a connection's totalCount is counted again after this long even if the feed announced no "
+        "change of its view; 0: counted for every page",
+    )
 
     # Security (issue 6): who may call what, and how often.
     env: str = Field("development", description="deployment environment; `production` refuses development defaults")
