@@ -39,7 +39,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "scale": lambda env, factor: scale.run(env, scale=factor),
     "write-scale": lambda env, factor: write_scale.run(env, scale=factor),
 }
-# Run only when named (`--only scale`, `make bench-scale`): it grows a read model to 100k orders (~20 minutes).
+# Run only when named (`--only scale`, `make bench-scale`): it grows a read model to 100k orders (~12 minutes).
 OPT_IN = frozenset({"scale"})
 
 
