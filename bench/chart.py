@@ -142,3 +142,36 @@ def line_chart(title: str, xs: Sequence[float], x_labels: Sequence[str], panels:
         f'font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" fill="white"/>\n'
         f'<text x="10" y="{height - 10}" fill="#555">{escape(title)}</text>\n' + "\n".join(body) + "\n</svg>\n"
     )
+
+
+def bar_chart(title: str, groups: Sequence[str], stacks: dict[str, Sequence[float]]) -> str:
+    """One stacked horizontal bar per group (a layout), a segment per stack label (a process), and a legend."""
+    labels = list(stacks)
+    totals = [sum(stacks[label][i] for label in labels) for i in range(len(groups))]
+    top = max(totals, default=0.0) or 1.0
+    bar_w, left, row = 520, 110, 36
+    height = 60 + row * len(groups) + ROW_H * len(labels)
+    body = []
+    for i, group in enumerate(groups):
+        y, x = 30 + i * row, float(left)
+        body.append(f'<text x="10" y="{y + 16}">{escape(group)}</text>')
+        for j, label in enumerate(labels):
+            w = bar_w * stacks[label][i] / top
+            body.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="22" fill="{PALETTE[j % len(PALETTE)]}">'
+                f"<title>{escape(label)}: {stacks[label][i]:.2f}</title></rect>"
+            )
+            x += w
+        body.append(f'<text x="{x + 6:.1f}" y="{y + 16}">{totals[i]:.1f}</text>')
+    for j, label in enumerate(labels):
+        y = 40 + row * len(groups) + j * ROW_H
+        body.append(
+            f'<rect x="{left}" y="{y - 9}" width="12" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
+            f'<text x="{left + 18}" y="{y}">{escape(label)}</text>'
+        )
+    width = left + bar_w + 60
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" fill="white"/>\n'
+        f'<text x="10" y="16" fill="#555">{escape(title)}</text>\n' + "\n".join(body) + "\n</svg>\n"
+    )

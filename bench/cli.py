@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import latency, projector, reads, relay, scale, workers, write_scale, writes
+from bench import latency, pipeline, projector, reads, relay, scale, workers, write_scale, writes
 from bench.env import RESULTS, BenchEnv
 from bench.report import print_report, write_json
 from bench.stats import Figure
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "reads": lambda env, scale: reads.run(env, seconds=3.0 * min(1.0, scale)),
     "workers": lambda env, scale: workers.run(env, seconds=3.0 * min(1.0, scale)),
     "latency": lambda env, scale: latency.run(env, light=int(60 * scale), per_client=int(25 * scale)),
+    "pipeline": lambda env, scale: pipeline.run(env, seconds=60.0 * scale),
     "scale": lambda env, factor: scale.run(env, scale=factor),
     "write-scale": lambda env, factor: write_scale.run(env, scale=factor),
 }

@@ -8,7 +8,7 @@ a SQLAlchemy `before_cursor_execute` listener on the engine (plus the `commit` e
   products, INSERT the order, its items (one multi-row INSERT), its history line and its outbox row).
 payOrder the same way: the `pay_order` handler against hand-written SQL (lock the order, read its items, history
 and user, UPDATE it, INSERT its history line and outbox row), on orders the stock worker's reservation (run
-in-process, `handle_order_event`, whose statements are counted too) made RESERVED.
+in-process, `handle_order_events`, whose statements are counted too) made RESERVED.
 The paths run in interleaved rounds (`in_rounds`), so a drift of the machine's load meets them all alike.
 The relay does not run here: the outbox only grows.
 """
@@ -38,7 +38,7 @@ from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
 from command.models import db_now
-from command.stock_worker import handle_order_event
+from command.stock_worker import handle_order_events
 from gateway.app import create_app
 from gateway.auth import Role
 from gateway.feed import ViewFeed
@@ -278,7 +278,7 @@ async def reserved_orders(
     ]
     before, _, _ = counter.mark()
     for order in placed:
-        await handle_order_event(db, OrderCreated.of(order))
+        await handle_order_events(db, [OrderCreated.of(order)])
     after, _, _ = counter.mark()
     return [order.id for order in placed], (after - before) / count
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from command.models import OutboxRow
 from command.outbox import OutboxSignal, outbox_values
 from shared.events import Event
+from shared.store_metrics import instrument_engine, waiting_for_connection
 
 DUPLICATE_KEY = 1062
 DEADLOCK = 1213
@@ -67,11 +68,14 @@ class WriteDatabase:
             isolation_level="READ COMMITTED",
         )
         self.signal = signal or OutboxSignal()
+        instrument_engine(self.engine.sync_engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Commit on success, roll back on any exception; wake the relay when events were written."""
-        async with self.engine.begin() as connection:  # Core all the way: no ORM session to carry
+        with waiting_for_connection("mysql"):
+            connection = await self.engine.connect()
+        async with connection, connection.begin():  # Core all the way: no ORM session to carry
             tx = Transaction(connection)
             yield tx
             await tx.write_outbox()

@@ -88,6 +88,8 @@ class Order(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_user_id", "user_id", "id"),
+        # The orders that await their stock decision (CREATED), oldest first: the relay's undecided metrics.
+        Index("ix_orders_status_created_at", "status", "created_at"),
         CheckConstraint(f"status IN ({STATUSES})", name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total"),
     )

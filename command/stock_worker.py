@@ -1,13 +1,15 @@
 """StockWorker: reserves stock on `order.created`, releases it on `order.canceled`.
 
-Each event is handled in ONE transaction that also records it in `processed_events`, so a
-redelivered event changes nothing. Products are locked in id order, so concurrent reservations
-never deadlock, and the row locks mean stock is never oversold.
+A poll's events are handled in ONE transaction that also records each in `processed_events`, so a
+redelivered event changes nothing. Orders and then products are locked in id order, so concurrent
+reservations never deadlock, and the row locks mean stock is never oversold.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import cache
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -15,8 +17,10 @@ from sqlalchemy import Insert, insert
 
 from command.db import Transaction, WriteDatabase
 from command.domain import stock
+from command.domain.order import Order
+from command.domain.product import Product
 from command.models import ProcessedEvent, db_now
-from command.store import clock, find_order, lock_products, save
+from command.store import clock, find_orders, lock_products, save
 from shared.events import Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
 from shared.settings import Settings
@@ -25,39 +29,57 @@ from shared.telemetry import OFF, Telemetry
 CONSUMER = "stock-worker"
 
 
-async def reserve_stock(tx: Transaction, order_id: int) -> None:
-    """All lines or none: RESERVED with stock decremented, or REJECTED with the reason."""
-    order = await find_order(tx, order_id)
-    if order is None or not order.awaits_stock:
-        return  # canceled before we got here, or already decided
-    products = await lock_products(tx, (item.product_id for item in order.state.items))
-    reservation = stock.reserve(order, products, clock())
-    await save(tx, *products.values(), order)
-    tx.record(*reservation.events)
+class AlreadyHandled(Exception):
+    """Some events of a batch were handled before (a redelivery): the batch is undone and the consumer loop
+    handles its events one at a time, where each finds out for itself."""
 
 
-async def release_stock(tx: Transaction, order_id: int) -> None:
-    """Give back what a canceled order held; an order that held nothing changes nothing."""
-    order = await find_order(tx, order_id)
-    if order is None or not order.owes_stock:
-        return
-    products = await lock_products(tx, (item.product_id for item in order.state.items))
-    moves = stock.release(order, products, clock())
-    await save(tx, *products.values(), order)
-    tx.record(*moves)
+def decide(action: Topic, order: Order, products: Mapping[int, Product], now: datetime) -> tuple[Event, ...]:
+    """What one order event does to its order and products (the caller holds their locks): `order.created`
+    reserves all lines or none (RESERVED, or REJECTED with the reason); `order.canceled` gives back what the order
+    held. An order already decided, canceled before it was reserved, or holding nothing changes nothing."""
+    if action is Topic.ORDER_CREATED:
+        return stock.reserve(order, products, now).events if order.awaits_stock else ()
+    return stock.release(order, products, now) if order.owes_stock else ()
 
 
-async def handle_order_event(db: WriteDatabase, event: Event) -> None:
-    """Reserve on `order.created`, release on `order.canceled`, once per event, in one transaction."""
-    action = {Topic.ORDER_CREATED: reserve_stock, Topic.ORDER_CANCELED: release_stock}.get(event.event_type)
-    if action is None:
+async def handle_order_events(db: WriteDatabase, events: Sequence[Event]) -> None:
+    """Reserve on `order.created`, release on `order.canceled`: a poll's events in ONE transaction, once each.
+
+    About ten statements and one commit for the whole poll rather than for each event: the events are claimed in
+    `processed_events` with one INSERT, their orders locked in id order and then every product they name in id
+    order (the order every transaction locks in, so none deadlocks), each order decided in turn on the products
+    as the ones before it left them (all lines or none per order), and the rows saved together.
+    """
+    wanted = [event for event in events if event.event_type in ACTIONS]
+    if not wanted:
         return
     async with db.transaction() as tx:
-        # Claim the event first: a repeated delivery finds it claimed (a concurrent one waits on the first's
-        # row until that commits, then finds it claimed) and changes nothing.
-        claim = {"consumer": CONSUMER, "event_id": str(event.event_id), "processed_at": db_now()}
-        if (await tx.execute(_claiming(), claim)).rowcount == 1:
-            await action(tx, event.aggregate_id)
+        # Claim the events first: a repeated delivery finds them claimed (a concurrent one waits on the first's
+        # rows until that commits, then finds them claimed) and changes nothing.
+        now = clock()
+        claims = [{"consumer": CONSUMER, "event_id": str(e.event_id), "processed_at": db_now()} for e in wanted]
+        claimed = (await tx.execute(_claiming(), claims)).rowcount
+        if claimed == 0:
+            return
+        if claimed < len(wanted):
+            raise AlreadyHandled(f"{len(wanted) - claimed} of {len(wanted)} events were handled before")
+        await move_stock(tx, [(event.event_type, event.aggregate_id) for event in wanted], now)
+
+
+async def move_stock(tx: Transaction, actions: Sequence[tuple[Topic, int]], now: datetime) -> None:
+    """Each (`order.created` or `order.canceled`, order id) decided in turn in `tx`: the orders locked in id
+    order, then every product they may move in id order, the rows saved together and the events recorded."""
+    orders = await find_orders(tx, {order_id for _, order_id in actions})
+    moving = {item.product_id for o in orders.values() if o.awaits_stock or o.owes_stock for item in o.state.items}
+    products = await lock_products(tx, moving)
+    for action, order_id in actions:
+        if (order := orders.get(order_id)) is not None:
+            tx.record(*decide(action, order, products, now))
+    await save(tx, *products.values(), *orders.values())
+
+
+ACTIONS = frozenset({Topic.ORDER_CREATED, Topic.ORDER_CANCELED})
 
 
 @cache
@@ -83,6 +105,7 @@ class StockWorker:
             group_id=group_id or settings.stock_worker_group,
             topics=[settings.topic(Topic.ORDER_CREATED), settings.topic(Topic.ORDER_CANCELED)],
             handle=self.handle,
+            handle_batch=self.handle_batch,
             decode=decode_event,
             producer=producer,
             auto_offset_reset=auto_offset_reset,
@@ -90,7 +113,10 @@ class StockWorker:
         )
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
-        await handle_order_event(self.db, event)
+        await handle_order_events(self.db, (event,))
+
+    async def handle_batch(self, messages: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
+        await handle_order_events(self.db, [event for _, event in messages])
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.loop.run(stopping)

@@ -57,9 +57,9 @@ def _by_id(table: Table, *, many: bool, locking: bool) -> Select[Any]:
 
 
 @cache
-def _of_order(table: Table) -> Select[Any]:
-    """An order's items or history lines, in the order they were written."""
-    return select(table).where(table.c.order_id == bindparam("order_id")).order_by(table.c.id)
+def _of_orders(table: Table) -> Select[Any]:
+    """The items or history lines of some orders, each order's in the order they were written."""
+    return select(table).where(table.c.order_id.in_(bindparam("order_ids", expanding=True))).order_by(table.c.id)
 
 
 async def _rows(tx: Transaction, table: Table, ids: Iterable[int], *, locking: bool) -> dict[int, Row[Any]]:
@@ -125,15 +125,31 @@ async def lock_order(tx: Transaction, order_id: int) -> Order:
 async def find_order(tx: Transaction, order_id: int) -> Order | None:
     """The order (deleted too), locked, with its items, its history and its user as they are now: every
     order event carries them."""
-    row = (await lock(tx, ORDERS, (order_id,))).get(order_id)
-    if row is None:
-        return None
-    items = list(await tx.execute(_of_order(ORDER_ITEMS), {"order_id": order_id}))
-    history = list(await tx.execute(_of_order(ORDER_HISTORY), {"order_id": order_id}))
-    user = (await _rows(tx, USERS, (row.user_id,), locking=False)).get(row.user_id)
-    assert user is not None, "users are only ever soft-deleted"
-    state = order_snapshot(row, items, history, user)
-    return Order(state, stock_held=row.stock_held, stored_history=len(history))
+    return (await find_orders(tx, (order_id,))).get(order_id)
+
+
+async def find_orders(tx: Transaction, order_ids: Iterable[int]) -> dict[int, Order]:
+    """The orders that exist (deleted too), locked in id order, each with its items, history and user: four
+    statements however many orders (the stock worker decides a poll's orders together)."""
+    rows = await lock(tx, ORDERS, order_ids)
+    if not rows:
+        return {}
+    ids = {"order_ids": list(rows)}
+    items: dict[int, list[Row[Any]]] = {order_id: [] for order_id in rows}
+    history: dict[int, list[Row[Any]]] = {order_id: [] for order_id in rows}
+    for line in await tx.execute(_of_orders(ORDER_ITEMS), ids):
+        items[line.order_id].append(line)
+    for line in await tx.execute(_of_orders(ORDER_HISTORY), ids):
+        history[line.order_id].append(line)
+    users = await _rows(tx, USERS, {row.user_id for row in rows.values()}, locking=False)
+    return {
+        order_id: Order(
+            order_snapshot(row, items[order_id], history[order_id], users[row.user_id]),
+            stock_held=row.stock_held,
+            stored_history=len(history[order_id]),
+        )
+        for order_id, row in rows.items()
+    }
 
 
 async def insert_user(tx: Transaction, new: NewUser) -> int:

@@ -14,7 +14,7 @@ from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
 from shared.events import Event, Topic, encode_view_change, utcnow
-from shared.kafka.consumer import ConsumerLoop, PoisonMessage, decode_event
+from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
 from shared.telemetry import OFF, Telemetry
@@ -80,13 +80,26 @@ class ProjectionRunner:
             auto_offset_reset=auto_offset_reset,
             before_commit=self.flush,
             sequence=aggregate_lane,
+            coalesce=self.newest,
             telemetry=telemetry,
         )
 
+    def belongs(self, record: ConsumerRecord[bytes, bytes], event: Event) -> bool:
+        """An event of a type this runner projects, on that type's own topic."""
+        return event.event_type in self.routes and self.settings.topic(event.event_type) == record.topic
+
+    def newest(self, lane: list[Decoded[Event]]) -> list[Decoded[Event]]:
+        """Of one aggregate's events in a poll (oldest first), only the newest is written and announced: each
+        carries the whole aggregate, so the newest alone leaves the view as all of them in turn would. Events that
+        do not belong on their topic stay, to be dead-lettered."""
+        misplaced = [(r, e) for r, e in lane if isinstance(e, BaseException) or not self.belongs(r, e)]
+        fitting = [(r, e) for r, e in lane if not isinstance(e, BaseException) and self.belongs(r, e)]
+        return misplaced + fitting[-1:]
+
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
-        projector = self.routes.get(event.event_type)
-        if projector is None or self.settings.topic(event.event_type) != record.topic:
+        if not self.belongs(record, event):
             raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
+        projector = self.routes[event.event_type]
         aggregate = (event.aggregate_type, event.aggregate_id)
         if self.stored.holds(aggregate, event.aggregate_version):
             return  # stale: the store already has this version or a newer one

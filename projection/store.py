@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from projection.documents import VIEW_DOCUMENTS
+from shared.store_metrics import MongoMetrics
 
 Doc = dict[str, Any]
 """A document as pymongo reads and writes it: a view's stored form (`ViewDocument.stored()`), a filter, a reply.
@@ -22,7 +23,9 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     Indexes are created one `createIndexes` call each (idempotent): FerretDB v1 drops the connection
     when one call names several indexes that already exist.
     """
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=5000, event_listeners=[MongoMetrics()]
+    )
     db = client[database]
     try:
         for document in VIEW_DOCUMENTS:

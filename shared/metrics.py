@@ -36,6 +36,16 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest unpublished outbox row (0 when none)",
     multiprocess_mode="max",
 )
+ORDERS_UNDECIDED = Gauge(
+    "eventshop_orders_undecided",
+    "Orders accepted (CREATED) that the stock worker has not yet reserved or rejected",
+    multiprocess_mode="max",
+)
+ORDERS_UNDECIDED_OLDEST_AGE = Gauge(
+    "eventshop_orders_undecided_oldest_age_seconds",
+    "Age of the oldest order still awaiting its stock decision (0 when none)",
+    multiprocess_mode="max",
+)
 RELAY_PUBLISHED = Counter("eventshop_relay_published_total", "Outbox rows published to Kafka and marked")
 CONSUMER_LAG = Gauge(
     "eventshop_consumer_lag",

@@ -1,5 +1,6 @@
 """The relay's housekeeping: the retention purge of published outbox rows, expired idempotency keys and old
-processed events (write-side housekeeping that rides along with the leader), and the outbox backlog metrics.
+processed events (write-side housekeeping that rides along with the leader), and the backlog metrics: outbox rows
+not yet published and orders not yet decided.
 
 Each purge statement deletes at most OUTBOX_PURGE_BATCH rows in its own short transaction, walking the table's
 age index from its oldest entry (`ORDER BY` the index's columns): a batch costs its own rows, however many
@@ -19,10 +20,11 @@ from typing import Any
 from sqlalchemy import Index, TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from command.models import IdempotencyKey, OutboxRow, ProcessedEvent, db_now
+from command.models import IdempotencyKey, Order, OutboxRow, ProcessedEvent, db_now
 from command.relay.leadership import STATEMENT_TIMEOUT
+from shared.events import OrderStatus
 from shared.logging import get_logger
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shared.metrics import ORDERS_UNDECIDED, ORDERS_UNDECIDED_OLDEST_AGE, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -33,6 +35,7 @@ MEASURE_EVERY_SECONDS = 1.0
 OUTBOX: Any = OutboxRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY_KEYS: Any = IdempotencyKey.__table__  # type: ignore[attr-defined]
 PROCESSED_EVENTS: Any = ProcessedEvent.__table__  # type: ignore[attr-defined]
+ORDERS: Any = Order.__table__  # type: ignore[attr-defined]
 
 
 def index_of(table: Any, name: str) -> Index:
@@ -145,8 +148,15 @@ class Housekeeping:
                 return removed, longest
 
     async def measure_backlog(self) -> None:
-        query = select(func.count(), func.min(OUTBOX.c.created_at)).where(OUTBOX.c.published_at.is_(None))
+        """The outbox rows not yet published and the orders not yet decided (CREATED), each with its oldest's age:
+        two index range scans over what is waiting, whatever the tables hold."""
+        unpublished = select(func.count(), func.min(OUTBOX.c.created_at)).where(OUTBOX.c.published_at.is_(None))
+        undecided = select(func.count(), func.min(ORDERS.c.created_at)).where(ORDERS.c.status == OrderStatus.CREATED)
         async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
-            count, oldest = (await conn.execute(query)).one()
-        OUTBOX_BACKLOG.set(count)
-        OUTBOX_OLDEST_AGE.set(0 if oldest is None else max(0.0, (db_now() - oldest).total_seconds()))
+            waiting = [(await conn.execute(query)).one() for query in (unpublished, undecided)]
+        now = db_now()
+        for (count, oldest), (gauge, age) in zip(
+            waiting, ((OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE), (ORDERS_UNDECIDED, ORDERS_UNDECIDED_OLDEST_AGE)), strict=True
+        ):
+            gauge.set(count)
+            age.set(0 if oldest is None else max(0.0, (now - oldest).total_seconds()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,6 +22,7 @@ from command.relay.leadership import STATEMENT_TIMEOUT, LeaderSessions
 from shared.logging import get_logger
 from shared.metrics import RELAY_PUBLISHED
 from shared.settings import Settings
+from shared.store_metrics import KAFKA_SEND_ERRORS, KAFKA_SEND_SECONDS
 from shared.telemetry import OFF, Telemetry
 
 log = get_logger(__name__)
@@ -114,6 +116,7 @@ class Publisher:
         if not rows:
             await self._finish_completing()
             return 0
+        sending = time.perf_counter()
         futures = [
             await self.telemetry.send(  # producer.send, in a PRODUCER span when OpenTelemetry is on
                 self.producer,
@@ -129,8 +132,13 @@ class Publisher:
             self._read_ahead = asyncio.create_task(self.pending(sessions.reader, ids + self._completing_ids()))
         # Every ack (acks=all) before anything is completed. Bounded: after a broker crash an unacked send can
         # wait for ever; timing out makes this an error like any other (leadership released, rows sent again).
-        async with asyncio.timeout(ACK_TIMEOUT):
-            await asyncio.gather(*futures)
+        try:
+            async with asyncio.timeout(ACK_TIMEOUT):
+                await asyncio.gather(*futures)
+        except BaseException:
+            KAFKA_SEND_ERRORS.inc()
+            raise
+        KAFKA_SEND_SECONDS.observe(time.perf_counter() - sending)
         RELAY_PUBLISHED.inc(len(rows))
         self.published += len(rows)
         await self._finish_completing()

@@ -52,6 +52,8 @@ Lane = Callable[[T], tuple[Hashable, int]]
 """A message's lane and its place in it: messages of one lane are handled one at a time in that order."""
 Decoded = tuple[ConsumerRecord[bytes, bytes], T | BaseException]
 """A record and its decoded message, or why it cannot be decoded."""
+Batch = Callable[[list[tuple[ConsumerRecord[bytes, bytes], T]]], Awaitable[None]]
+"""Handles a whole poll's messages at once, all or nothing (one transaction)."""
 
 
 class ConsumerLoop(Generic[T]):
@@ -79,6 +81,8 @@ class ConsumerLoop(Generic[T]):
         before_commit: Callable[[], Awaitable[None]] | None = None,
         sequence: Lane[T] | None = None,
         max_lanes: int = 32,
+        coalesce: Callable[[list[Decoded[T]]], list[Decoded[T]]] | None = None,
+        handle_batch: Batch[T] | None = None,
         telemetry: Telemetry = OFF,
     ) -> None:
         self.settings = settings
@@ -92,6 +96,8 @@ class ConsumerLoop(Generic[T]):
         self.max_records = max_records
         self.before_commit = before_commit
         self.sequence = sequence
+        self.coalesce = coalesce
+        self.handle_batch = handle_batch
         self.telemetry = telemetry
         self._lane_slots = asyncio.Semaphore(max_lanes)
         self.consumer: AIOKafkaConsumer | None = None
@@ -168,12 +174,7 @@ class ConsumerLoop(Generic[T]):
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if not batches:
                     continue
-                # Every partition finishes (or gives up) before anything else happens: no handler is left
-                # running behind a stopped consumer.
-                outcomes = await asyncio.gather(
-                    *(self._process_lane(lane) for lane in self._lanes(batches)), return_exceptions=True
-                )
-                errors = [e for e in outcomes if isinstance(e, BaseException)]
+                errors = [] if await self._process_batch(batches) else await self._process_lanes(batches)
                 for error in errors:
                     if not (stopping.is_set() and (isinstance(error, ShuttingDown) or is_infrastructure_outage(error))):
                         raise error
@@ -186,6 +187,41 @@ class ConsumerLoop(Generic[T]):
                     await self._commit()
         finally:
             await self.stop()
+
+    async def _process_lanes(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> list[BaseException]:
+        """Every lane (partition, or `sequence` key) at once, each message alone; what failed them."""
+        # Every lane finishes (or gives up) before anything else happens: no handler is left running behind a
+        # stopped consumer.
+        outcomes = await asyncio.gather(
+            *(self._process_lane(lane) for lane in self._lanes(batches)), return_exceptions=True
+        )
+        return [e for e in outcomes if isinstance(e, BaseException)]
+
+    async def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> bool:
+        """The poll through `handle_batch` in one go; False when it must go message by message instead.
+
+        The batch is only the fast path: a poll with an undecodable message, or whose batch failed (a poison
+        message, an outage, a concurrent redelivery), is handled again one message at a time, where retries and
+        the DLQ apply to each message alone. With tracing on, each message keeps its own span and so goes alone.
+        """
+        if self.handle_batch is None or self.telemetry.enabled:
+            return False
+        messages: list[tuple[ConsumerRecord[bytes, bytes], T]] = []
+        for records in batches.values():
+            for record in records:
+                message = _decoded(self.decode, record)
+                if isinstance(message, BaseException):
+                    return False
+                messages.append((record, message))
+        try:
+            await self.handle_batch(messages)
+        except Exception as exc:
+            log.info("consumer.batch_failed", consumer=self.name, messages=len(messages), error=repr(exc))
+            return False
+        self.processed += len(messages)
+        return True
 
     async def _commit(self) -> None:
         """Commit consumed positions. If the broker is unavailable, the next commit covers them;
@@ -206,7 +242,8 @@ class ConsumerLoop(Generic[T]):
 
     def _lanes(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[Decoded[T]]]:
         """The poll's messages in lanes: one per partition, or with `sequence` one per key over all partitions,
-        each in the order `sequence` gives (an undecodable message goes alone, to its DLQ)."""
+        each in the order `sequence` gives (an undecodable message goes alone, to its DLQ), and with `coalesce`
+        only the messages it keeps of each lane (the others count as processed)."""
         if self.sequence is None:
             return [[(record, _decoded(self.decode, record)) for record in records] for records in batches.values()]
         keyed: dict[Hashable, list[tuple[int, Decoded[T]]]] = {}
@@ -219,7 +256,12 @@ class ConsumerLoop(Generic[T]):
                     continue
                 key, place = self.sequence(message)
                 keyed.setdefault(key, []).append((place, (record, message)))
-        return alone + [[item for _, item in sorted(lane, key=lambda p: p[0])] for lane in keyed.values()]
+        lanes = [[item for _, item in sorted(lane, key=lambda p: p[0])] for lane in keyed.values()]
+        if self.coalesce is not None:
+            coalesced = [self.coalesce(lane) for lane in lanes]
+            self.processed += sum(len(lane) - len(kept) for lane, kept in zip(lanes, coalesced, strict=True))
+            lanes = coalesced
+        return alone + lanes
 
     async def _process_lane(self, lane: list[Decoded[T]]) -> None:
         async with self._lane_slots:

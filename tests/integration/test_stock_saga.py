@@ -15,7 +15,8 @@ import pytest
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
-from command.stock_worker import CONSUMER, StockWorker, release_stock, reserve_stock
+from command.stock_worker import CONSUMER, StockWorker, move_stock
+from command.store import clock
 from projection.projectors.products import ProductProjector
 from shared.events import AggregateType, Event, Topic, parse_event
 from tests.conftest import GraphQLClient, HighWater, RunningSystem, WriteModelProbe, eventually, unique
@@ -183,7 +184,7 @@ async def test_a_cancel_waits_for_a_reservation_in_flight_and_then_gives_the_sto
 
     # The stock worker is half-way through the reservation (order row locked) when the customer cancels.
     async with write_db.transaction() as tx:
-        await reserve_stock(tx, placed.id)
+        await move_stock(tx, [(Topic.ORDER_CREATED, placed.id)], clock())
         canceling = asyncio.create_task(gql.execute(CANCEL_ORDER, id=order_id, reason="found one used"))
         await eventually(lambda: blocked_on_order_lock(probe, order_id))
         assert not canceling.done()
@@ -225,9 +226,9 @@ async def test_an_order_canceled_before_the_stock_worker_hears_of_it_never_holds
         await deliver(system.stock_worker, event)
     # Even driving the stock moves directly, a canceled order is neither reserved nor released.
     async with write_db.transaction() as tx:
-        await reserve_stock(tx, placed.id)
+        await move_stock(tx, [(Topic.ORDER_CREATED, placed.id)], clock())
     async with write_db.transaction() as tx:
-        await release_stock(tx, placed.id)
+        await move_stock(tx, [(Topic.ORDER_CANCELED, placed.id)], clock())
 
     row = await write_row(probe, "orders", placed.id)
     assert (row["status"], row["version"], row["stock_held"]) == ("CANCELED", 2, 0)

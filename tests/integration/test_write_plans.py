@@ -25,7 +25,7 @@ from command.idempotency import Idempotency, recall
 from command.models import db_now
 from command.relay.housekeeping import OUTBOX, purge_statement, retentions
 from command.relay.publishing import OutboxStatements
-from command.stock_worker import handle_order_event
+from command.stock_worker import handle_order_events
 from shared.events import OrderCreated
 from shared.settings import Settings
 from tests.labs import own_database, own_settings
@@ -258,7 +258,7 @@ async def test_the_stock_worker_claims_an_event_on_the_primary_key_and_locks_by_
         order = await store.find_order(tx, 4321)
     assert order is not None
     with statements_sent(shop_db) as sent:
-        await handle_order_event(shop_db, OrderCreated.of(order.state))
+        await handle_order_events(shop_db, [OrderCreated.of(order.state)])
     claims = [sql for sql, _ in sent if "processed_events" in sql]
     assert claims and all(sql.lstrip().upper().startswith("INSERT IGNORE") for sql in claims)
     async with shop_db.engine.connect() as conn:
