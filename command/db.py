@@ -75,10 +75,13 @@ class WriteDatabase:
         """Commit on success, roll back on any exception; wake the relay when events were written."""
         with waiting_for_connection("mysql"):
             connection = await self.engine.connect()
-        async with connection, connection.begin():  # Core all the way: no ORM session to carry
-            tx = Transaction(connection)
-            yield tx
-            await tx.write_outbox()
+        try:
+            async with connection.begin():  # Core all the way: no ORM session to carry
+                tx = Transaction(connection)
+                yield tx
+                await tx.write_outbox()
+        finally:
+            await connection.close()
         if tx.events:
             self.signal.notify()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from projection.projectors.base import Projector
+from projection.projectors.base import Projector, ViewChange, apply_many_if_newer
 from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
@@ -41,6 +41,10 @@ class StoredVersions:
         self._versions.move_to_end(aggregate)
         if len(self._versions) > self.capacity:
             self._versions.popitem(last=False)
+
+
+Outcome = tuple[ConsumerRecord[bytes, bytes], Event, ViewChange | None]
+"""An event the projector wrote, and the view it changed (None: it was stale)."""
 
 
 def aggregate_lane(event: Event) -> tuple[tuple[str, int], int]:
@@ -81,6 +85,7 @@ class ProjectionRunner:
             before_commit=self.flush,
             sequence=aggregate_lane,
             coalesce=self.newest,
+            handle_batch=self.handle_batch,
             telemetry=telemetry,
         )
 
@@ -97,17 +102,45 @@ class ProjectionRunner:
         return misplaced + fitting[-1:]
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One event alone (the way of a poll whose batch failed, and with tracing on)."""
         if not self.belongs(record, event):
             raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
-        projector = self.routes[event.event_type]
-        aggregate = (event.aggregate_type, event.aggregate_id)
-        if self.stored.holds(aggregate, event.aggregate_version):
+        if self.stored.holds((event.aggregate_type, event.aggregate_id), event.aggregate_version):
             return  # stale: the store already has this version or a newer one
-        changes = await projector.apply(event)
-        self.stored.record(aggregate, event.aggregate_version)
-        if changes:
-            PROJECTION_LAG.labels(topic=record.topic).observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
-        for change in changes:
+        changes = await self.routes[event.event_type].apply(event)
+        await self._applied([(record, event, changes[0] if changes else None)])
+
+    async def handle_batch(self, messages: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
+        """A poll at once: the newest event of each aggregate (`newest`), one bulk write per view collection.
+
+        An event that does not belong on its topic fails the batch: the poll then goes message by message and
+        that event to its DLQ."""
+        newest: dict[tuple[str, int], tuple[ConsumerRecord[bytes, bytes], Event]] = {}
+        for record, event in messages:
+            if not self.belongs(record, event):
+                raise PoisonMessage(f"event type {event.event_type} does not belong on topic {record.topic}")
+            aggregate = (event.aggregate_type, event.aggregate_id)
+            if self.stored.holds(aggregate, event.aggregate_version):
+                continue
+            held = newest.get(aggregate)
+            if held is None or held[1].aggregate_version < event.aggregate_version:
+                newest[aggregate] = (record, event)
+        by_projector: dict[int, list[tuple[ConsumerRecord[bytes, bytes], Event]]] = {}
+        for record, event in newest.values():
+            by_projector.setdefault(id(self.routes[event.event_type]), []).append((record, event))
+        for group in by_projector.values():
+            projector = self.routes[group[0][1].event_type]
+            changes = await apply_many_if_newer(projector.collection, [projector.view(e) for _, e in group])
+            await self._applied([(r, e, change) for (r, e), change in zip(group, changes, strict=True)])
+
+    async def _applied(self, outcomes: list[Outcome]) -> None:
+        """After the writes: remember the versions the store holds, and announce each view written."""
+        now = utcnow()
+        for record, event, change in outcomes:
+            self.stored.record((event.aggregate_type, event.aggregate_id), event.aggregate_version)
+            if change is None:
+                continue
+            PROJECTION_LAG.labels(topic=record.topic).observe(max(0.0, (now - event.occurred_at).total_seconds()))
             self._announcements.append(
                 await self.producer.send(
                     self.views_changed,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from projection.documents import VIEW_DOCUMENTS
 from shared.store_metrics import MongoMetrics
@@ -51,3 +51,23 @@ async def upsert_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bo
     except DuplicateKeyError:
         return False
     return True
+
+
+DUPLICATE_KEY = 11000
+
+
+async def upsert_many_if_newer(collection: AsyncCollection[Doc], documents: list[Doc]) -> list[bool]:
+    """`upsert_if_newer` of documents with distinct `_id`s in one round trip (one unordered `update` command):
+    for each, whether it was written (False: stale, its duplicate-key error). Any other error raises."""
+    if not documents:
+        return []
+    requests = [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True) for d in documents]
+    try:
+        await collection.bulk_write(requests, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        stale = {error["index"] for error in errors}
+        return [i not in stale for i in range(len(documents))]
+    return [True] * len(documents)

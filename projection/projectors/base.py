@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import View
-from projection.store import Doc, upsert_if_newer
+from projection.store import Doc, upsert_if_newer, upsert_many_if_newer
 from shared.events import AggregateType, Event, Topic
 
 
@@ -21,15 +22,25 @@ class ViewChange:
     """The view's stored form, as written."""
 
 
-E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
+E = TypeVar("E", bound=Event)
 
 
-class Projector(Protocol[E_contra]):
-    """One per aggregate: the topics of its events, and how one of them changes its view."""
+class Projector(Generic[E]):
+    """One per aggregate: the topics of its events, its view's collection, and the view an event makes (every event
+    carries the whole aggregate, so the view is made from the event alone)."""
 
-    topics: frozenset[Topic]
+    topics: ClassVar[frozenset[Topic]]
+    view_type: ClassVar[type[View]]
 
-    async def apply(self, event: E_contra) -> list[ViewChange]: ...
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.collection: AsyncCollection[Doc] = db[self.view_type.collection]
+
+    def view(self, event: E) -> View:
+        raise NotImplementedError
+
+    async def apply(self, event: E) -> list[ViewChange]:
+        """One event: its view written if newer; the change, or none when the event was stale."""
+        return await apply_if_newer(self.collection, self.view(event))
 
 
 async def apply_if_newer(collection: AsyncCollection[Doc], view: View) -> list[ViewChange]:
@@ -45,3 +56,17 @@ async def apply_if_newer(collection: AsyncCollection[Doc], view: View) -> list[V
     if await upsert_if_newer(collection, document) or await upsert_if_newer(collection, document):
         return [ViewChange(view.kind, document)]
     return []
+
+
+async def apply_many_if_newer(collection: AsyncCollection[Doc], views: list[View]) -> list[ViewChange | None]:
+    """`apply_if_newer` of views of distinct aggregates in one round trip (a second one for the `_id` collisions
+    of first inserts): for each, the change written, or None when its event was stale."""
+    documents = [view.stored() for view in views]
+    written = await upsert_many_if_newer(collection, documents)
+    collided = [i for i, ok in enumerate(written) if not ok]
+    for i, ok in zip(collided, await upsert_many_if_newer(collection, [documents[i] for i in collided]), strict=True):
+        written[i] = ok
+    return [
+        ViewChange(view.kind, document) if ok else None
+        for view, document, ok in zip(views, documents, written, strict=True)
+    ]

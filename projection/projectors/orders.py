@@ -8,11 +8,8 @@ the order event carried is kept only for the moment before that user's view exis
 
 from __future__ import annotations
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from projection.documents import OrderItemView, OrderUser, OrderView, StatusChangeView
-from projection.projectors.base import ViewChange, apply_if_newer
-from projection.store import Doc
+from projection.projectors.base import Projector
 from shared.events import OrderEvent, OrderSnapshot, Topic
 from shared.money import to_cents
 
@@ -48,7 +45,9 @@ def order_document(snapshot: OrderSnapshot) -> OrderView:
     )
 
 
-class OrderProjector:
+class OrderProjector(Projector[OrderEvent]):
+    view_type = OrderView
+
     topics = frozenset(
         {
             Topic.ORDER_CREATED,
@@ -61,8 +60,5 @@ class OrderProjector:
         }
     )
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.orders = db[OrderView.collection]
-
-    async def apply(self, event: OrderEvent) -> list[ViewChange]:
-        return await apply_if_newer(self.orders, order_document(event.data))
+    def view(self, event: OrderEvent) -> OrderView:
+        return order_document(event.data)

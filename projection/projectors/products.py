@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from projection.documents import ProductView
-from projection.projectors.base import ViewChange, apply_if_newer
-from projection.store import Doc
+from projection.projectors.base import Projector
 from shared.events import ProductEvent, ProductSnapshot, Topic
 from shared.money import to_cents
 
@@ -28,7 +25,9 @@ def product_document(snapshot: ProductSnapshot) -> ProductView:
     )
 
 
-class ProductProjector:
+class ProductProjector(Projector[ProductEvent]):
+    view_type = ProductView
+
     topics = frozenset(
         {
             Topic.PRODUCT_CREATED,
@@ -39,8 +38,5 @@ class ProductProjector:
         }
     )
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.products = db[ProductView.collection]
-
-    async def apply(self, event: ProductEvent) -> list[ViewChange]:
-        return await apply_if_newer(self.products, product_document(event.data))
+    def view(self, event: ProductEvent) -> ProductView:
+        return product_document(event.data)

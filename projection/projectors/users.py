@@ -3,11 +3,8 @@ writes one document, however many orders the user has."""
 
 from __future__ import annotations
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from projection.documents import UserView
-from projection.projectors.base import ViewChange, apply_if_newer
-from projection.store import Doc
+from projection.projectors.base import Projector
 from shared.events import Topic, UserEvent, UserSnapshot
 
 
@@ -25,11 +22,10 @@ def user_document(snapshot: UserSnapshot) -> UserView:
     )
 
 
-class UserProjector:
+class UserProjector(Projector[UserEvent]):
+    view_type = UserView
+
     topics = frozenset({Topic.USER_CREATED, Topic.USER_UPDATED, Topic.USER_DELETED})
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.users = db[UserView.collection]
-
-    async def apply(self, event: UserEvent) -> list[ViewChange]:
-        return await apply_if_newer(self.users, user_document(event.data))
+    def view(self, event: UserEvent) -> UserView:
+        return user_document(event.data)

@@ -38,11 +38,11 @@ from eventshop.ops.rebuild import CollectionSet, RebuildReport, Source, rebuild
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import comparable, differences
 from eventshop.ops.write_model import VIEW_KINDS
-from projection.documents import VIEW_DOCUMENTS
+from projection.documents import VIEW_DOCUMENTS, UserView
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner
-from shared.events import AggregateType, Event, Topic, dlq_topic
+from shared.events import AggregateType, Event, Topic, UserEvent, dlq_topic
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, WriteModelProbe, eventually, unique
@@ -69,22 +69,20 @@ def eventshop(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 # --- dead letters ---------------------------------------------------------------------------------------------
 
 
-class BuggyUserProjector:
+class BuggyUserProjector(UserProjector):
     """The real UserProjector with a bug for some users, until the fix ships (`fixed()`)."""
 
-    topics = UserProjector.topics
-
-    def __init__(self, inner: UserProjector, broken_for: set[int]) -> None:
-        self.inner = inner
+    def __init__(self, db: AsyncDatabase[Any], broken_for: set[int]) -> None:
+        super().__init__(db)
         self.broken_for = broken_for
 
     def fixed(self) -> None:
         self.broken_for.clear()
 
-    async def apply(self, event: Event) -> list[Any]:
+    def view(self, event: UserEvent) -> UserView:
         if event.aggregate_id in self.broken_for:
             raise RuntimeError(f"projector bug: cannot project user {event.aggregate_id}")
-        return await self.inner.apply(event)
+        return super().view(event)
 
 
 def probe_user_event(user_id: int) -> Event:
@@ -113,7 +111,7 @@ async def buggy_projection(
 ) -> AsyncIterator[tuple[BuggyUserProjector, AsyncDatabase[Any]]]:
     """A second projector deployment with a bug, writing to a database of its own, on its own group."""
     own_db = mongo.client[f"{mongo.name}_ops_buggy"]
-    projector = BuggyUserProjector(UserProjector(own_db), set())
+    projector = BuggyUserProjector(own_db, set())
     producer = make_producer(settings)
     await producer.start()
     runner = ProjectionRunner(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
+from projection.store import upsert_many_if_newer
 from shared.events import AggregateType, Event, Topic, decode_view_change, dlq_topic
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
@@ -142,3 +144,69 @@ async def test_an_event_written_by_release_1_is_projected_by_today_s_projector(
     finally:
         await producer.stop()
     assert doc.name == today.data.name and doc.version == 1
+
+
+async def test_a_bulk_write_applies_each_view_if_newer_and_says_which_were_stale(mongo) -> None:
+    """One round trip for a poll's views: new ones inserted, newer ones replace, stale ones are refused alone."""
+    users = mongo["users"]
+    ids = [FAKE_IDS_FROM + random.randrange(10**9) for _ in range(4)]
+    projector = UserProjector(mongo)
+    await projector.apply(user_event(ids[1], 3))  # stored at 3: version 5 replaces it
+    await projector.apply(user_event(ids[2], 7))  # stored at 7: version 4 is stale
+    await projector.apply(user_event(ids[3], 2))  # stored at 2: version 2 again is stale
+    documents = [projector.view(user_event(i, v)).stored() for i, v in zip(ids, (1, 5, 4, 2), strict=True)]
+
+    assert await upsert_many_if_newer(users, documents) == [True, True, False, False]
+    stored = {d["_id"]: d["version"] async for d in users.find({"_id": {"$in": ids}})}
+    assert stored == {ids[0]: 1, ids[1]: 5, ids[2]: 7, ids[3]: 2}
+    assert await upsert_many_if_newer(users, []) == []
+
+
+async def test_a_burst_of_one_aggregate_s_events_is_announced_in_version_order_ending_at_the_newest(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    """A poll writes only the newest event of each aggregate: subscribers may see fewer versions, never an older one
+    after a newer one, and always the last."""
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    events = [user_event(user_id, v, Topic.USER_CREATED if v == 1 else Topic.USER_UPDATED) for v in range(1, 9)]
+    random.shuffle(events)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        async with TopicTail(settings, Topic.VIEWS_CHANGED) as changes:
+            for event in events:
+                await producer.send(settings.topic(event.event_type), event.to_bytes(), key=event.key)
+            await producer.flush()
+            announced = await changes.collect(lambda rs: any(_announced(r, user_id) == 8 for r in rs))
+    finally:
+        await producer.stop()
+    versions = [v for r in announced if (v := _announced(r, user_id)) is not None]
+    assert versions == sorted(set(versions)) and versions[-1] == 8
+    assert (await read_model.user(user_id)).version == 8
+
+
+async def test_an_event_on_another_type_s_topic_is_dead_lettered_and_its_poll_still_projected(
+    settings: Settings, read_model: ReadModel, system: RunningSystem
+) -> None:
+    user_id = FAKE_IDS_FROM + random.randrange(10**9)
+    good = user_event(user_id, 1, Topic.USER_CREATED)
+    misplaced = user_event(user_id + 1, 1, Topic.USER_CREATED)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        async with TopicTail(settings, dlq_topic(Topic.USER_UPDATED)) as dlq:
+            await producer.send(settings.topic(Topic.USER_UPDATED), misplaced.to_bytes(), key=good.key)
+            await producer.send(settings.topic(Topic.USER_CREATED), good.to_bytes(), key=good.key)
+            await producer.flush()
+            await eventually(lambda: read_model.user(user_id))
+            records = await dlq.collect(lambda rs: any(r.key == good.key for r in rs))
+    finally:
+        await producer.stop()
+    headers = {k: v.decode() for k, v in next(r for r in records if r.key == good.key).headers}
+    assert headers["dlq.error_type"] == "PoisonMessage" and "does not belong" in headers["dlq.error_message"]
+    assert await read_model.user(user_id + 1) is None
+
+
+def _announced(record: Any, user_id: int) -> int | None:
+    message = decode_view_change(record.value)
+    return int(message["version"]) if message["kind"] == "user" and message["id"] == user_id else None
