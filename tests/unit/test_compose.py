@@ -31,6 +31,9 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 BACKING = ("mysql", "mongo", "kafka", "kafka-ui", "mongo-express")
 MONITORING = ("prometheus", "grafana")  # their configuration: tests/unit/test_dashboard.py
+# The stores' exporters (their scrape jobs and panels: tests/unit/test_dashboard.py). No healthcheck, as nothing
+# waits for them (and percona/mongodb_exporter is built FROM scratch: no shell or wget to run one with).
+EXPORTERS = ("mysql-exporter", "mongodb-exporter", "kafka-exporter")
 EVENTSHOP = ("migrate", "init", "gateway", "relay", "stock-worker", "projector")
 LONG_RUNNING = ("gateway", "relay", "stock-worker", "projector")
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
@@ -85,7 +88,7 @@ def dockerfile_instruction(name: str) -> list[str]:
 
 
 def test_every_service_of_the_stack_is_defined() -> None:
-    missing = [name for name in (*BACKING, *MONITORING, *EVENTSHOP) if name not in SERVICES]
+    missing = [name for name in (*BACKING, *MONITORING, *EXPORTERS, *EVENTSHOP) if name not in SERVICES]
     assert not missing, f"docker-compose.yml lacks services {missing}"
 
 
@@ -106,7 +109,10 @@ def test_backing_services_run_the_versions_the_code_expects() -> None:
     assert SERVICES["mongo-express"]["image"].startswith("mongo-express:")
     assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:v")
     assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
-    for name in (*BACKING, *MONITORING):
+    assert SERVICES["mysql-exporter"]["image"].startswith("prom/mysqld-exporter:v")
+    assert SERVICES["mongodb-exporter"]["image"].startswith("percona/mongodb_exporter:")
+    assert SERVICES["kafka-exporter"]["image"].startswith("danielqsj/kafka-exporter:v")
+    for name in (*BACKING, *MONITORING, *EXPORTERS):
         tag = SERVICES[name]["image"].rpartition(":")[2]
         assert tag and tag != "latest", f"{name}: pin an image tag"
 
