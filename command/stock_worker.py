@@ -21,6 +21,7 @@ from command.domain.order import Order
 from command.domain.product import Product
 from command.models import ProcessedEvent, db_now
 from command.store import clock, find_orders, lock_products, save
+from shared import tracing
 from shared.events import Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
 from shared.settings import Settings
@@ -64,18 +65,20 @@ async def handle_order_events(db: WriteDatabase, events: Sequence[Event]) -> Non
             return
         if claimed < len(wanted):
             raise AlreadyHandled(f"{len(wanted) - claimed} of {len(wanted)} events were handled before")
-        await move_stock(tx, [(event.event_type, event.aggregate_id) for event in wanted], now)
+        await move_stock(tx, wanted, now)
 
 
-async def move_stock(tx: Transaction, actions: Sequence[tuple[Topic, int]], now: datetime) -> None:
-    """Each (`order.created` or `order.canceled`, order id) decided in turn in `tx`: the orders locked in id
-    order, then every product they may move in id order, the rows saved together and the events recorded."""
-    orders = await find_orders(tx, {order_id for _, order_id in actions})
+async def move_stock(tx: Transaction, events: Sequence[Event], now: datetime) -> None:
+    """Each order event (`order.created` or `order.canceled`) decided in turn in `tx`: the orders locked in id
+    order, then every product they may move in id order, the rows saved together and the events recorded, each
+    under the correlation id and trace of the event that caused it (as one message alone would be)."""
+    orders = await find_orders(tx, {event.aggregate_id for event in events})
     moving = {item.product_id for o in orders.values() if o.awaits_stock or o.owes_stock for item in o.state.items}
     products = await lock_products(tx, moving)
-    for action, order_id in actions:
-        if (order := orders.get(order_id)) is not None:
-            tx.record(*decide(action, order, products, now))
+    for event in events:
+        if (order := orders.get(event.aggregate_id)) is not None:
+            tracing.bind(event.correlation_id, event.trace)
+            tx.record(*decide(event.event_type, order, products, now))
     await save(tx, *products.values(), *orders.values())
 
 

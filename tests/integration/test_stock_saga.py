@@ -15,10 +15,10 @@ import pytest
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
 from command.handlers.create_order import CreateOrder, OrderLine, create_order
-from command.stock_worker import CONSUMER, StockWorker, move_stock
+from command.stock_worker import CONSUMER, AlreadyHandled, StockWorker, handle_order_events, move_stock
 from command.store import clock
 from projection.projectors.products import ProductProjector
-from shared.events import AggregateType, Event, Topic, parse_event
+from shared.events import AggregateType, Event, OrderCreated, Topic, parse_event
 from tests.conftest import GraphQLClient, HighWater, RunningSystem, WriteModelProbe, eventually, unique
 from tests.events import event_from
 from tests.integration.shop import (
@@ -184,7 +184,7 @@ async def test_a_cancel_waits_for_a_reservation_in_flight_and_then_gives_the_sto
 
     # The stock worker is half-way through the reservation (order row locked) when the customer cancels.
     async with write_db.transaction() as tx:
-        await move_stock(tx, [(Topic.ORDER_CREATED, placed.id)], clock())
+        await move_stock(tx, [OrderCreated.of(placed)], clock())
         canceling = asyncio.create_task(gql.execute(CANCEL_ORDER, id=order_id, reason="found one used"))
         await eventually(lambda: blocked_on_order_lock(probe, order_id))
         assert not canceling.done()
@@ -226,9 +226,9 @@ async def test_an_order_canceled_before_the_stock_worker_hears_of_it_never_holds
         await deliver(system.stock_worker, event)
     # Even driving the stock moves directly, a canceled order is neither reserved nor released.
     async with write_db.transaction() as tx:
-        await move_stock(tx, [(Topic.ORDER_CREATED, placed.id)], clock())
+        await move_stock(tx, [created_event], clock())
     async with write_db.transaction() as tx:
-        await move_stock(tx, [(Topic.ORDER_CANCELED, placed.id)], clock())
+        await move_stock(tx, [canceled_event], clock())
 
     row = await write_row(probe, "orders", placed.id)
     assert (row["status"], row["version"], row["stock_held"]) == ("CANCELED", 2, 0)
@@ -336,3 +336,36 @@ async def test_the_catalogue_never_goes_back_when_reservations_and_releases_are_
         await asyncio.gather(*(projector.apply(event) for event in events))
         view = await mongo["products"].find_one({"_id": product_id})
         assert (view["version"], view["stock"], view["updated_at"].second) == (7, 7, 7)
+
+
+async def test_a_poll_of_orders_for_the_last_units_is_decided_in_turn_all_lines_or_none(
+    gql: GraphQLClient, probe: WriteModelProbe, write_db: WriteDatabase
+) -> None:
+    """One poll holds three orders for a lamp with five units: decided in one transaction, in turn, on the stock
+    the ones before left. The same poll delivered again changes nothing; a poll with one event handled before is
+    refused whole (the loop then goes event by event) and leaves nothing written."""
+    customer = await register_customer(gql)
+    lamp = await stock_product(gql, unique("lamp"), "40.00", 5)
+    held = HeldOutbox(write_db)  # the live stock worker does not hear of these orders: the test delivers them
+    placed = [
+        await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(lamp["id"]), 2),))) for _ in range(3)
+    ]
+    events = [held.last(Topic.ORDER_CREATED, order.id) for order in placed]
+    before = await probe.high_water()
+
+    await handle_order_events(write_db, events)
+    assert [await write_status(probe, o.id) for o in placed] == ["RESERVED", "RESERVED", "REJECTED"]
+    assert await write_stock(probe, lamp["id"]) == 1
+    assert await stocks_reserved(probe, before, lamp["id"]) == [3, 1]
+    assert await processed(probe, events) == 3
+
+    await handle_order_events(write_db, events)  # redelivered: every event claimed before
+    assert await write_stock(probe, lamp["id"]) == 1 and await stocks_reserved(probe, before, lamp["id"]) == [3, 1]
+
+    late = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(lamp["id"]), 1),)))
+    late_event = held.last(Topic.ORDER_CREATED, late.id)
+    with pytest.raises(AlreadyHandled):
+        await handle_order_events(write_db, [events[0], late_event])
+    assert await write_status(probe, late.id) == "CREATED" and await processed(probe, [late_event]) == 0
+    await handle_order_events(write_db, [late_event])  # alone, as the loop then delivers it
+    assert await write_status(probe, late.id) == "RESERVED" and await write_stock(probe, lamp["id"]) == 0
