@@ -44,13 +44,15 @@ def decide(action: Topic, order: Order, products: Mapping[int, Product], now: da
     return stock.release(order, products, now) if order.owes_stock else ()
 
 
-async def handle_order_events(db: WriteDatabase, events: Sequence[Event]) -> None:
+async def handle_order_events(db: WriteDatabase, events: Sequence[Event], *, batch: bool = False) -> None:
     """Reserve on `order.created`, release on `order.canceled`: a poll's events in ONE transaction, once each.
 
     About ten statements and one commit for the whole poll rather than for each event: the events are claimed in
     `processed_events` with one INSERT, their orders locked in id order and then every product they name in id
     order (the order every transaction locks in, so none deadlocks), each order decided in turn on the products
-    as the ones before it left them (all lines or none per order), and the rows saved together.
+    as the ones before it left them (all lines or none per order), and the rows saved together. In a `batch` each
+    order's events are recorded under the correlation id and trace of the event that caused it; a message handled
+    alone has them bound already by its consumer loop (in its span, with tracing on).
     """
     wanted = [event for event in events if event.event_type in ACTIONS]
     if not wanted:
@@ -65,19 +67,22 @@ async def handle_order_events(db: WriteDatabase, events: Sequence[Event]) -> Non
             return
         if claimed < len(wanted):
             raise AlreadyHandled(f"{len(wanted) - claimed} of {len(wanted)} events were handled before")
-        await move_stock(tx, wanted, now)
+        await move_stock(tx, wanted, now, each_in_its_context=batch)
 
 
-async def move_stock(tx: Transaction, events: Sequence[Event], now: datetime) -> None:
+async def move_stock(
+    tx: Transaction, events: Sequence[Event], now: datetime, *, each_in_its_context: bool = False
+) -> None:
     """Each order event (`order.created` or `order.canceled`) decided in turn in `tx`: the orders locked in id
-    order, then every product they may move in id order, the rows saved together and the events recorded, each
-    under the correlation id and trace of the event that caused it (as one message alone would be)."""
+    order, then every product they may move in id order, the rows saved together and the events recorded (with
+    `each_in_its_context`, under the correlation id and trace of the event that caused them)."""
     orders = await find_orders(tx, {event.aggregate_id for event in events})
     moving = {item.product_id for o in orders.values() if o.awaits_stock or o.owes_stock for item in o.state.items}
     products = await lock_products(tx, moving)
     for event in events:
         if (order := orders.get(event.aggregate_id)) is not None:
-            tracing.bind(event.correlation_id, event.trace)
+            if each_in_its_context:
+                tracing.bind(event.correlation_id, event.trace)
             tx.record(*decide(event.event_type, order, products, now))
     await save(tx, *products.values(), *orders.values())
 
@@ -119,7 +124,7 @@ class StockWorker:
         await handle_order_events(self.db, (event,))
 
     async def handle_batch(self, messages: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
-        await handle_order_events(self.db, [event for _, event in messages])
+        await handle_order_events(self.db, [event for _, event in messages], batch=True)
 
     async def run(self, stopping: asyncio.Event) -> None:
         await self.loop.run(stopping)
