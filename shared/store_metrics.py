@@ -95,7 +95,7 @@ class MongoMetrics(monitoring.CommandListener, monitoring.ConnectionPoolListener
         self.waiting = STORE_CONNECTIONS.labels(store=store, state="waiting")
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        pass
+        """Nothing until it ends: the succeeded or failed event carries the duration."""
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         STORE_COMMANDS.labels(self.store, event.command_name).observe(event.duration_micros / 1e6)
@@ -117,23 +117,8 @@ class MongoMetrics(monitoring.CommandListener, monitoring.ConnectionPoolListener
     def connection_checked_in(self, event: Any) -> None:
         self.in_use.dec()
 
-    def pool_created(self, event: Any) -> None:
-        pass
+    def _not_counted(self, event: Any) -> None:
+        """The pool events these metrics do not count."""
 
-    def pool_ready(self, event: Any) -> None:
-        pass
-
-    def pool_cleared(self, event: Any) -> None:
-        pass
-
-    def pool_closed(self, event: Any) -> None:
-        pass
-
-    def connection_created(self, event: Any) -> None:
-        pass
-
-    def connection_ready(self, event: Any) -> None:
-        pass
-
-    def connection_closed(self, event: Any) -> None:
-        pass
+    pool_created = pool_ready = pool_cleared = pool_closed = _not_counted
+    connection_created = connection_ready = connection_closed = _not_counted
