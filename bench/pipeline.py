@@ -45,13 +45,8 @@ LAYOUTS: dict[str, list[list[str]]] = {
     "one process": [["all"]],
     "per component": [["gateway"], ["relay"], ["stock-worker"], ["projector"]],
 }
-SERVICES = {  # a process's role by its command line (every PostgreSQL backend is a process of its own)
-    "mariadbd": "MariaDB",
-    "mysqld": "MariaDB",
-    "kafka.Kafka": "Kafka",
-    "ferretdb": "FerretDB",
-    "postgres": "PostgreSQL",
-}
+PROGRAMS = {"mariadbd": "MariaDB", "mysqld": "MariaDB", "ferretdb": "FerretDB", "postgres": "PostgreSQL"}
+"""A backing service's processes by their program's name (every PostgreSQL backend is a process of its own)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -73,20 +68,19 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _role(command: str) -> str | None:
+    """The backing service a command line belongs to: Kafka by its main class (its program is java), the others
+    by their program."""
+    if "kafka.Kafka" in command:
+        return "Kafka"
+    program = os.path.basename(command.split(" ", 1)[0])
+    return next((role for prefix, role in PROGRAMS.items() if program.startswith(prefix)), None)
+
+
 def _services() -> Iterator[tuple[int, str]]:
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            command = _cmdline(int(entry))
-            role = next(
-                (
-                    r
-                    for marker, r in SERVICES.items()
-                    if marker in command.split(" ", 1)[0] or (marker == "kafka.Kafka" and marker in command)
-                ),
-                None,
-            )
-            if role is not None:
-                yield int(entry), role
+        if entry.isdigit() and (role := _role(_cmdline(int(entry)))) is not None:
+            yield int(entry), role
 
 
 @dataclass

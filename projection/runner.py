@@ -14,7 +14,7 @@ from projection.projectors.orders import OrderProjector
 from projection.projectors.products import ProductProjector
 from projection.projectors.users import UserProjector
 from shared.events import Event, Topic, encode_view_change, utcnow
-from shared.kafka.consumer import ConsumerLoop, Decoded, PoisonMessage, decode_event
+from shared.kafka.consumer import ConsumerLoop, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
 from shared.settings import Settings
 from shared.telemetry import OFF, Telemetry
@@ -84,7 +84,6 @@ class ProjectionRunner:
             auto_offset_reset=auto_offset_reset,
             before_commit=self.flush,
             sequence=aggregate_lane,
-            coalesce=self.newest,
             handle_batch=self.handle_batch,
             telemetry=telemetry,
         )
@@ -92,14 +91,6 @@ class ProjectionRunner:
     def belongs(self, record: ConsumerRecord[bytes, bytes], event: Event) -> bool:
         """An event of a type this runner projects, on that type's own topic."""
         return event.event_type in self.routes and self.settings.topic(event.event_type) == record.topic
-
-    def newest(self, lane: list[Decoded[Event]]) -> list[Decoded[Event]]:
-        """Of one aggregate's events in a poll (oldest first), only the newest is written and announced: each
-        carries the whole aggregate, so the newest alone leaves the view as all of them in turn would. Events that
-        do not belong on their topic stay, to be dead-lettered."""
-        misplaced = [(r, e) for r, e in lane if isinstance(e, BaseException) or not self.belongs(r, e)]
-        fitting = [(r, e) for r, e in lane if not isinstance(e, BaseException) and self.belongs(r, e)]
-        return misplaced + fitting[-1:]
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
         """One event alone (the way of a poll whose batch failed, and with tracing on)."""
@@ -111,7 +102,8 @@ class ProjectionRunner:
         await self._applied([(record, event, changes[0] if changes else None)])
 
     async def handle_batch(self, messages: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
-        """A poll at once: the newest event of each aggregate (`newest`), one bulk write per view collection.
+        """A poll at once: of each aggregate's events only the newest is written and announced (each carries the
+        whole aggregate, so it alone leaves the view as all of them in turn would), one bulk write per collection.
 
         An event that does not belong on its topic fails the batch: the poll then goes message by message and
         that event to its DLQ."""

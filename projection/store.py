@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from projection.documents import VIEW_DOCUMENTS
 from shared.store_metrics import MongoMetrics
@@ -37,28 +37,16 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
     return client, db
 
 
-async def upsert_if_newer(collection: AsyncCollection[Doc], document: Doc) -> bool:
-    """Replace the view with `document` (a view's stored form) only when its `version` is newer than the stored one.
-
-    One round trip, found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored
-    version is the same or newer the filter misses, the upsert collides on `_id`, and the duplicate-key
-    error means "stale event, skip" (False).
-    """
-    try:
-        await collection.replace_one(
-            {"_id": document["_id"], "version": {"$lt": document["version"]}}, document, upsert=True
-        )
-    except DuplicateKeyError:
-        return False
-    return True
-
-
 DUPLICATE_KEY = 11000
 
 
 async def upsert_many_if_newer(collection: AsyncCollection[Doc], documents: list[Doc]) -> list[bool]:
-    """`upsert_if_newer` of documents with distinct `_id`s in one round trip (one unordered `update` command):
-    for each, whether it was written (False: stale, its duplicate-key error). Any other error raises."""
+    """Replace each view with its `document` (a view's stored form, `_id`s distinct) only when its `version` is newer
+    than the stored one, all in one round trip (one unordered `update` command); for each, whether it was written.
+
+    Each is found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored version is the
+    same or newer the filter misses, the upsert collides on `_id`, and that update's duplicate-key error means
+    "stale event, skip" (False). Any other error raises."""
     if not documents:
         return []
     requests = [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True) for d in documents]

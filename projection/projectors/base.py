@@ -9,7 +9,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import View
-from projection.store import Doc, upsert_if_newer, upsert_many_if_newer
+from projection.store import Doc, upsert_many_if_newer
 from shared.events import AggregateType, Event, Topic
 
 
@@ -40,27 +40,17 @@ class Projector(Generic[E]):
 
     async def apply(self, event: E) -> list[ViewChange]:
         """One event: its view written if newer; the change, or none when the event was stale."""
-        return await apply_if_newer(self.collection, self.view(event))
-
-
-async def apply_if_newer(collection: AsyncCollection[Doc], view: View) -> list[ViewChange]:
-    """`upsert_if_newer` of the view's stored form, once more when the first try collided on `_id`; the change
-    written, or none when the event was stale.
-
-    Two writers may both find no view yet, both insert, and one collides on `_id` although it may hold the
-    newer version (MongoDB runs them concurrently; the patched FerretDB serialises writes per document, so
-    there the second simply sees the first). Now that the view exists, the second try replaces it if this
-    event is newer, and collides again only if it is really stale.
-    """
-    document = view.stored()  # encoded once: written, and announced as written
-    if await upsert_if_newer(collection, document) or await upsert_if_newer(collection, document):
-        return [ViewChange(view.kind, document)]
-    return []
+        return [change for change in await apply_many_if_newer(self.collection, [self.view(event)]) if change]
 
 
 async def apply_many_if_newer(collection: AsyncCollection[Doc], views: list[View]) -> list[ViewChange | None]:
-    """`apply_if_newer` of views of distinct aggregates in one round trip (a second one for the `_id` collisions
-    of first inserts): for each, the change written, or None when its event was stale."""
+    """Views of distinct aggregates written where newer, in one round trip; for each, the change written, or None
+    when its event was stale.
+
+    Two writers may both find no view yet, both insert, and one collides on `_id` although it may hold the newer
+    version (MongoDB runs them concurrently; the patched FerretDB serialises writes per document, so there the
+    second simply sees the first). Now that the view exists, a second round replaces it where this event is newer,
+    and collides again only where it is really stale."""
     documents = [view.stored() for view in views]
     written = await upsert_many_if_newer(collection, documents)
     collided = [i for i, ok in enumerate(written) if not ok]

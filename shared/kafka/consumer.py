@@ -81,7 +81,6 @@ class ConsumerLoop(Generic[T]):
         before_commit: Callable[[], Awaitable[None]] | None = None,
         sequence: Lane[T] | None = None,
         max_lanes: int = 32,
-        coalesce: Callable[[list[Decoded[T]]], list[Decoded[T]]] | None = None,
         handle_batch: Batch[T] | None = None,
         telemetry: Telemetry = OFF,
     ) -> None:
@@ -96,7 +95,6 @@ class ConsumerLoop(Generic[T]):
         self.max_records = max_records
         self.before_commit = before_commit
         self.sequence = sequence
-        self.coalesce = coalesce
         self.handle_batch = handle_batch
         self.telemetry = telemetry
         self._lane_slots = asyncio.Semaphore(max_lanes)
@@ -242,8 +240,7 @@ class ConsumerLoop(Generic[T]):
 
     def _lanes(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[Decoded[T]]]:
         """The poll's messages in lanes: one per partition, or with `sequence` one per key over all partitions,
-        each in the order `sequence` gives (an undecodable message goes alone, to its DLQ), and with `coalesce`
-        only the messages it keeps of each lane (the others count as processed)."""
+        each in the order `sequence` gives (an undecodable message goes alone, to its DLQ)."""
         if self.sequence is None:
             return [[(record, _decoded(self.decode, record)) for record in records] for records in batches.values()]
         keyed: dict[Hashable, list[tuple[int, Decoded[T]]]] = {}
@@ -256,12 +253,7 @@ class ConsumerLoop(Generic[T]):
                     continue
                 key, place = self.sequence(message)
                 keyed.setdefault(key, []).append((place, (record, message)))
-        lanes = [[item for _, item in sorted(lane, key=lambda p: p[0])] for lane in keyed.values()]
-        if self.coalesce is not None:
-            coalesced = [self.coalesce(lane) for lane in lanes]
-            self.processed += sum(len(lane) - len(kept) for lane, kept in zip(lanes, coalesced, strict=True))
-            lanes = coalesced
-        return alone + lanes
+        return alone + [[item for _, item in sorted(lane, key=lambda p: p[0])] for lane in keyed.values()]
 
     async def _process_lane(self, lane: list[Decoded[T]]) -> None:
         async with self._lane_slots:

@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from projection.documents import OrderView, ProductView, UserView
-from projection.projectors.base import apply_if_newer
+from projection.projectors.base import apply_many_if_newer
 from projection.queries import ReadModel, SortKey, count, encode_cursor, paginate
 from projection.store import Doc
 
@@ -68,7 +68,7 @@ async def test_concurrent_version_gated_writes_to_one_document_keep_the_newest(
         versions = list(range(1, 51))
         random.shuffle(versions)
         doc_id = round_ + 1
-        await asyncio.gather(*(apply_if_newer(scratch, user_view(doc_id, v)) for v in versions))
+        await asyncio.gather(*(apply_many_if_newer(scratch, [user_view(doc_id, v)]) for v in versions))
         stored = await scratch.find_one({"_id": doc_id})
         assert stored is not None
         assert (stored["version"], stored["name"]) == (50, "v50"), f"round {round_}"
