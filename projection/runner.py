@@ -120,10 +120,13 @@ class ProjectionRunner:
         by_projector: dict[int, list[tuple[ConsumerRecord[bytes, bytes], Event]]] = {}
         for record, event in newest.values():
             by_projector.setdefault(id(self.routes[event.event_type]), []).append((record, event))
-        for group in by_projector.values():
-            projector = self.routes[group[0][1].event_type]
-            changes = await apply_many_if_newer(projector.collection, [projector.view(e) for _, e in group])
-            await self._applied([(r, e, change) for (r, e), change in zip(group, changes, strict=True)])
+        await asyncio.gather(*(self._write(group) for group in by_projector.values()))
+
+    async def _write(self, group: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
+        """One projector's share of a poll: one bulk write of its views (the collections are written at once)."""
+        projector = self.routes[group[0][1].event_type]
+        changes = await apply_many_if_newer(projector.collection, [projector.view(e) for _, e in group])
+        await self._applied([(r, e, change) for (r, e), change in zip(group, changes, strict=True)])
 
     async def _applied(self, outcomes: list[Outcome]) -> None:
         """After the writes: remember the versions the store holds, and announce each view written."""
