@@ -48,3 +48,53 @@ async def test_without_the_idle_ping_the_dead_session_fails_the_next_transaction
         await session_id(db)  # SQLAlchemy renewed the pool after the disconnect
     finally:
         await db.dispose()
+
+
+async def rollbacks(db: WriteDatabase) -> int:
+    """ROLLBACKs the (one) pooled session has received so far, as MariaDB counts them."""
+    async with db.transaction() as tx:
+        row = (await tx.connection.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'")).one()
+        return int(row[1])
+
+
+async def test_a_connection_back_from_a_committed_transaction_gets_no_extra_rollback(settings: Settings) -> None:
+    """The pool's reset-on-return was a ROLLBACK round trip after every COMMIT; it is off, the transaction ends
+    itself. A transaction that fails is still rolled back, once."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1)
+    try:
+        first = await rollbacks(db)
+        await session_id(db)
+        assert await rollbacks(db) == first  # two transactions came back to the pool: no ROLLBACK sent
+        with pytest.raises(RuntimeError):
+            async with db.transaction():
+                raise RuntimeError("the command failed")
+        assert await rollbacks(db) == first + 1
+    finally:
+        await db.dispose()
+
+
+async def test_a_connection_closed_inside_a_transaction_leaves_nothing_behind(settings: Settings) -> None:
+    """Without the pool's reset, closing a connection still rolls back what it left open: no row is written and
+    no lock is held by the pooled session."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1)
+    probe = "pool_reset_probe"
+    try:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {probe} (id INT PRIMARY KEY) ENGINE=InnoDB")
+            await conn.exec_driver_sql(f"DELETE FROM {probe}")
+        async with db.engine.connect() as conn:  # autobegins; closed without a commit
+            await conn.exec_driver_sql(f"INSERT INTO {probe} VALUES (1)")
+        other = WriteDatabase(settings.mysql_dsn, pool_size=1)
+        try:
+            async with other.engine.begin() as conn:
+                await conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+                # The row lock of the insert would make this wait and fail; its row would be counted.
+                await conn.exec_driver_sql(f"INSERT INTO {probe} VALUES (1)")
+                assert (await conn.exec_driver_sql(f"SELECT COUNT(*) FROM {probe}")).scalar_one() == 1
+                await conn.exec_driver_sql(f"DELETE FROM {probe}")
+        finally:
+            await other.dispose()
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {probe}")
+        await db.dispose()
