@@ -43,6 +43,7 @@ CATCH_UP_LIMIT = 180.0  # seconds after the load before undecided orders count a
 DECIDED = frozenset({"RESERVED", "REJECTED", "PAID", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELED", "EXPIRED"})
 LAYOUTS: dict[str, list[list[str]]] = {
     "one process": [["all"]],
+    "gateway and workers": [["gateway"], ["workers"]],
     "per component": [["gateway"], ["relay"], ["stock-worker"], ["projector"]],
 }
 PROGRAMS = {"mariadbd": "MariaDB", "mysqld": "MariaDB", "ferretdb": "FerretDB", "postgres": "PostgreSQL"}

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Executable, event, insert
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import event, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
+from sqlalchemy.sql import ClauseElement
 
+from command import driver
+from command.driver import DriverResult
 from command.models import OutboxRow
 from command.outbox import OutboxSignal, outbox_values
 from shared.events import Event
@@ -40,14 +42,18 @@ class Transaction:
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
+        self._driver: Any = None  # the asyncmy connection behind `connection`, fetched on first use
         self.events: list[Event] = []
         # The columns of the aggregate rows this transaction locked, by (table name, id), as stored: the save
         # sends only what changed.
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
 
-    async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
-        """One statement on the transaction's connection (a list of params: one multi-row INSERT)."""
-        return await self.connection.execute(statement, params)
+    async def execute(self, statement: ClauseElement, params: Any = None) -> DriverResult:
+        """One Core statement on the transaction's connection, run by the driver (command/driver.py; a list of
+        params: one multi-row INSERT)."""
+        if self._driver is None:
+            self._driver = (await self.connection.get_raw_connection()).driver_connection
+        return await driver.run(self.connection, self._driver, statement, params)
 
     def record(self, *events: Event) -> None:
         """The events this transaction commits; their outbox rows are written at its end (`write_outbox`), after

@@ -99,6 +99,12 @@ def projector() -> None:
     _run(Component.PROJECTOR)
 
 
+@app.command("workers")
+def workers_() -> None:
+    """Relay, stock worker and projector in one process (beside a gateway process: two cores in use)."""
+    _run(Component.RELAY, Component.STOCK_WORKER, Component.PROJECTOR)
+
+
 @app.command("all")
 def all_components() -> None:
     """Gateway, relay, stock worker and projector in one process."""

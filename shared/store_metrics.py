@@ -59,7 +59,7 @@ def instrument_engine(engine: Engine, store: str = "mysql") -> None:
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:
-        STORE_ERRORS.labels(store, _verb(context.statement or "")).inc()
+        statement_failed(store, context.statement or "")
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(*_: Any) -> None:
@@ -68,6 +68,11 @@ def instrument_engine(engine: Engine, store: str = "mysql") -> None:
     @event.listens_for(engine.pool, "checkin")
     def _checkin(*_: Any) -> None:
         in_use.dec()
+
+
+def statement_failed(store: str, statement: str) -> None:
+    """A statement that failed (the engine's listener, and statements run on the driver: command/driver.py)."""
+    STORE_ERRORS.labels(store, _verb(statement)).inc()
 
 
 @contextlib.contextmanager

@@ -3,11 +3,15 @@ command meets it, and a busy pool sends no ping at all."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from command.db import WriteDatabase
 from shared.settings import Settings
+from tests.conftest import eventually
 
 
 async def session_id(db: WriteDatabase) -> int:
@@ -98,3 +102,30 @@ async def test_a_connection_closed_inside_a_transaction_leaves_nothing_behind(se
         async with db.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {probe}")
         await db.dispose()
+
+
+async def test_a_transaction_cancelled_mid_statement_leaves_a_working_pool(settings: Settings) -> None:
+    """A task cancelled while its statement runs (a client gone, a timeout, a stopped seed) leaves the session in
+    an unknown state: it is dropped, and the next transaction gets a working one."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1)
+    watcher = WriteDatabase(settings.mysql_dsn, pool_size=1)
+
+    async def sleeping() -> None:
+        async with db.transaction() as tx:
+            await tx.execute(text("SELECT SLEEP(30) AS slept"))
+
+    async def in_flight() -> bool:
+        async with watcher.engine.connect() as conn:
+            sql = "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(30)%%'"
+            return bool((await conn.exec_driver_sql(sql)).scalar())
+
+    try:
+        task = asyncio.create_task(sleeping())
+        await eventually(in_flight, timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await session_id(db) > 0  # a fresh session, no "Cancelled during execution"
+    finally:
+        await db.dispose()
+        await watcher.dispose()
