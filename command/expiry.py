@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from command.db import Transaction, WriteDatabase
 from command.domain import stock
 from command.store import clock, find_orders, lock_due_orders, lock_products, save
+from shared import tracing
 from shared.logging import get_logger
 from shared.metrics import ORDERS_EXPIRED
 from shared.settings import Settings
@@ -61,7 +62,9 @@ class ReservationExpirer:
         self.now = now
 
     async def expire_once(self) -> int:
-        """One look: the orders due now expired, at most one batch. How many expired."""
+        """One look: the orders due now expired, at most one batch. How many expired. A look is a unit of work of
+        its own: its events and its log line carry one new correlation id and trace."""
+        tracing.bind(None, None)
         async with self.db.transaction() as tx:
             expired = await expire_due(tx, self.now(), self.batch)
         if expired:
