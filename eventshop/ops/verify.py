@@ -136,9 +136,9 @@ async def reservation_differences(write_db: WriteDatabase, *, ids: Collection[in
         rows = list(await conn.execute(query.order_by(ORDERS.c.id)))
     order = AggregateType.ORDER
     return [
-        Difference(order, row.id, "status", "EXPIRED (deadline passed)", f"RESERVED until {row.reserved_until}")
+        Difference(order, row.id, "write model: status", "EXPIRED", f"RESERVED, due {row.reserved_until}")
         if row.status == OrderStatus.RESERVED.value
-        else Difference(order, row.id, "stock_held", False, True)
+        else Difference(order, row.id, "write model: stock_held", False, True)
         for row in rows
     ]
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from command.domain import stock
 from command.domain.order import NewOrder, Order, check_request
@@ -35,6 +36,7 @@ from shared.events import (
     StockReserved,
     UserSnapshot,
 )
+from shared.settings import Settings
 
 OPENING = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -292,6 +294,21 @@ def test_a_reservation_without_a_payment_window_waits_for_ever() -> None:
     assert order.state.reserved_until is None
     assert not order.due(minute(60 * 24 * 365)) and stock.expire(order, products, minute(60 * 24 * 365)) is None
     refused(lambda: order.expire(minute(60 * 24 * 365)), code="INVALID_STATE", status="RESERVED")
+
+
+def test_the_payment_window_is_a_quarter_of_an_hour_unless_set_and_zero_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORDER_RESERVATION_TTL_SECONDS", raising=False)
+
+    def window(**values: object) -> timedelta | None:
+        return Settings(_env_file=None, **values).payment_window  # type: ignore[arg-type]
+
+    assert window() == WINDOW
+    assert window(order_reservation_ttl_seconds=2.5) == timedelta(seconds=2.5)
+    assert window(order_reservation_ttl_seconds=0) is None
+    with pytest.raises(ValidationError):
+        window(order_reservation_ttl_seconds=-1)
 
 
 def test_an_order_that_awaits_its_stock_does_not_expire() -> None:
