@@ -23,9 +23,11 @@ CHECKS = (("orders", "ck_orders_status"), ("order_status_history", "ck_history_s
 
 
 def _statuses(allowed: str) -> None:
-    """DROP CONSTRAINT, not DROP CHECK: MariaDB and MySQL 8 both know it."""
+    """DROP CONSTRAINT, not DROP CHECK: MariaDB and MySQL 8 both know it. Dropped, then added in a statement of its
+    own: one ALTER that drops and adds the same name is not accepted everywhere."""
     for table, name in CHECKS:
-        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} CHECK (status IN ({allowed}))")
+        op.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK (status IN ({allowed}))")
 
 
 def upgrade() -> None:
