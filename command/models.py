@@ -90,6 +90,9 @@ class Order(SQLModel, table=True):
         Index("ix_orders_user_id", "user_id", "id"),
         # The orders that await their stock decision (CREATED), oldest first: the relay's undecided metrics.
         Index("ix_orders_status_created_at", "status", "created_at"),
+        # The RESERVED orders by payment deadline: the expirer's due orders and the relay's overdue metrics walk
+        # only what is due, however many orders the table holds.
+        Index("ix_orders_status_reserved_until", "status", "reserved_until"),
         CheckConstraint(f"status IN ({STATUSES})", name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total"),
     )
@@ -107,6 +110,7 @@ class Order(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
     paid_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
     canceled_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
+    reserved_until: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
     deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 

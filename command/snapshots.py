@@ -98,4 +98,5 @@ def order_snapshot(order: Any, items: Iterable[Any], history: Iterable[Any], use
         ),
         paid_at=aware(order.paid_at),
         canceled_at=aware(order.canceled_at),
+        reserved_until=aware(order.reserved_until),
     )

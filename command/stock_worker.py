@@ -1,4 +1,5 @@
-"""StockWorker: reserves stock on `order.created`, releases it on `order.canceled`.
+"""StockWorker: reserves stock on `order.created`, releases it on `order.canceled`, and expires reservations
+unpaid at their deadline (`command/expiry.py`, beside the consumer loop).
 
 A poll's events are handled in ONE transaction that also records each in `processed_events`, so a
 redelivered event changes nothing. Orders and then products are locked in id order, so concurrent
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -19,6 +20,7 @@ from command.db import Transaction, WriteDatabase
 from command.domain import stock
 from command.domain.order import Order
 from command.domain.product import Product
+from command.expiry import ReservationExpirer
 from command.models import ProcessedEvent, db_now
 from command.store import clock, find_orders, lock_products, save
 from shared import tracing
@@ -35,16 +37,25 @@ class AlreadyHandled(Exception):
     handles its events one at a time, where each finds out for itself."""
 
 
-def decide(action: Topic, order: Order, products: Mapping[int, Product], now: datetime) -> tuple[Event, ...]:
+def decide(
+    action: Topic,
+    order: Order,
+    products: Mapping[int, Product],
+    now: datetime,
+    payment_window: timedelta | None = None,
+) -> tuple[Event, ...]:
     """What one order event does to its order and products (the caller holds their locks): `order.created`
-    reserves all lines or none (RESERVED, or REJECTED with the reason); `order.canceled` gives back what the order
-    held. An order already decided, canceled before it was reserved, or holding nothing changes nothing."""
+    reserves all lines or none (RESERVED until paid or `payment_window` has passed, or REJECTED with the reason);
+    `order.canceled` gives back what the order held. An order already decided, canceled before it was reserved,
+    or holding nothing changes nothing."""
     if action is Topic.ORDER_CREATED:
-        return stock.reserve(order, products, now).events if order.awaits_stock else ()
+        return stock.reserve(order, products, now, payment_window).events if order.awaits_stock else ()
     return stock.release(order, products, now) if order.owes_stock else ()
 
 
-async def handle_order_events(db: WriteDatabase, events: Sequence[Event], *, batch: bool = False) -> None:
+async def handle_order_events(
+    db: WriteDatabase, events: Sequence[Event], *, batch: bool = False, payment_window: timedelta | None = None
+) -> None:
     """Reserve on `order.created`, release on `order.canceled`: a poll's events in ONE transaction, once each.
 
     About ten statements and one commit for the whole poll rather than for each event: the events are claimed in
@@ -67,11 +78,16 @@ async def handle_order_events(db: WriteDatabase, events: Sequence[Event], *, bat
             return
         if claimed < len(wanted):
             raise AlreadyHandled(f"{len(wanted) - claimed} of {len(wanted)} events were handled before")
-        await move_stock(tx, wanted, now, each_in_its_context=batch)
+        await move_stock(tx, wanted, now, each_in_its_context=batch, payment_window=payment_window)
 
 
 async def move_stock(
-    tx: Transaction, events: Sequence[Event], now: datetime, *, each_in_its_context: bool = False
+    tx: Transaction,
+    events: Sequence[Event],
+    now: datetime,
+    *,
+    each_in_its_context: bool = False,
+    payment_window: timedelta | None = None,
 ) -> None:
     """Each order event (`order.created` or `order.canceled`) decided in turn in `tx`: the orders locked in id
     order, then every product they may move in id order, the rows saved together and the events recorded (with
@@ -83,7 +99,7 @@ async def move_stock(
         if (order := orders.get(event.aggregate_id)) is not None:
             if each_in_its_context:
                 tracing.bind(event.correlation_id, event.trace)
-            tx.record(*decide(event.event_type, order, products, now))
+            tx.record(*decide(event.event_type, order, products, now, payment_window))
     await save(tx, *products.values(), *orders.values())
 
 
@@ -107,6 +123,8 @@ class StockWorker:
         telemetry: Telemetry = OFF,
     ) -> None:
         self.db = db
+        self.payment_window = settings.payment_window
+        self.expirer = ReservationExpirer(db, settings)
         self.loop: ConsumerLoop[Event] = ConsumerLoop(
             settings=settings,
             name=CONSUMER,
@@ -121,10 +139,13 @@ class StockWorker:
         )
 
     async def handle(self, event: Event, record: ConsumerRecord[bytes, bytes]) -> None:
-        await handle_order_events(self.db, (event,))
+        await handle_order_events(self.db, (event,), payment_window=self.payment_window)
 
     async def handle_batch(self, messages: list[tuple[ConsumerRecord[bytes, bytes], Event]]) -> None:
-        await handle_order_events(self.db, [event for _, event in messages], batch=True)
+        events = [event for _, event in messages]
+        await handle_order_events(self.db, events, batch=True, payment_window=self.payment_window)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self.loop.run(stopping)
+        async with asyncio.TaskGroup() as both:  # one failing ends the other
+            both.create_task(self.loop.run(stopping))
+            both.create_task(self.expirer.run(stopping))

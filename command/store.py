@@ -30,7 +30,7 @@ from command.domain.product import NewProduct, Product
 from command.domain.user import NewUser, User
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from shared.errors import Conflict, NotFound
-from shared.events import Snapshot, StatusChange
+from shared.events import OrderStatus, Snapshot, StatusChange
 
 USERS: Table = models.User.__table__  # type: ignore[attr-defined]
 PRODUCTS: Table = models.Product.__table__  # type: ignore[attr-defined]
@@ -150,6 +150,26 @@ async def find_orders(tx: Transaction, order_ids: Iterable[int]) -> dict[int, Or
         )
         for order_id, row in rows.items()
     }
+
+
+@cache
+def _due_orders() -> Select[Any]:
+    """The ids of RESERVED orders whose deadline has come (`:now`), earliest first, at most `:limit`, locked: one
+    range of `ix_orders_status_reserved_until`. Rows another transaction holds are skipped (it is deciding them),
+    not waited for."""
+    return (
+        select(ORDERS.c.id)
+        .where(ORDERS.c.status == OrderStatus.RESERVED.value, ORDERS.c.reserved_until <= bindparam("now"))
+        .order_by(ORDERS.c.reserved_until)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def lock_due_orders(tx: Transaction, now: datetime, limit: int) -> list[int]:
+    """Up to `limit` RESERVED orders due at `now` that no other transaction holds, locked; their ids. The caller
+    reads them (`find_orders`) under these locks and decides each again."""
+    return [row.id for row in await tx.execute(_due_orders(), {"now": _column(now), "limit": limit})]
 
 
 async def insert_user(tx: Transaction, new: NewUser) -> int:

@@ -160,6 +160,10 @@ class Order:
     updated_at: datetime
     paid_at: datetime | None
     canceled_at: datetime | None
+    reserved_until: datetime | None = strawberry.field(
+        description="A RESERVED order's payment deadline: unpaid then, it EXPIRES and its stock goes back; "
+        "null in every other status and when reservations do not expire."
+    )
     # A mutation's answer: the state its transaction committed, the user included.
     committed: strawberry.Private[bool] = False
 
@@ -200,6 +204,7 @@ class Order:
             updated_at=view.updated_at,
             paid_at=view.paid_at,
             canceled_at=view.canceled_at,
+            reserved_until=view.reserved_until,
         )
 
 

@@ -121,6 +121,7 @@ class OrderView(ViewDocument):
     history: list[StatusChangeView]
     paid_at: datetime | None = None
     canceled_at: datetime | None = None
+    reserved_until: datetime | None = None
 
     collection = "orders"
     indexes = [

@@ -42,6 +42,7 @@ class Topic(StrEnum):
     ORDER_PAID = "order.paid"
     ORDER_UPDATED = "order.updated"
     ORDER_CANCELED = "order.canceled"
+    ORDER_EXPIRED = "order.expired"
     ORDER_DELETED = "order.deleted"
     VIEWS_CHANGED = "views.changed"
 
@@ -73,6 +74,7 @@ class OrderStatus(StrEnum):
     SHIPPED = "SHIPPED"
     DELIVERED = "DELIVERED"
     CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
 
 
 class PaymentMethod(StrEnum):
@@ -160,6 +162,8 @@ class OrderSnapshot(Snapshot):
     history: tuple[StatusChange, ...]
     paid_at: UtcDatetime | None = None
     canceled_at: UtcDatetime | None = None
+    reserved_until: UtcDatetime | None = None
+    """The payment deadline of a RESERVED order (None in every other status, and when reservations never expire)."""
 
 
 class Event(BaseModel):
@@ -301,6 +305,12 @@ class OrderCanceled(OrderEvent):
     reason: str
 
 
+class OrderExpired(OrderEvent):
+    """Unpaid at its deadline: EXPIRED, and the stock it held released in the same transaction."""
+
+    event_type: Literal[Topic.ORDER_EXPIRED] = Topic.ORDER_EXPIRED
+
+
 class OrderDeleted(OrderEvent):
     event_type: Literal[Topic.ORDER_DELETED] = Topic.ORDER_DELETED
 
@@ -322,6 +332,7 @@ EVENT_TYPES: dict[Topic, type[Event]] = {
         OrderPaid,
         OrderUpdated,
         OrderCanceled,
+        OrderExpired,
         OrderDeleted,
     )
 }

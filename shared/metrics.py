@@ -46,6 +46,19 @@ ORDERS_UNDECIDED_OLDEST_AGE = Gauge(
     "Age of the oldest order still awaiting its stock decision (0 when none)",
     multiprocess_mode="max",
 )
+RESERVATIONS_OVERDUE = Gauge(
+    "eventshop_reservations_overdue",
+    "RESERVED orders past their payment deadline that no expirer has expired yet",
+    multiprocess_mode="max",
+)
+RESERVATIONS_OVERDUE_OLDEST = Gauge(
+    "eventshop_reservations_overdue_oldest_seconds",
+    "How long the most overdue reservation is past its payment deadline (0 when none)",
+    multiprocess_mode="max",
+)
+ORDERS_EXPIRED = Counter(
+    "eventshop_orders_expired_total", "RESERVED orders expired unpaid at their deadline, their stock released"
+)
 RELAY_PUBLISHED = Counter("eventshop_relay_published_total", "Outbox rows published to Kafka and marked")
 CONSUMER_LAG = Gauge(
     "eventshop_consumer_lag",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,15 @@ class Settings(BaseSettings):
     processed_events_retention_seconds: float = Field(
         30 * 24 * 3600, gt=0, description="how long the stock worker remembers an event it handled"
     )
+
+    # Reservations (the stock worker): an unpaid RESERVED order expires at its deadline and gives its stock back.
+    order_reservation_ttl_seconds: float = Field(
+        15 * 60, ge=0, description="how long a reserved order waits for its payment; 0: reservations never expire"
+    )
+    order_expiry_poll_interval: float = Field(
+        1.0, gt=0, description="max seconds between the expirer's looks for due reservations"
+    )
+    order_expiry_batch: int = Field(100, ge=1, le=10_000, description="due orders expired per transaction")
 
     # Consumers: retry with exponential backoff, then the DLQ.
     consumer_retries: int = Field(5, ge=0)
@@ -202,6 +212,12 @@ class Settings(BaseSettings):
         """repr/str never show a DSN password (SecretStr already hides jwt_secret)."""
         for name, value in super().__repr_args__():
             yield name, mask_dsn(value) if isinstance(value, str) else value
+
+    @property
+    def payment_window(self) -> timedelta | None:
+        """How long a reservation waits for its payment; None: for ever."""
+        ttl = self.order_reservation_ttl_seconds
+        return timedelta(seconds=ttl) if ttl > 0 else None
 
     @property
     def kafka_bootstrap(self) -> list[str]:

@@ -205,7 +205,18 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 
 # What a developer's shell may set that would move a test's process elsewhere (or change how it answers).
-_OWN_VARIABLES = ("MYSQL_", "MONGO_", "KAFKA_", "CONSUMER_", "PROJECTOR_", "STOCK_WORKER_", "JWT_", "AUTH_", "METRICS_")
+_OWN_VARIABLES = (
+    "MYSQL_",
+    "MONGO_",
+    "KAFKA_",
+    "CONSUMER_",
+    "PROJECTOR_",
+    "STOCK_WORKER_",
+    "ORDER_",
+    "JWT_",
+    "AUTH_",
+    "METRICS_",
+)
 
 
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -4,6 +4,7 @@
 CREATED --reserve ok--> RESERVED --pay--> PAID --> PROCESSING --> SHIPPED --> DELIVERED
    |  \\--reserve fail--> REJECTED
    \\--cancel--> CANCELED <--cancel-- RESERVED   (cancel from RESERVED releases the stock)
+                                       \\--unpaid at its deadline--> EXPIRED   (releases the stock)
 ```
 Every move is a new version, one line in the status history and one event.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from shared.events import (
     OrderCanceled,
     OrderCreated,
     OrderDeleted,
+    OrderExpired,
     OrderLine,
     OrderPaid,
     OrderRejected,
@@ -37,6 +39,10 @@ from shared.events import (
     StatusChange,
 )
 from shared.money import MAX_AMOUNT
+
+ENDED_UNSOLD = (OrderStatus.CANCELED, OrderStatus.EXPIRED)
+"""Ended without a sale after the stock may have been reserved: what the order held goes back to the shelf."""
+EXPIRY_REASON = "payment not received before the reservation expired"
 
 FULFILMENT_STEPS = {
     OrderStatus.PROCESSING: OrderStatus.PAID,
@@ -170,13 +176,31 @@ class Order(Aggregate[OrderSnapshot]):
 
     @property
     def owes_stock(self) -> bool:
-        """Canceled while holding stock: the stock goes back to the shelf."""
-        return self.stock_held and self.status is OrderStatus.CANCELED
+        """Canceled or expired while holding stock: the stock goes back to the shelf."""
+        return self.stock_held and self.status in ENDED_UNSOLD
 
-    def reserve(self, now: datetime) -> OrderReserved:
+    def due(self, now: datetime) -> bool:
+        """RESERVED, unpaid, and its payment deadline has come."""
+        deadline = self.state.reserved_until
+        return self.status is OrderStatus.RESERVED and deadline is not None and require_utc(now) >= deadline
+
+    def reserve(self, now: datetime, payment_window: timedelta | None = None) -> OrderReserved:
+        """The stock is the order's until it is paid, or until `payment_window` from now has passed (None: held
+        until paid or canceled)."""
         self._require(OrderStatus.CREATED, action="reserve")
         self.stock_held = True
-        return OrderReserved.of(self._move(OrderStatus.RESERVED, now))
+        deadline = None if payment_window is None else require_utc(now) + payment_window
+        return OrderReserved.of(self._move(OrderStatus.RESERVED, now, reserved_until=deadline))
+
+    def expire(self, now: datetime) -> OrderExpired:
+        """Still unpaid at its deadline: EXPIRED, and the stock it held is owed back to the shelf."""
+        self._require(OrderStatus.RESERVED, action="expire")
+        if not self.due(now):
+            raise InvalidState(
+                f"order {self.id} is reserved until {self.state.reserved_until}, not due at {now}",
+                status=self.status.value,
+            )
+        return OrderExpired.of(self._move(OrderStatus.EXPIRED, now, EXPIRY_REASON))
 
     def reject(self, reason: str, now: datetime) -> OrderRejected:
         self._require(OrderStatus.CREATED, action="reject")
@@ -211,8 +235,8 @@ class Order(Aggregate[OrderSnapshot]):
         self.stock_held = False
 
     def delete(self, now: datetime) -> OrderDeleted:
-        """Only an order that ended without a sale (CANCELED or REJECTED); the history is kept."""
-        self._require(OrderStatus.CANCELED, OrderStatus.REJECTED, action="delete")
+        """Only an order that ended without a sale (CANCELED, REJECTED or EXPIRED); the history is kept."""
+        self._require(OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, action="delete")
         return OrderDeleted.of(self._change(now, deleted_at=now))
 
     def _require(self, *allowed: OrderStatus, action: str) -> None:
@@ -224,6 +248,8 @@ class Order(Aggregate[OrderSnapshot]):
             )
 
     def _move(self, status: OrderStatus, now: datetime, reason: str | None = None, **fields: Any) -> OrderSnapshot:
-        """To `status`: a new version, and one line in the status history."""
+        """To `status`: a new version, and one line in the status history. A payment deadline lasts only as
+        long as the reservation awaits its payment: every move clears it, but the one that sets it."""
         line = StatusChange(status=status, at=require_utc(now), reason=reason)
+        fields = {"reserved_until": None, **fields}
         return self._change(now, status=status, history=(*self.state.history, line), **fields)

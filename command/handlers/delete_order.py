@@ -1,4 +1,5 @@
-"""deleteOrder: only CANCELED or REJECTED orders; soft delete keeps the history; emits `order.deleted`."""
+"""deleteOrder: only orders that ended without a sale (CANCELED, REJECTED or EXPIRED); soft delete keeps the history;
+emits `order.deleted`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The relay's housekeeping: the retention purge of published outbox rows, expired idempotency keys and old
 processed events (write-side housekeeping that rides along with the leader), and the backlog metrics: outbox rows
-not yet published and orders not yet decided.
+not yet published, orders not yet decided and reservations past their deadline not yet expired (watched from
+here, outside the stock workers that decide and expire them).
 
 Each purge statement deletes at most OUTBOX_PURGE_BATCH rows in its own short transaction, walking the table's
 age index from its oldest entry (`ORDER BY` the index's columns): a batch costs its own rows, however many
@@ -24,7 +25,14 @@ from command.models import IdempotencyKey, Order, OutboxRow, ProcessedEvent, db_
 from command.relay.leadership import STATEMENT_TIMEOUT
 from shared.events import OrderStatus
 from shared.logging import get_logger
-from shared.metrics import ORDERS_UNDECIDED, ORDERS_UNDECIDED_OLDEST_AGE, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shared.metrics import (
+    ORDERS_UNDECIDED,
+    ORDERS_UNDECIDED_OLDEST_AGE,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    RESERVATIONS_OVERDUE,
+    RESERVATIONS_OVERDUE_OLDEST,
+)
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -148,15 +156,23 @@ class Housekeeping:
                 return removed, longest
 
     async def measure_backlog(self) -> None:
-        """The outbox rows not yet published and the orders not yet decided (CREATED), each with its oldest's age:
-        two index range scans over what is waiting, whatever the tables hold."""
+        """The outbox rows not yet published, the orders not yet decided (CREATED) and the reservations past their
+        deadline, each with its oldest's age: three index range scans over what is waiting, whatever the tables
+        hold."""
+        now = db_now()
         unpublished = select(func.count(), func.min(OUTBOX.c.created_at)).where(OUTBOX.c.published_at.is_(None))
         undecided = select(func.count(), func.min(ORDERS.c.created_at)).where(ORDERS.c.status == OrderStatus.CREATED)
+        overdue = select(func.count(), func.min(ORDERS.c.reserved_until)).where(
+            ORDERS.c.status == OrderStatus.RESERVED, ORDERS.c.reserved_until <= now
+        )
         async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
-            waiting = [(await conn.execute(query)).one() for query in (unpublished, undecided)]
+            waiting = [(await conn.execute(query)).one() for query in (unpublished, undecided, overdue)]
+        gauges = (
+            (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE),
+            (ORDERS_UNDECIDED, ORDERS_UNDECIDED_OLDEST_AGE),
+            (RESERVATIONS_OVERDUE, RESERVATIONS_OVERDUE_OLDEST),
+        )
         now = db_now()
-        for (count, oldest), (gauge, age) in zip(
-            waiting, ((OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE), (ORDERS_UNDECIDED, ORDERS_UNDECIDED_OLDEST_AGE)), strict=True
-        ):
+        for (count, oldest), (gauge, age) in zip(waiting, gauges, strict=True):
             gauge.set(count)
             age.set(0 if oldest is None else max(0.0, (now - oldest).total_seconds()))

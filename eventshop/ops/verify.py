@@ -5,7 +5,8 @@ projectors should hold is computed with their own pure `*_document` functions an
 form (`ViewDocument.stored()`, what the projector writes), with the stored document as MongoDB returns it:
 unparsed, so that a missing, extra or mistyped field shows rather than being defaulted or coerced.
 Timestamps are compared at millisecond precision, the most MongoDB keeps. View documents without an
-aggregate in the write model are reported too (`_id` "unexpected").
+aggregate in the write model are reported too (`_id` "unexpected"), and so are the reservations the expirer
+owes (`reservation_differences`): a RESERVED order past its payment deadline, an EXPIRED one still holding stock.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from sqlalchemy import and_, or_, select
 
 from command.db import WriteDatabase
+from command.models import db_now
+from command.store import ORDERS
 from eventshop.ops.write_model import BY_KIND, VIEW_KINDS, consistent_snapshot
 from projection.store import Doc
-from shared.events import AggregateType
+from shared.events import AggregateType, OrderStatus
 
 MISSING = "<missing>"
 ID_BATCH = 1000
@@ -113,7 +117,30 @@ async def differences(
                     seen.add(expected.id)
                     found += compare(view.kind, expected.stored(), stored.get(expected.id), expected.id)
             found += await _unexpected(view.kind, collection, seen, scope)
+    if ids is None or AggregateType.ORDER in ids:
+        found += await reservation_differences(write_db, ids=None if ids is None else ids[AggregateType.ORDER])
     return found
+
+
+async def reservation_differences(write_db: WriteDatabase, *, ids: Collection[int] | None = None) -> list[Difference]:
+    """What the expirer owes, from the write model alone: a RESERVED order past its payment deadline (none once
+    the expirers have caught up: the settle re-check tells their lag from a stuck expiry) and an EXPIRED order
+    still holding stock (never: its stock goes back in the transaction that expires it)."""
+    now = db_now()
+    overdue = and_(ORDERS.c.status == OrderStatus.RESERVED.value, ORDERS.c.reserved_until <= now)
+    held = and_(ORDERS.c.status == OrderStatus.EXPIRED.value, ORDERS.c.stock_held)
+    query = select(ORDERS.c.id, ORDERS.c.status, ORDERS.c.reserved_until).where(or_(overdue, held))
+    if ids is not None:
+        query = query.where(ORDERS.c.id.in_(sorted(ids)))
+    async with write_db.engine.connect() as conn:
+        rows = list(await conn.execute(query.order_by(ORDERS.c.id)))
+    order = AggregateType.ORDER
+    return [
+        Difference(order, row.id, "write model: status", "EXPIRED", f"RESERVED, due {row.reserved_until}")
+        if row.status == OrderStatus.RESERVED.value
+        else Difference(order, row.id, "write model: stock_held", False, True)
+        for row in rows
+    ]
 
 
 async def _unexpected(

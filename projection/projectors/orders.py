@@ -41,6 +41,7 @@ def order_document(snapshot: OrderSnapshot) -> OrderView:
         updated_at=snapshot.updated_at,
         paid_at=snapshot.paid_at,
         canceled_at=snapshot.canceled_at,
+        reserved_until=snapshot.reserved_until,
         deleted=snapshot.deleted_at is not None,
     )
 
@@ -56,6 +57,7 @@ class OrderProjector(Projector[OrderEvent]):
             Topic.ORDER_PAID,
             Topic.ORDER_UPDATED,
             Topic.ORDER_CANCELED,
+            Topic.ORDER_EXPIRED,
             Topic.ORDER_DELETED,
         }
     )

@@ -4,8 +4,10 @@ Each scenario runs the relay, the projector and the stock worker as real `events
 own (database, read model, topic prefix), keeps customers shopping while something breaks and after it is
 repaired, then checks that the fault hit trading (an order was in flight when it began; with MySQL gone, some
 orders failed as unavailable, and nothing else failed), that trading went on (orders placed after the repair,
-each in the read model), that the read model equals the write model (`eventshop verify`'s comparison) and that
-the stock adds up exactly: initial stock = stock on the shelf + stock held by orders.
+each in the read model), that the read model equals the write model (`eventshop verify`'s comparison, which also
+finds no reservation past its deadline) and that the stock adds up exactly: initial stock = stock on the shelf +
+stock held by orders. Reservations expire two seconds after they are made, so expiries, with their stock coming
+back, go on through every fault.
 """
 
 from __future__ import annotations
@@ -319,12 +321,17 @@ class FaultLab(Lab):
         assert found == set(orders), f"not in the read model: {sorted(set(orders) - found)}"
 
 
+PAYMENT_WINDOW = 2
+
+
 @pytest.fixture(scope="module")
 async def lab(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultLab]:
-    """Slower retries than the other tests': a message must outlive a service's restart."""
+    """Slower retries than the other tests': a message must outlive a service's restart. Unpaid reservations expire
+    after `PAYMENT_WINDOW` seconds."""
     retries = {"consumer_retries": 5, "consumer_retry_initial": 0.2, "consumer_retry_max": 2.0}
     async with lab_of(settings, "faults", **retries) as lab:
-        components = Components(process_env(lab.settings), tmp_path_factory.mktemp("fault-logs"))
+        expiring = {"ORDER_RESERVATION_TTL_SECONDS": str(PAYMENT_WINDOW), "ORDER_EXPIRY_POLL_INTERVAL": "0.2"}
+        components = Components(process_env(lab.settings, **expiring), tmp_path_factory.mktemp("fault-logs"))
         for name in ("relay", "projector", "stock-worker"):
             components.start(name)
         try:
@@ -404,6 +411,40 @@ async def test_projector_and_stock_worker_killed_mid_batch(lab: FaultLab, rng: r
         lab.components.start("projector")
 
     await under_load(lab, rng, fault)
+
+
+async def test_stock_worker_killed_while_reservations_come_due(lab: FaultLab, rng: random.Random) -> None:
+    """The expirer runs in the stock worker: SIGKILL it while reservations keep coming due, keep it down until some
+    are past their deadline with nothing to expire them, start it again. Each of those ends EXPIRED (or PAID or
+    CANCELED, when its customer came first), never twice, its stock back once (the settle's stock count)."""
+    overdue: list[int] = []
+
+    def reserved(deadline: str) -> Callable[[], Awaitable[list[int]]]:
+        async def ids() -> list[int]:
+            query = f"SELECT id FROM orders WHERE status = 'RESERVED' AND reserved_until {deadline} UTC_TIMESTAMP(6)"
+            return [row.id for row in await lab.rows(query)]
+
+        return ids
+
+    async def fault() -> None:
+        await eventually(reserved("> "), timeout=60, interval=0.1)  # the stock worker is reserving: deadlines ahead
+        lab.components.kill("stock-worker")
+        try:
+            overdue.extend(await eventually(reserved("<"), timeout=PAYMENT_WINDOW + 30, interval=0.2))
+        finally:
+            lab.components.start("stock-worker")
+
+    shop = await under_load(lab, rng, fault)
+    marks = ", ".join(str(order) for order in overdue)
+    ended = {row.id: row.status for row in await lab.rows(f"SELECT id, status FROM orders WHERE id IN ({marks})")}
+    assert set(ended.values()) <= {"EXPIRED", "PAID", "CANCELED"} and "EXPIRED" in ended.values(), ended
+    ends = await lab.rows(
+        "SELECT aggregate_id, COUNT(*) AS ends FROM outbox WHERE aggregate_type = 'order'"
+        " AND topic IN ('order.expired', 'order.paid', 'order.canceled') GROUP BY aggregate_id HAVING ends > 1"
+    )
+    assert ends == [], ends  # no order expired twice, nor expired and then paid or canceled
+    expired = await lab.rows("SELECT COUNT(*) AS n FROM orders WHERE status = 'EXPIRED'")
+    print(f"orders placed {len(shop.orders)}, overdue while no expirer ran {len(overdue)}, expired {expired[0].n}")
 
 
 async def test_kafka_stopped_and_restarted_under_load(lab: FaultLab, rng: random.Random) -> None:

@@ -1,7 +1,7 @@
 """Every hot statement of the write side uses the index meant for it (MariaDB's EXPLAIN), on a database with
 enough rows that a scan would not be chosen by accident: the relay's read and completions, the three retention
-purges, the row locks of users, products and orders, an order's items and history, the idempotency key and the
-stock worker's processed_events claim.
+purges, the row locks of users, products and orders, an order's items and history, the idempotency key, the
+stock worker's processed_events claim, and the expirer's due orders with the relay's count of them.
 
 The SQL is the code's own: the relay's statement strings and the purge statements as the relay builds them,
 and for the store, the idempotency keys and the stock worker, the statements their functions send (caught on
@@ -23,7 +23,7 @@ from command import store
 from command.db import WriteDatabase
 from command.idempotency import Idempotency, recall
 from command.models import db_now
-from command.relay.housekeeping import OUTBOX, purge_statement, retentions
+from command.relay.housekeeping import OUTBOX, Housekeeping, purge_statement, retentions
 from command.relay.publishing import OutboxStatements
 from command.stock_worker import handle_order_events
 from shared.events import OrderCreated
@@ -274,3 +274,41 @@ async def test_the_stock_worker_claims_an_event_on_the_primary_key_and_locks_by_
     assert_no_scan_anywhere(plans)
     for table in ("orders", "products"):  # read, locked and written back by id
         assert by_table(plans, table) and all(s.key == "PRIMARY" for s in by_table(plans, table))
+
+
+# --- the expirer and its metrics (last: they make some orders RESERVED) ------------------------------------------
+
+RESERVED, DUE = 30_000, 2_000
+
+
+async def reservations_coming_due(db: WriteDatabase) -> None:
+    """30,000 of the orders RESERVED, one deadline a second, the first 2,000 of them passed."""
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE orders SET status = 'RESERVED',"
+            f" reserved_until = UTC_TIMESTAMP(6) + INTERVAL (CAST(id AS SIGNED) - {10_000 + DUE}) SECOND"
+            f" WHERE id BETWEEN 10001 AND {10_000 + RESERVED}"
+        )
+        await conn.exec_driver_sql("ANALYZE TABLE orders")
+
+
+async def test_the_expirer_reads_the_due_reservations_only_in_deadline_order(shop_db: WriteDatabase) -> None:
+    """The due orders are one range of the (status, reserved_until) index, walked in deadline order (no sort) up to
+    the batch: what is not due, and every order in another status, is never read."""
+    await reservations_coming_due(shop_db)
+    with statements_sent(shop_db) as sent:
+        async with shop_db.transaction() as tx:
+            due = await store.lock_due_orders(tx, store.clock(), 100)
+    assert len(due) == 100 and due == sorted(due)  # the earliest deadlines first: the lowest ids here
+    (plan,) = [plan for _, plan in await plans_of(shop_db, sent)]
+    step = assert_uses(plan, "orders", "ix_orders_status_reserved_until")
+    assert step.type == "range" and step.rows is not None and step.rows <= 2 * DUE, step
+
+
+async def test_the_overdue_metrics_count_the_due_range_of_the_same_index(shop_db: WriteDatabase) -> None:
+    """What the relay counts each second: the overdue reservations, however many orders there are."""
+    with statements_sent(shop_db) as sent:
+        await Housekeeping(shop_db.engine, Settings()).measure_backlog()
+    (overdue,) = [(sql, params) for sql, params in sent if "reserved_until" in sql]
+    step = assert_uses(await explain(shop_db, *overdue), "orders", "ix_orders_status_reserved_until")
+    assert step.rows is not None and step.rows <= 2 * DUE, step

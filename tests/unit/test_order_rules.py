@@ -11,11 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from command.domain import stock
 from command.domain.order import NewOrder, Order, check_request
 from command.domain.product import Product
-from command.domain.stock import Rejected, Reserved
+from command.domain.stock import Expired, Rejected, Reserved
 from command.domain.user import User
 from command.handlers.create_order import CreateOrder, OrderLine
 from shared.errors import DomainError
@@ -23,6 +24,7 @@ from shared.events import (
     OrderCanceled,
     OrderCreated,
     OrderDeleted,
+    OrderExpired,
     OrderPaid,
     OrderRejected,
     OrderReserved,
@@ -34,6 +36,7 @@ from shared.events import (
     StockReserved,
     UserSnapshot,
 )
+from shared.settings import Settings
 
 OPENING = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -224,6 +227,96 @@ def test_an_order_canceled_before_its_reservation_holds_no_stock() -> None:
     assert (products[10].stock, products[10].version) == (3, 1)
 
 
+WINDOW = timedelta(minutes=15)
+"""The payment window of these stories: a reservation waits a quarter of an hour for its payment."""
+
+
+def test_an_unpaid_reservation_expires_at_its_deadline_and_its_stock_comes_back() -> None:
+    products = shelf((10, "Lamp", "12.00", 4), (11, "Bulb", "2.50", 10))
+    order, _ = placed(asks((10, 3), (11, 4)), products)
+
+    # Reserved at minute 1: Ada has until minute 16 to pay.
+    reserved = stock.reserve(order, products, minute(1), WINDOW)
+    assert isinstance(reserved, Reserved) and reserved.order.data.reserved_until == minute(16)
+    assert (products[10].stock, products[11].stock) == (1, 6)
+
+    # A minute before the deadline nothing is due, and expiring is refused.
+    assert not order.due(minute(15)) and stock.expire(order, products, minute(15)) is None
+    refused(lambda: order.expire(minute(15)), code="INVALID_STATE", status="RESERVED")
+    assert (order.status, order.version, products[10].version) == (OrderStatus.RESERVED, 2, 2)
+
+    # She never pays: at minute 16 the order expires and both lines go back, in the same decision.
+    outcome = stock.expire(order, products, minute(16))
+    assert isinstance(outcome, Expired) and isinstance(outcome.order, OrderExpired)
+    assert outcome.events == (outcome.order, *outcome.moves)
+    assert all(isinstance(m, StockReleased) for m in outcome.moves)
+    assert [(m.aggregate_id, m.order_id, m.quantity, m.data.stock) for m in outcome.moves] == [
+        (10, 7, 3, 4),
+        (11, 7, 4, 10),
+    ]
+    assert (order.status, order.version, order.stock_held, order.state.reserved_until) == (
+        OrderStatus.EXPIRED, 3, False, None,
+    )  # fmt: skip
+    assert outcome.order.data == order.state
+    assert [(c.status.value, c.at) for c in order.state.history][-1] == ("EXPIRED", minute(16))
+    assert order.state.history[-1].reason == "payment not received before the reservation expired"
+
+    # Expired is final: not expired again, not paid, not canceled, no stock given back twice; it may be deleted.
+    assert stock.expire(order, products, minute(17)) is None
+    assert stock.release(order, products, minute(17)) == ()
+    refused(lambda: order.pay(PaymentMethod.PIX, minute(17)), code="INVALID_STATE", status="EXPIRED")
+    refused(lambda: order.cancel("too late", minute(17)), code="INVALID_STATE", status="EXPIRED")
+    assert (products[10].stock, products[11].stock) == (4, 10)
+    assert isinstance(order.delete(minute(18)), OrderDeleted)
+
+
+def test_an_order_paid_or_canceled_before_its_deadline_never_expires() -> None:
+    products = shelf((10, "Tent", "120.00", 5))
+    paid, _ = placed(asks((10, 1)), products, order_id=7)
+    stock.reserve(paid, products, minute(1), WINDOW)
+    paid.pay(PaymentMethod.CREDIT_CARD, minute(15))  # in time; the deadline goes with the reservation
+    assert paid.state.reserved_until is None
+    assert stock.expire(paid, products, minute(60)) is None and paid.status is OrderStatus.PAID
+    refused(lambda: paid.expire(minute(60)), code="INVALID_STATE", status="PAID")
+
+    canceled, _ = placed(asks((10, 1)), products, order_id=8)
+    stock.reserve(canceled, products, minute(1), WINDOW)
+    canceled.cancel("changed my mind", minute(2))
+    assert stock.expire(canceled, products, minute(60)) is None and canceled.status is OrderStatus.CANCELED
+    assert canceled.owes_stock  # the cancel's own release gives it back (the stock worker, on order.canceled)
+    assert products[10].stock == 3
+
+
+def test_a_reservation_without_a_payment_window_waits_for_ever() -> None:
+    products = shelf((10, "Chair", "80.00", 2))
+    order, _ = placed(asks((10, 1)), products)
+    stock.reserve(order, products, minute(1))  # ORDER_RESERVATION_TTL_SECONDS=0: no window
+    assert order.state.reserved_until is None
+    assert not order.due(minute(60 * 24 * 365)) and stock.expire(order, products, minute(60 * 24 * 365)) is None
+    refused(lambda: order.expire(minute(60 * 24 * 365)), code="INVALID_STATE", status="RESERVED")
+
+
+def test_the_payment_window_is_a_quarter_of_an_hour_unless_set_and_zero_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORDER_RESERVATION_TTL_SECONDS", raising=False)
+
+    def window(**values: object) -> timedelta | None:
+        return Settings(_env_file=None, **values).payment_window  # type: ignore[arg-type]
+
+    assert window() == WINDOW
+    assert window(order_reservation_ttl_seconds=2.5) == timedelta(seconds=2.5)
+    assert window(order_reservation_ttl_seconds=0) is None
+    with pytest.raises(ValidationError):
+        window(order_reservation_ttl_seconds=-1)
+
+
+def test_an_order_that_awaits_its_stock_does_not_expire() -> None:
+    order, _ = placed(asks((10, 1)), shelf((10, "Bike", "900.00", 1)))
+    assert not order.due(minute(60))
+    refused(lambda: order.expire(minute(60)), code="INVALID_STATE", status="CREATED")
+
+
 def test_fulfilment_moves_one_step_at_a_time_and_only_fulfilment() -> None:
     products = shelf((10, "Chair", "80.00", 10))
     order, _ = placed(asks((10, 1)), products)
@@ -238,7 +331,7 @@ def test_fulfilment_moves_one_step_at_a_time_and_only_fulfilment() -> None:
         return lambda: order.fulfil(status, minute(3))
 
     # updateOrder moves fulfilment only: the other statuses have commands of their own, or none.
-    for status in ("CREATED", "RESERVED", "REJECTED", "PAID", "CANCELED"):
+    for status in ("CREATED", "RESERVED", "REJECTED", "PAID", "CANCELED", "EXPIRED"):
         refused(move_to(OrderStatus(status)), code="BAD_USER_INPUT", field="input.status")
     # The caller's view of the order must be the current one.
     refused(lambda: order.fulfil(OrderStatus.PROCESSING, minute(3), 2), code="CONFLICT", actual_version=3)
