@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,9 +15,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol, process_result
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -27,7 +30,8 @@ from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
 from gateway.ide import GraphiQLPage, assets_mount
 from gateway.limits import MutationLimits
-from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, WebSocketCap
+from gateway.media import MediaType, code_for_status, is_request_error, negotiate, refusal
+from gateway.middleware import BodySizeLimit, Correlation, RequestTimeout, SubscriptionCap
 from gateway.persisted import (
     PersistedQueries,
     PersistedQueryError,
@@ -35,9 +39,11 @@ from gateway.persisted import (
     persisted_transport_ws,
     registering,
 )
+from gateway.requests import decode_json, from_query_string, graphql_request, media_type_of
 from gateway.schema import create_schema
 from projection.queries import ReadModel
-from shared.errors import Unauthenticated
+from shared import tracing
+from shared.errors import ErrorCode, Unauthenticated
 from shared.logging import get_logger
 from shared.metrics import GATEWAY_WORKER_REQUESTS, GatewayMetrics
 from shared.settings import Settings, mask_dsn
@@ -63,6 +69,8 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
             allow_queries_via_get=True,  # persisted queries only (execute_operation); POST for the rest
             keep_alive=True,
             keep_alive_interval=settings.ws_keep_alive_seconds,
+            # graphql-sse's distinct connections mode: POST with `Accept: text/event-stream`, one operation each.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self.write_db = write_db
@@ -77,6 +85,57 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
             self.persisted, self.graphql_transport_ws_handler_class
         )
         self.graphql_ws_handler_class = persisted_graphql_ws(self.persisted, self.graphql_ws_handler_class)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP answer is a GraphQL response in the media type the request accepts (gateway/media.py):
+        a refusal too, and even a fault of our own (500, INTERNAL, logged), never a plain-text page."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        media = negotiate(request.headers.get("accept"))
+        request.state.media = media
+        try:
+            response = await self.run(request)
+        except HTTPException as refused:
+            allow = {"Allow": "GET, POST"} if refused.status_code == 405 else None
+            response = refusal(refused.status_code, refused.reason, code_for_status(refused.status_code), media, allow)
+        except Exception as exc:
+            correlation_id = tracing.correlation_id.get() or ""
+            log.error("graphql.http_fault", correlation_id=correlation_id, error=mask_dsn(repr(exc)), exc_info=exc)
+            response = refusal(500, "Internal error", ErrorCode.INTERNAL, media)
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        transport = self._get_stream_transport_from_headers(request.headers)
+        protocol: GraphQLRequestProtocol = transport.protocol if transport else "http"
+        if request.method == "GET":
+            return graphql_request(from_query_string(request.query_params), protocol)
+        if media_type_of(request.content_type) != "application/json":
+            raise HTTPException(415, "a POST body must be application/json")
+        return graphql_request(decode_json(await request.get_body()), protocol)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """A request error (nothing executed) has no `data` entry, and answers 400 where the client accepts
+        application/graphql-response+json; with application/json it stays 200, as older clients expect."""
+        body = process_result(result)
+        media: MediaType = request.state.media
+        request.state.sub_response.media_type = media.value
+        if is_request_error(body):
+            del body["data"]
+            if media is MediaType.GRAPHQL_RESPONSE:
+                request.state.sub_response.status_code = 400
+        return body
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.sub_response = sub_response
+        return sub_response
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = sub_response.media_type or MediaType.JSON.value
+        return response
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A GET carrying a persisted query's hash (and no `query`) is a query, not a visit to GraphiQL."""
@@ -194,13 +253,13 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # every method: the view answers the others 405 as GraphQL
             WebSocketRoute("/graphql", graphql),
             assets_mount(),
         ],
         middleware=[
             Middleware(Correlation),
-            Middleware(WebSocketCap, max_per_client=settings.max_ws_connections_per_client),
+            Middleware(SubscriptionCap, max_per_client=settings.max_ws_connections_per_client),
             Middleware(RequestTimeout, seconds=settings.request_timeout),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(
