@@ -83,7 +83,7 @@ def directive_limits(max_directives: int) -> type[ValidationRule]:
 
         def refuse(self, message: str, directives: list[DirectiveNode]) -> None:
             self.refused = True
-            self.report_error(GraphQLError(message, directives[:2]))
+            self.report_error(GraphQLError(message, list(directives[:2])))
 
     return DirectiveLimits
 
