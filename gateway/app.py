@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -41,6 +41,7 @@ from gateway.persisted import (
 )
 from gateway.requests import decode_json, from_query_string, graphql_request, media_type_of
 from gateway.schema import create_schema
+from gateway.trusted import TrustedDocuments
 from projection.queries import ReadModel
 from shared import tracing
 from shared.errors import ErrorCode, Unauthenticated
@@ -80,7 +81,8 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         self.verifier = TokenVerifier.from_settings(settings)
         self.ide = GraphiQLPage()
         self.limiter = MutationLimits.from_settings(settings)
-        self.persisted = PersistedQueries(settings.persisted_queries_max)
+        trusted = None if settings.trusted_documents is None else TrustedDocuments.load(settings.trusted_documents)
+        self.persisted = PersistedQueries(settings.persisted_queries_max, trusted)
         self.graphql_transport_ws_handler_class = persisted_transport_ws(
             self.persisted, self.graphql_transport_ws_handler_class
         )
@@ -138,8 +140,10 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         return response
 
     def should_render_graphql_ide(self, request: Any) -> bool:
-        """A GET carrying a persisted query's hash (and no `query`) is a query, not a visit to GraphiQL."""
-        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+        """A GET carrying a persisted query's hash or a document id (and no `query`) is a query, not a visit to
+        GraphiQL."""
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and "extensions" not in params and "documentId" not in params
 
     async def execute_operation(  # noqa: PLR0917 - Strawberry's signature
         self,
@@ -156,13 +160,14 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         resolved = None
         if isinstance(request_data, GraphQLRequestData):  # a batch (a list) is refused earlier: batching is off
             try:
-                resolved = self.persisted.resolve(request_data.query, request_data.extensions)
-            except PersistedQueryError as error:
-                return error.result()
+                document_id = getattr(request_data, "document_id", None)
+                resolved = self.persisted.resolve(request_data.query, request_data.extensions, document_id)
+            except PersistedQueryError as error:  # over SSE, inside the stream (graphql-sse's distinct connections)
+                return error.result() if request_data.protocol != "sse" else one_result(error.result())
             if resolved is not None:
                 request_data = dataclasses.replace(request_data, query=resolved.query)
         if resolved is None and request_adapter.method == "GET":
-            raise HTTPException(400, "queries over GET must be persisted queries (extensions.persistedQuery)")
+            raise HTTPException(400, "queries over GET must be persisted (extensions.persistedQuery or documentId)")
         with registering(resolved):
             return await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
@@ -210,6 +215,15 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
                 context.principal, context.auth_error = self.verifier.verify(token), None
         except Unauthenticated as exc:
             context.principal, context.auth_error = None, exc
+
+
+def one_result(result: ExecutionResult) -> SubscriptionExecutionResult:
+    """A stream of one result: a refusal as graphql-sse delivers it, in a `next` event."""
+
+    async def stream() -> AsyncGenerator[ExecutionResult, None]:
+        yield result
+
+    return cast(SubscriptionExecutionResult, stream())
 
 
 def create_app(
