@@ -3,6 +3,7 @@ whichever way a client names them, and nothing else (no APQ registration either)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from typer.testing import CliRunner
 
 from command.db import WriteDatabase
@@ -19,8 +21,8 @@ from eventshop.cli import app as cli
 from gateway.trusted import ManifestError
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import WriteModelProbe, bearer, fed_gateway, unique
-from tests.integration.access import codes
+from tests.conftest import WriteModelProbe, bearer, eventually, fed_gateway, unique
+from tests.integration.access import codes, served
 
 PRODUCTS = "query Products($first: Int!) { products(first: $first) { nodes { id } } }\n"
 CREATE_USER = "mutation SignUp($input: CreateUserInput!) { createUser(input: $input) { id } }\n"
@@ -144,3 +146,33 @@ async def test_without_a_manifest_a_document_id_names_a_query_the_gateway_learnt
             learn["extensions"] = {"persistedQuery": {"version": 1, "sha256Hash": sha256(PRODUCTS)}}
             assert "errors" not in await answer(http, learn)
             assert "products" in (await answer(http, by_id))["data"]
+
+
+async def test_over_a_websocket_a_subscription_runs_only_as_a_trusted_document(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, tmp_path: Path
+) -> None:
+    watch = "subscription Watch { orderUpdates { id } }\n"
+    (tmp_path / "watch.graphql").write_text(watch)
+    manifest = tmp_path / "manifest.json"
+    assert CliRunner().invoke(cli, ["trusted-documents", "build", str(tmp_path), "-o", str(manifest)]).exit_code == 0
+    only_trusted = settings.model_copy(update={"trusted_documents": manifest})
+    async with fed_gateway(only_trusted, write_db, read_model) as (app, feed), served(app) as url:
+        async with websockets.connect(
+            url.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]
+        ) as ws:  # type: ignore[list-item]
+            await ws.send(
+                json.dumps({"type": "connection_init", "payload": {"Authorization": bearer(settings)["Authorization"]}})
+            )
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            untrusted = {"query": "subscription { orderUpdates { id userId } }"}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": untrusted}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert refused["type"] == "error" and codes({"errors": refused["payload"]}) == ["QUERY_REJECTED"], refused
+            await ws.send(
+                json.dumps({"id": "2", "type": "subscribe", "payload": {"documentId": f"sha256:{sha256(watch)}"}})
+            )
+
+            async def listening() -> bool:
+                return feed.listener_count > 0
+
+            assert await eventually(listening)  # subscribed: its listener is on the feed
