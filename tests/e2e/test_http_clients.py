@@ -106,3 +106,21 @@ async def test_over_server_sent_events_the_same_rules_refuse_inside_the_stream(
     async with SSE(eventshop_all.url, "subscription { orderStatusChanged }", {}, admin_token()) as sse:
         invalid = await sse.result()  # validation errors travel in the stream too, as graphql-sse asks
         assert set(codes(invalid)) == {"BAD_USER_INPUT"} and "data" not in invalid, invalid
+
+
+async def test_apollo_client_with_persisted_queries_reads_writes_and_gets_every_error_as_graphql_errors(
+    eventshop_all: Process,
+) -> None:
+    """Apollo Client 4 prefers application/graphql-response+json: a request error comes back as HTTP 400 and
+    Apollo still reads it as GraphQL errors (with their codes), never as a failed network response."""
+    apollo = await node("apollo.mjs", f"{eventshop_all.url}/graphql", admin_token())
+    out, _ = await asyncio.wait_for(apollo.communicate(), 120)
+    assert apollo.returncode == 0
+    steps = {line["step"]: line for line in map(json.loads, out.decode().splitlines())}
+    first, again = steps["first"], steps["again"]
+    assert "products" in first["data"] and first["data"] == again["data"], steps
+    assert again["requests"] == ["GET"]  # the hash alone, by GET: the query was learnt the first time
+    assert steps["invalid"]["error"]["name"] == "CombinedGraphQLErrors", steps["invalid"]
+    assert set(steps["invalid"]["error"]["codes"]) == {"BAD_USER_INPUT"}
+    assert steps["sign up"]["data"]["createUser"]["name"] == "Apollo"
+    assert steps["refused"]["error"]["codes"] == ["NOT_FOUND"], steps["refused"]
