@@ -154,8 +154,9 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         root_value: None,
         sub_response: Any,
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
-        """Automatic persisted queries: a hash becomes its query text here, before anything parses it, so the
-        limits, the rate limits and the access policy meet a full query (gateway/persisted.py)."""
+        """Persisted documents (an APQ hash, a `documentId`; only trusted ones when a manifest is set): a hash
+        becomes its query text here, before anything parses it, so the limits, the rate limits and the access
+        policy meet a full query (gateway/persisted.py, gateway/trusted.py)."""
         GATEWAY_WORKER_REQUESTS.inc()  # refused ones too: the load this process took
         resolved = None
         if isinstance(request_data, GraphQLRequestData):  # a batch (a list) is refused earlier: batching is off
