@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
@@ -102,10 +103,10 @@ class EventshopGraphQL(GraphQL[GatewayContext, None]):
         except HTTPException as refused:
             allow = {"Allow": "GET, POST"} if refused.status_code == 405 else None
             response = refusal(refused.status_code, refused.reason, code_for_status(refused.status_code), media, allow)
-        except Exception as exc:
-            correlation_id = tracing.correlation_id.get() or ""
+        except Exception as exc:  # as ErrorCodes masks a resolver's: the log has it under the correlation id
+            correlation_id = tracing.correlation_id.get() or uuid.uuid4().hex
             log.error("graphql.http_fault", correlation_id=correlation_id, error=mask_dsn(repr(exc)), exc_info=exc)
-            response = refusal(500, "Internal error", ErrorCode.INTERNAL, media)
+            response = refusal(500, "Internal error", ErrorCode.INTERNAL, media, correlation_id=correlation_id)
         await response(scope, receive, send)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:

@@ -67,9 +67,10 @@ def is_request_error(body: Mapping[str, Any]) -> bool:
     return body.get("data") is None and bool(errors) and all(not error.get("path") for error in errors or ())
 
 
-def refusal_body(message: str, code: ErrorCode | str) -> bytes:
+def refusal_body(message: str, code: ErrorCode | str, **extensions: str) -> bytes:
     """A GraphQL response with one error and no `data` entry (a request error has none)."""
-    return json.dumps({"errors": [{"message": message, "extensions": {"code": str(code)}}]}).encode()
+    error = {"message": message, "extensions": {"code": str(code), **extensions}}
+    return json.dumps({"errors": [error]}).encode()
 
 
 def refusal(
@@ -78,8 +79,10 @@ def refusal(
     code: ErrorCode | str,
     media: MediaType,
     headers: Mapping[str, str] | None = None,
+    **extensions: str,
 ) -> Response:
-    return Response(refusal_body(message, code), status_code=status, media_type=media.value, headers=headers)
+    body = refusal_body(message, code, **extensions)
+    return Response(body, status_code=status, media_type=media.value, headers=headers)
 
 
 def code_for_status(status: int) -> ErrorCode:

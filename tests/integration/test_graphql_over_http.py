@@ -18,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from command.db import WriteDatabase
+from gateway.app import EventshopGraphQL
 from gateway.media import MediaType, negotiate
 from projection.queries import ReadModel
 from shared.settings import Settings
@@ -260,3 +261,17 @@ async def anonymous(
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
             yield c
     assert await probe.high_water() == before and await probe.events_since(before) == []
+
+
+async def test_a_fault_of_the_gateway_itself_is_a_masked_graphql_error_with_a_correlation_id(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: EventshopGraphQL, request: Any, response: Any = None) -> Any:
+        raise RuntimeError("mysql://root:hunter2@db is gone")
+
+    monkeypatch.setattr(EventshopGraphQL, "get_context", broken)
+    async with fed_gateway(settings, write_db, read_model) as (app, _):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
+            response = await post(c, {"query": "{ __typename }"})
+    assert refusal(response) == (500, GRAPHQL_RESPONSE, "INTERNAL") and "hunter2" not in response.text
+    assert response.json()["errors"][0]["extensions"]["correlation_id"]
