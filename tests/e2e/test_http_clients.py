@@ -1,5 +1,6 @@
 """The running gateway as JavaScript clients meet it: the GraphQL-over-HTTP reference audits (graphql-http's
-serverAudits, every MUST and SHOULD met) and graphql-sse's own client watching an order over Server-Sent Events.
+serverAudits, every MUST and SHOULD met), graphql-sse's own client watching an order over Server-Sent Events,
+and Apollo Client with its persisted-queries link.
 
 The clients are tests/e2e/js/, installed by `make test` (npm ci from its lock).
 """
