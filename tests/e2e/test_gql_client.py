@@ -15,7 +15,7 @@ from gql.transport.websockets import WebsocketsTransport
 from tests.e2e.conftest import Client, Process, pay, place, shop
 from tests.integration.access import customer_token
 
-ORDER = gql("query Mine($id: ID!) { order(id: $id) { id userId status } }")
+ORDER = gql("query Mine($id: ID!) { order(id: $id, minVersion: 1) { id userId status } }")  # read your write
 WATCH = gql("subscription Watch($id: ID!) { orderStatusChanged(orderId: $id) { id status version } }")
 
 
