@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ES := $(BIN)/eventshop
 
-.PHONY: run test venv up down status browser migrate lint schema bench clean graphiql-assets
+.PHONY: run test venv up down status browser js-clients migrate lint schema bench clean graphiql-assets
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ run: migrate
 browser: venv
 	$(ES) devstack browser
 
-test: up browser
+# The JavaScript clients of the e2e tests (GraphQL-over-HTTP audits, graphql-sse), npm ci from their lock.
+JS := tests/e2e/js
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json | venv
+	$(ES) devstack node
+	cd $(JS) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+js-clients: $(JS)/node_modules/.installed
+
+test: up browser js-clients
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -63,4 +72,4 @@ graphiql-assets: venv
 	$(BIN)/python gateway/graphiql/vendor.py "$$tmp/node_modules" gateway/static/graphiql/vendor
 
 clean:
-	rm -rf $(VENV) .devstack
+	rm -rf $(VENV) .devstack $(JS)/node_modules

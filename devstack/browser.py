@@ -1,7 +1,9 @@
-"""Chromium for the browser tests: Debian's package, since Playwright's own browser downloads are not reachable.
+"""Client-side tools of the end-to-end tests: Chromium for the browser test (Debian's package, since
+Playwright's own browser downloads are not reachable) and Node.js with npm for the JavaScript clients
+(tests/e2e/js: the GraphQL-over-HTTP reference audits, the graphql-sse client).
 
-Playwright drives whatever Chromium `chromium_path` names (`executable_path=`), so the tests need only this
-one system package, installed like MariaDB and PostgreSQL are: apt-get, with root or sudo, on first use.
+Playwright drives whatever Chromium `chromium_path` names (`executable_path=`). Both are system packages,
+installed like MariaDB and PostgreSQL are: apt-get, with root or sudo, on first use.
 """
 
 from __future__ import annotations
@@ -33,4 +35,17 @@ def provision_chromium(settings: Settings) -> str:
     found = chromium_path()
     if not found:
         raise DevstackError("chromium: the package is installed but no chromium executable was found")
+    return found
+
+
+def provision_node(settings: Settings) -> str:
+    """Install Debian's nodejs and npm when npm is missing (fresh CI machines); return npm's path."""
+    found = shutil.which("npm")
+    if found:
+        return found
+    for package in ("nodejs", "npm"):
+        apt_install(settings, package, what="node")
+    found = shutil.which("npm")
+    if not found:
+        raise DevstackError("node: the packages are installed but no npm executable was found")
     return found

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from devstack.browser import provision_chromium
+from devstack.browser import provision_chromium, provision_node
 from devstack.process import DevstackError
 from devstack.stack import down, status, up
 from shared.settings import Settings
@@ -47,6 +47,16 @@ def browser_cmd() -> None:
         typer.echo(provision_chromium(Settings()))
     except DevstackError as exc:
         typer.echo(f"devstack browser failed:\n{exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@devstack_app.command("node")
+def node_cmd() -> None:
+    """Install Debian's nodejs and npm for the JavaScript test clients when npm is missing; print its path."""
+    try:
+        typer.echo(provision_node(Settings()))
+    except DevstackError as exc:
+        typer.echo(f"devstack node failed:\n{exc}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -189,6 +189,28 @@ def export_schema(output: Path = typer.Argument(Path("schema.graphql"))) -> None
     typer.echo(f"wrote {output}")
 
 
+trusted_app = typer.Typer(no_args_is_help=True)
+
+
+@trusted_app.command("build")
+def trusted_documents_build(
+    sources: list[Path] = typer.Argument(..., help="the clients' .graphql/.gql files or folders, and manifests"),
+    output: Path = typer.Option(Path("trusted-documents.json"), "--output", "-o"),
+) -> None:
+    """Write the manifest of trusted documents (id -> text) from the clients' operations; each must validate."""
+    from gateway.schema import create_schema
+    from gateway.trusted import ManifestError, build
+
+    try:
+        manifest = build(create_schema(Settings())._schema, sources)
+    except ManifestError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    manifest.write(output)
+    typer.echo(f"wrote {output}: {len(manifest)} documents")
+
+
+app.add_typer(trusted_app, name="trusted-documents", help="Build the manifest of trusted documents (production).")
 app.add_typer(dlq_app, name="dlq", help="Inspect dead-letter topics and redrive their messages.")
 app.add_typer(projection_app, name="projection", help="Maintain the read model: rebuild and switch over.")
 app.command("verify")(verify)

@@ -30,6 +30,7 @@ from command.stock_worker import StockWorker
 from gateway.app import create_app
 from gateway.auth import AuthConfigError, TokenVerifier
 from gateway.feed import ViewFeed
+from gateway.trusted import ManifestError, TrustedDocuments
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model
@@ -304,7 +305,9 @@ def gateway_may_start(settings: Settings) -> bool:
     """Refuse an unsafe security configuration before anything opens; warn about a merely risky one."""
     try:
         TokenVerifier.from_settings(settings)
-    except AuthConfigError as exc:
+        if settings.trusted_documents is not None:
+            TrustedDocuments.load(settings.trusted_documents)
+    except (AuthConfigError, ManifestError) as exc:
         log.error("gateway.refused_to_start", reason=str(exc))
         return False
     if not settings.auth_enabled:
@@ -313,6 +316,8 @@ def gateway_may_start(settings: Settings) -> bool:
         )
     elif settings.is_production and settings.graphql_introspection:
         log.warning("gateway.introspection_enabled", detail="set GRAPHQL_INTROSPECTION=false in production")
+    if settings.is_production and settings.trusted_documents is None:
+        log.warning("gateway.any_document_runs", detail="set TRUSTED_DOCUMENTS to the clients' manifest in production")
     return True
 
 

@@ -1,19 +1,35 @@
-"""Abuse limits: query depth, alias and token counts, introspection (-> QUERY_REJECTED, before execution),
+"""Abuse limits: query depth, alias, directive and token counts, introspection (-> QUERY_REJECTED, before
+execution),
 and the per-client mutation rate with a budget per kind of caller (-> RATE_LIMITED, applied by the access
 policy)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule, ValidationContext, ValidationRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
+from graphql import (
+    ASTValidationRule,
+    DirectiveNode,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
+    ValidationContext,
+    ValidationRule,
+    validate,
+)
+from graphql.language import Node
+from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from gateway.auth import Principal, Role
 from shared.errors import ErrorCode
@@ -42,17 +58,90 @@ def rejecting(rule: type[ValidationRule]) -> type[ValidationRule]:
     return Rejecting
 
 
+def directive_limits(max_directives: int) -> type[ValidationRule]:
+    class DirectiveLimits(ValidationRule):
+        """At most `max_directives` directives in a document, and a directive that is not repeatable once per
+        location: each refusal reported once, however many copies the document holds."""
+
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.repeatable = {d.name: d.is_repeatable for d in context.schema.directives}
+            self.count = 0
+            self.refused = False
+
+        def enter(self, node: Node, *_args: Any) -> None:
+            directives: list[DirectiveNode] | None = getattr(node, "directives", None)
+            if not directives or self.refused:
+                return
+            self.count += len(directives)
+            names = Counter(d.name.value for d in directives)
+            repeated = [n for n, times in names.items() if times > 1 and not self.repeatable.get(n, False)]
+            if repeated:
+                self.refuse(f"The directive '@{repeated[0]}' can only be used once at this location.", directives)
+            elif self.count > max_directives:
+                self.refuse(f"more than {max_directives} directives in the document", directives)
+
+        def refuse(self, message: str, directives: list[DirectiveNode]) -> None:
+            self.refused = True
+            self.report_error(GraphQLError(message, list(directives[:2])))
+
+    return DirectiveLimits
+
+
+Validator = Callable[[GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...]], list[GraphQLError]]
+
+
+def two_pass_validator(limits: tuple[type[ASTValidationRule], ...], *, suggestions: bool, cache_size: int) -> Validator:
+    """Validation in two passes: the abuse limits first, and the specification's rules only for a document
+    within them, so a bomb is refused with its limits' errors alone, before the costlier rules walk it.
+    Suggestions ("Did you mean ...?") are left out when introspection is off: they would tell the schema
+    field by field. Results are kept per document (an LRU: clients send the same few documents)."""
+    hide = not suggestions
+
+    @lru_cache(maxsize=cache_size)
+    def validated(
+        schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+    ) -> list[GraphQLError]:
+        spec = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)  # as Strawberry validates
+        return validate(schema, document, limits, hide_suggestions=hide) or validate(
+            schema, document, spec, hide_suggestions=hide
+        )
+
+    return validated
+
+
+class Validation(SchemaExtension):
+    def __init__(self, validator: Validator) -> None:
+        self.validator = validator
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = self.validator(
+            context.schema._schema, context.graphql_document, tuple(context.validation_rules)
+        )
+        yield
+
+
 def limit_extensions(
-    *, max_depth: int, max_aliases: int, max_tokens: int, introspection: bool = True
+    *,
+    max_depth: int,
+    max_aliases: int,
+    max_tokens: int,
+    max_directives: int,
+    introspection: bool = True,
+    cache_size: int = 1000,
 ) -> list[Callable[[], SchemaExtension]]:
     meta = lambda ignore: ignore.field_name.startswith("__")  # noqa: E731 - GraphiQL's own query
     rules: list[type[ASTValidationRule]] = [
         rejecting(depth_rule(max_depth, meta, None)),
         rejecting(alias_rule(max_aliases)),
+        rejecting(directive_limits(max_directives)),
     ]
     if not introspection:  # __schema and __type are refused; __typename stays
         rules.append(rejecting(NoSchemaIntrospectionCustomRule))
-    return [lambda: AddValidationRules(rules), lambda: MaxTokensLimiter(max_token_count=max_tokens)]
+    validator = two_pass_validator(tuple(rules), suggestions=introspection, cache_size=cache_size)
+    return [lambda: Validation(validator), lambda: MaxTokensLimiter(max_token_count=max_tokens)]
 
 
 class RateLimiter:

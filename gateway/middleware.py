@@ -1,35 +1,40 @@
-"""Guards in front of GraphQL: body size limit, per-request timeout, WebSocket cap (plain ASGI middleware)."""
+"""Guards in front of GraphQL: body size limit, per-request timeout, subscription connection cap (plain ASGI
+middleware)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.media import negotiate, refusal_body
 from shared import tracing
 from shared.errors import ErrorCode
 
+EVENT_STREAM = b"text/event-stream"
 
-async def _error(send: Send, status: int, code: ErrorCode, message: str) -> None:
-    body = json.dumps({"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}).encode()
+
+async def _error(scope: Scope, send: Send, status: int, code: ErrorCode, message: str) -> None:
+    """A refusal before GraphQL runs, in the media type the request accepts (gateway/media.py)."""
+    media = negotiate(dict(scope["headers"]).get(b"accept", b"").decode("latin-1"))
+    body = refusal_body(message, code)
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", media.value.encode()), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
-    """Refuse request bodies above `max_bytes` (413) before GraphQL parses anything."""
+    """Refuse request bodies above `max_bytes` (413) before GraphQL parses anything.
+
+    The body is read here, at most `max_bytes` of it, and handed on whole: GraphQL needs all of it anyway, and
+    a refusal is then an answer of this middleware rather than an exception raised in the middle of the app.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -40,27 +45,39 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        too_large = f"request body larger than {self.max_bytes} bytes"
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _error(send, 413, ErrorCode.QUERY_REJECTED, f"request body larger than {self.max_bytes} bytes")
+            await _error(scope, send, 413, ErrorCode.QUERY_REJECTED, too_large)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":  # the client went away before the body ended
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.max_bytes:
-                raise BodyTooLarge
-            return message
+                await _error(scope, send, 413, ErrorCode.QUERY_REJECTED, too_large)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except BodyTooLarge:
-            await _error(send, 413, ErrorCode.QUERY_REJECTED, f"request body larger than {self.max_bytes} bytes")
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # http.disconnect, when it comes
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class RequestTimeout:
-    """Cut off HTTP requests that take longer than `seconds` (504); subscriptions are not affected."""
+    """Cut off HTTP requests that take longer than `seconds` (504); subscriptions are not affected: neither
+    WebSockets nor a Server-Sent Events stream, whose clock stops once its response starts."""
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
@@ -71,18 +88,22 @@ class RequestTimeout:
             await self.app(scope, receive, send)
             return
         started = False
+        deadline = asyncio.timeout(self.seconds)
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if dict(message.get("headers", [])).get(b"content-type", b"").startswith(EVENT_STREAM):
+                    deadline.reschedule(None)
             await send(message)
 
         try:
-            async with asyncio.timeout(self.seconds):
+            async with deadline:
                 await self.app(scope, receive, tracking_send)
         except TimeoutError:
             if not started:
-                await _error(send, 504, ErrorCode.INTERNAL, f"request took longer than {self.seconds:g}s")
+                await _error(scope, send, 504, ErrorCode.INTERNAL, f"request took longer than {self.seconds:g}s")
 
 
 class Correlation:
@@ -108,11 +129,18 @@ class Correlation:
         await self.app(scope, receive, send_with_id)
 
 
-class WebSocketCap:
-    """At most `max_per_client` open WebSockets per client address; an extra handshake is refused.
+def is_event_stream(scope: Scope) -> bool:
+    """An HTTP request asking for Server-Sent Events: a subscription (graphql-sse) that stays open."""
+    return scope["type"] == "http" and EVENT_STREAM in dict(scope["headers"]).get(b"accept", b"").lower()
 
-    Counted at the handshake, before any message, so sockets that never send connection_init count too.
-    The refusal is HTTP 429 with a RATE_LIMITED body where the server supports it, otherwise 403.
+
+class SubscriptionCap:
+    """At most `max_per_client` open WebSockets and Server-Sent Events streams per client address; an extra
+    one is refused.
+
+    Counted at the handshake (the request), before any message, so sockets that never send connection_init
+    count too. The refusal is HTTP 429 with a RATE_LIMITED body (a WebSocket where the server supports it,
+    otherwise a close with 1008).
     """
 
     def __init__(self, app: ASGIApp, max_per_client: int) -> None:
@@ -121,7 +149,7 @@ class WebSocketCap:
         self.open: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
+        if scope["type"] != "websocket" and not is_event_stream(scope):
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
@@ -137,12 +165,15 @@ class WebSocketCap:
                 del self.open[client]
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"more than {self.max_per_client} subscription connections from this client"
+        if scope["type"] == "http":
+            await _error(scope, send, 429, ErrorCode.RATE_LIMITED, message)
+            return
         await receive()  # websocket.connect
-        message = f"more than {self.max_per_client} WebSocket connections from this client"
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
-        body = json.dumps({"errors": [{"message": message, "extensions": {"code": ErrorCode.RATE_LIMITED.value}}]})
+        body = refusal_body(message, ErrorCode.RATE_LIMITED)
         await send(
             {
                 "type": "websocket.http.response.start",
@@ -150,4 +181,4 @@ class WebSocketCap:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             }
         )
-        await send({"type": "websocket.http.response.body", "body": body.encode()})
+        await send({"type": "websocket.http.response.body", "body": body})

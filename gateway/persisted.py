@@ -13,7 +13,6 @@ what a full one does: the token, depth and alias limits, the access policy, the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -30,15 +29,13 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types import ExecutionResult
 
+from gateway.trusted import TrustedDocuments, document_key, sha256_hex
 from shared.errors import ErrorCode
 
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+UNTRUSTED = ErrorCode.QUERY_REJECTED.value
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def sha256_hex(query: str) -> str:
-    return hashlib.sha256(query.encode()).hexdigest()
 
 
 class PersistedQueryError(Exception):
@@ -68,10 +65,12 @@ class Resolved:
 
 
 class PersistedQueries:
-    """Query texts by their SHA-256, least recently used forgotten first beyond `max_entries`."""
+    """Query texts by their SHA-256, least recently used forgotten first beyond `max_entries`; or, with
+    `trusted` documents (gateway/trusted.py), those alone: nothing else runs and nothing is registered."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, trusted: TrustedDocuments | None = None) -> None:
         self.max_entries = max_entries
+        self.trusted = trusted
         self._queries: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
@@ -92,13 +91,24 @@ class PersistedQueries:
         while len(self._queries) > self.max_entries:
             self._queries.popitem(last=False)
 
-    def resolve(self, query: str | None, extensions: Mapping[str, Any] | None) -> Resolved | None:
-        """What a request's `query` and `extensions` stand for: None when it is no persisted-query request.
+    def resolve(
+        self, query: str | None, extensions: Mapping[str, Any] | None, document_id: str | None = None
+    ) -> Resolved | None:
+        """What a request's `query`, `extensions` and `documentId` stand for: None when it is no persisted-query
+        request (and, with trusted documents, its text is trusted).
 
         Raises PersistedQueryError: APQ off, an unknown hash without the text, a hash that does not match the
-        text, or a malformed extension (BAD_USER_INPUT, as the rest of the API answers bad input).
+        text, or a malformed extension (BAD_USER_INPUT, as the rest of the API answers bad input); with trusted
+        documents, any document not in the manifest (QUERY_REJECTED).
         """
         persisted = (extensions or {}).get("persistedQuery")
+        if self.trusted is not None:
+            return self._trusted(self.trusted, query, persisted, document_id)
+        if document_id is not None:
+            known = self.get(document_key(document_id))
+            if known is None:
+                raise PersistedQueryError("PersistedQueryNotFound", NOT_FOUND)
+            return Resolved(self, document_key(document_id), known, register=False)
         if persisted is None:
             return None
         if self.max_entries <= 0:
@@ -119,6 +129,26 @@ class PersistedQueries:
         if sha256_hex(query) != sha256:
             raise PersistedQueryError("provided sha does not match query", ErrorCode.BAD_USER_INPUT)
         return Resolved(self, sha256, query, register=True)
+
+    def _trusted(
+        self, trusted: TrustedDocuments, query: str | None, persisted: Any, document_id: str | None
+    ) -> Resolved | None:
+        if document_id is None and persisted is not None:
+            document_id = persisted.get("sha256Hash") if isinstance(persisted, Mapping) else None
+            if not isinstance(document_id, str):
+                raise PersistedQueryError("persistedQuery.sha256Hash must be a string", ErrorCode.BAD_USER_INPUT)
+        if document_id is None:
+            if query is not None and trusted.trusts(query):
+                return None  # the text of a trusted document: it runs as sent
+            raise PersistedQueryError(
+                "only trusted documents run here: send the documentId of one in the manifest", UNTRUSTED
+            )
+        text = trusted.get(document_id)
+        if text is None:
+            raise PersistedQueryError("not a trusted document: its id is not in the manifest", UNTRUSTED)
+        if query is not None and query != text:
+            raise PersistedQueryError("provided sha does not match query", ErrorCode.BAD_USER_INPUT)
+        return Resolved(self, document_key(document_id), text, register=False)
 
 
 # The query waiting to be remembered by the operation running in this task (HTTP request, or the task of one
@@ -160,7 +190,7 @@ def persisted_transport_ws(
                 return
             payload = message["payload"]
             try:
-                resolved = store.resolve(payload.get("query"), payload.get("extensions"))
+                resolved = store.resolve(payload.get("query"), payload.get("extensions"), _document_id(payload))
             except PersistedQueryError as error:
                 await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
                 return
@@ -184,7 +214,11 @@ def persisted_graphql_ws(
                 return
             payload = message["payload"]
             try:
-                resolved = store.resolve(payload.get("query"), payload.get("extensions"))  # type: ignore[arg-type]
+                resolved = store.resolve(
+                    payload.get("query"),
+                    payload.get("extensions"),  # type: ignore[arg-type]
+                    _document_id(payload),  # type: ignore[arg-type]
+                )
             except PersistedQueryError as error:
                 await self.send_message({"type": "error", "id": message["id"], "payload": error.formatted})
                 return
@@ -194,3 +228,8 @@ def persisted_graphql_ws(
                 await super().handle_start(message)
 
     return PersistedGraphQLWS
+
+
+def _document_id(payload: Mapping[str, Any]) -> str | None:
+    document_id = payload.get("documentId")
+    return document_id if isinstance(document_id, str) else None

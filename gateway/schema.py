@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import strawberry
 from graphql import DocumentNode
 from graphql.error import GraphQLError
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -402,16 +402,16 @@ def create_schema(settings: Settings, telemetry: Telemetry = OFF) -> strawberry.
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
         extensions=[
             lambda: OperationMetrics(telemetry),
-            ErrorCodes,
+            lambda: ErrorCodes(suggestions=settings.graphql_introspection),
             *limit_extensions(
                 max_depth=settings.max_query_depth,
                 max_aliases=settings.max_query_aliases,
                 max_tokens=settings.max_query_tokens,
+                max_directives=settings.max_query_directives,
                 introspection=settings.graphql_introspection,
+                cache_size=QUERY_CACHE_SIZE,  # clients send the same few documents over and over
             ),
-            # Clients send the same few documents over and over: parse and validate each once (bounded).
-            lambda: ParsedDocuments(parsed),
-            lambda: ValidationCache(maxsize=QUERY_CACHE_SIZE),
+            lambda: ParsedDocuments(parsed),  # parsed once each, too (bounded)
             RememberValidPersistedQueries,  # APQ: a query sent with its hash is stored once it validated
         ],
     )

@@ -79,6 +79,15 @@ GRAPHQL_DURATION = Histogram(
     ["operation_type", "operation_name"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+def dead_letters_counted(topics: list[str], consumer: str) -> None:
+    """A consumer's dead-letter counters, one per topic it reads, shown at 0 from its start: a healthy system
+    says "0", not "no data" (a labelled series exists only once its labels are used)."""
+    for topic in topics:
+        DLQ_MESSAGES.labels(topic=topic, consumer=consumer)
+
+
 # A gauge, not a counter: a counter's series of several workers add up into one, and this one is there to show
 # how the kernel spreads connections over them (one series per live worker, labelled pid, with --workers N).
 GATEWAY_WORKER_REQUESTS = Gauge(

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(10, ge=1)
     max_query_aliases: int = Field(30, ge=0)
     max_query_tokens: int = Field(2000, ge=1)
+    max_query_directives: int = Field(50, ge=0)
+    trusted_documents: Path | None = Field(
+        None, description="manifest of trusted documents (JSON, id -> text); when set, only those run"
+    )
     max_body_bytes: int = Field(100_000, ge=1024, description="largest accepted HTTP request body")
     request_timeout: float = Field(15.0, gt=0, description="seconds before an HTTP request is cut off")
     allowed_origins: str = Field("", description="comma-separated origins allowed by CORS (browsers)")

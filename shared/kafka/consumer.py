@@ -14,7 +14,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type,
 from shared import tracing
 from shared.events import Event, dlq_topic, parse_event
 from shared.logging import get_logger
-from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES
+from shared.metrics import CONSUMER_LAG, DLQ_MESSAGES, dead_letters_counted
 from shared.outages import is_infrastructure_outage
 from shared.settings import Settings
 from shared.telemetry import OFF, Telemetry, dead_lettered
@@ -136,6 +136,7 @@ class ConsumerLoop(Generic[T]):
         )
 
     async def start(self) -> None:
+        dead_letters_counted(self.topics, self.name)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from shared.events import AggregateType, Event, Topic
 from shared.kafka.consumer import ConsumerLoop, decode_event
@@ -67,6 +68,8 @@ async def test_a_stop_during_a_retry_backoff_stops_at_once_without_dead_letterin
     running = asyncio.create_task(loop.run(stopping))
     try:
         await loop.wait_ready(timeout=30)
+        dead_letters = {"topic": patient.topic(Topic.USER_UPDATED), "consumer": "stop-probe"}
+        assert REGISTRY.get_sample_value("eventshop_dlq_messages_total", dead_letters) == 0.0  # shown from the start
         sent = await producer.send_and_wait(patient.topic(Topic.USER_UPDATED), event.to_bytes(), key=event.key)
         await eventually(lambda: _value(attempts))  # the first attempt failed: the loop now waits 30 s
 
@@ -74,6 +77,7 @@ async def test_a_stop_during_a_retry_backoff_stops_at_once_without_dead_letterin
         stopping.set()
         await asyncio.wait_for(running, 10)
         assert time.monotonic() - asked < 5
+        assert REGISTRY.get_sample_value("eventshop_dlq_messages_total", dead_letters) == 0.0
     finally:
         stopping.set()
         await asyncio.gather(running, return_exceptions=True)

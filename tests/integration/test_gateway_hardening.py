@@ -117,3 +117,46 @@ async def test_min_version_the_read_model_does_not_reach_is_stale_read(
     assert body["errors"][0]["extensions"]["code"] == "STALE_READ"
     assert body["errors"][0]["extensions"]["current_version"] == 1
     assert await gql.error_code(READ, id=user["id"], v=0) == "BAD_USER_INPUT"
+
+
+async def test_repeated_directives_are_refused_once_before_execution_however_many_copies(
+    gql: GraphQLClient, probe: WriteModelProbe
+) -> None:
+    before = await probe.high_water()
+    for copies in (2, 10, 250):  # 250 copies: 1,750 tokens, within the token limit
+        repeated = " ".join("@skip(if: false)" for _ in range(copies))
+        email = f"{unique('repeat')}@example.com"
+        body = await gql.execute(
+            f'mutation {{ createUser(input: {{name: "R", email: "{email}"}}) {repeated} {{ id }} }}'
+        )
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["QUERY_REJECTED"], body
+        assert "can only be used once" in body["errors"][0]["message"] and "data" not in body
+    assert await probe.high_water() == before and await probe.events_since(before) == []
+
+
+async def test_directives_per_document_are_limited(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> None:
+    async with in_process_admin(settings.model_copy(update={"max_query_directives": 3}), write_db, read_model) as c:
+        three = "{ a: __typename @include(if: true) b: __typename @include(if: true) c: __typename @skip(if: false) }"
+        assert "errors" not in await c.execute(three)
+        fields = " ".join(f"f{i}: __typename @include(if: true)" for i in range(25))
+        body = await c.execute("{ " + fields + " }")
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["QUERY_REJECTED"], body  # once, not 22 times
+        assert "more than 3 directives" in body["errors"][0]["message"]
+
+
+async def test_suggestions_are_off_when_introspection_is(
+    settings: Settings, write_db: WriteDatabase, read_model: ReadModel
+) -> None:
+    typo = '{ product(id: "1") { nmae } }'
+    enum = "query($s: OrderStatus) { orders(status: $s) { totalCount } }"
+    async with in_process_admin(settings, write_db, read_model) as open_schema:
+        assert "Did you mean 'name'?" in (await open_schema.execute(typo))["errors"][0]["message"]
+        assert "Did you mean" in (await open_schema.execute(enum, s="PAYED"))["errors"][0]["message"]
+    closed = settings.model_copy(update={"graphql_introspection": False})
+    async with in_process_admin(closed, write_db, read_model) as closed_schema:
+        for body in (await closed_schema.execute(typo), await closed_schema.execute(enum, s="PAYED")):
+            (error,) = body["errors"]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT" and "Did you mean" not in error["message"], body
+            assert "name" not in error["message"] and "PAID" not in error["message"], body

@@ -104,8 +104,7 @@ async def test_an_unknown_hash_is_asked_for_once_then_served_by_hash_by_post_and
 
         # Unknown: the link is told to send the query (HTTP 200, nothing run).
         unknown = await apq.hash_only(PRODUCTS, first=2)
-        assert unknown == {
-            "data": None,
+        assert unknown == {  # a request error: no data entry
             "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": NOT_FOUND}}],
         }
         assert codes(await apq.hash_only(PRODUCTS, get=True, first=2)) == [NOT_FOUND]

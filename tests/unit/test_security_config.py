@@ -3,6 +3,7 @@ the rate limiter's arithmetic, and an operation without an access rule is refuse
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,6 +95,22 @@ def test_disabling_authentication_is_explicit_and_warned_about() -> None:
     with capture_logs() as logs:
         assert gateway_may_start(_settings(auth_enabled=False, jwt_secret=None))
     assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == ["gateway.auth_disabled"]
+
+
+def test_a_forged_trusted_documents_manifest_stops_the_start_and_production_without_one_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({"sha256:" + "0" * 64: "{ users { nodes { email } } }"}))
+    secret = SecretStr("s" * 40)
+    with capture_logs() as logs:
+        assert not gateway_may_start(_settings(env="production", jwt_secret=secret, trusted_documents=forged))
+        assert gateway_may_start(_settings(env="production", jwt_secret=secret, graphql_introspection=False))
+    assert [entry["event"] for entry in logs if entry["log_level"] != "info"] == [
+        "gateway.refused_to_start",
+        "gateway.any_document_runs",
+    ]
+    assert "forged.json" in logs[0]["reason"]
 
 
 def test_a_key_file_that_cannot_be_read_stops_the_start(tmp_path: Path) -> None:
