@@ -35,126 +35,234 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     # Backing services (names as in the original system).
-    mysql_dsn: str = "mysql+asyncmy://eventshop:eventshop@127.0.0.1:3306/eventshop"
-    mongo_uri: str = "mongodb://127.0.0.1:27017/eventshop"
-    kafka_brokers: str = "127.0.0.1:9092"
-    kafka_topic_prefix: str = Field("", description="prepended to every topic name (isolates environments)")
+    mysql_dsn: str = Field(
+        "mysql+asyncmy://eventshop:eventshop@127.0.0.1:3306/eventshop",
+        description="write model (SQLAlchemy async URL); its password is masked in logs and never shown by /readyz",
+    )
+    mongo_uri: str = Field(
+        "mongodb://127.0.0.1:27017/eventshop",
+        description="read model (MongoDB or FerretDB); the path names the database",
+    )
+    kafka_brokers: str = Field("127.0.0.1:9092", description="comma-separated bootstrap servers")
+    kafka_topic_prefix: str = Field(
+        "",
+        description="prepended to every topic name and to the default consumer group names: one setting isolates an "
+        "environment",
+    )
 
     # Outbox relay.
-    outbox_poll_interval: float = Field(0.5, gt=0, description="max seconds between outbox polls")
-    outbox_batch_size: int = Field(500, ge=1, le=10_000)
-    outbox_completion: Literal["mark", "delete"] = Field(
-        "mark", description="what the relay does with a row Kafka acked: mark it published (kept) or delete it"
+    outbox_poll_interval: float = Field(
+        0.5,
+        gt=0,
+        description="longest idle wait of the relay between polls, in seconds (a commit in the same process wakes "
+        "it at once)",
     )
-    outbox_retention_seconds: float = Field(7 * 24 * 3600, ge=0)
-    outbox_purge_batch: int = Field(1000, ge=1)
+    outbox_batch_size: int = Field(500, ge=1, le=10_000, description="rows per relay batch (1..10000)")
+    outbox_completion: Literal["mark", "delete"] = Field(
+        "mark",
+        description="what the relay does with a row Kafka acked: `mark` sets `published_at` and keeps the row for "
+        "`OUTBOX_RETENTION_SECONDS` (audit trail, re-publish by clearing `published_at`); `delete` removes it at "
+        "once (no audit trail; since marks are written in place, 1.0-1.1x the relay throughput of `mark`)",
+    )
+    outbox_retention_seconds: float = Field(
+        7 * 24 * 3600, ge=0, description="published outbox rows older than this are purged (`mark`; 7 days)"
+    )
+    outbox_purge_batch: int = Field(
+        1000,
+        ge=1,
+        description="rows deleted per purge statement (old published rows, expired idempotency keys, old processed "
+        "events)",
+    )
 
-    idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long idempotency keys are kept")
+    idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long an idempotency key is remembered")
     # The stock worker's dedup rows must outlive every copy of their event that can still be delivered: Kafka
     # keeps a message up to log.retention (7 days) plus the age of its segment (segment.ms, 7 days), and a
-    # republished outbox row (kept 7 days) starts that again: 21 days at most, so 30 is safe (README).
+    # republished outbox row (kept 7 days) starts that again: 21 days at most, so 30 is safe (Operations).
     processed_events_retention_seconds: float = Field(
-        30 * 24 * 3600, gt=0, description="how long the stock worker remembers an event it handled"
+        30 * 24 * 3600,
+        gt=0,
+        description="how long the stock worker remembers an event it handled (30 days: above the 21 days an event "
+        "can still be delivered, Operations)",
     )
 
     # Reservations (the stock worker): an unpaid RESERVED order expires at its deadline and gives its stock back.
     order_reservation_ttl_seconds: float = Field(
-        15 * 60, ge=0, description="how long a reserved order waits for its payment; 0: reservations never expire"
+        15 * 60,
+        ge=0,
+        description="how long a RESERVED order waits for its payment before it EXPIRES and its stock goes back; "
+        "`0`: new reservations never expire",
     )
     order_expiry_poll_interval: float = Field(
-        1.0, gt=0, description="max seconds between the expirer's looks for due reservations"
+        1.0,
+        gt=0,
+        description="longest wait, in seconds, between the expirer's looks for due reservations (at once again "
+        "after a full batch)",
     )
     order_expiry_batch: int = Field(100, ge=1, le=10_000, description="due orders expired per transaction")
 
     # Consumers: retry with exponential backoff, then the DLQ.
-    consumer_retries: int = Field(5, ge=0)
-    consumer_retry_initial: float = Field(1.0, ge=0)
-    consumer_retry_max: float = Field(16.0, ge=0)
+    consumer_retries: int = Field(5, ge=0, description="retries of a failing message before it goes to `<topic>.dlq`")
+    consumer_retry_initial: float = Field(1.0, ge=0, description="first backoff in seconds (doubles, with jitter)")
+    consumer_retry_max: float = Field(16.0, ge=0, description="longest backoff in seconds")
     consumer_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a consumer group without committed offsets starts"
     )
-    projector_group: str = Field("", description="empty: <KAFKA_TOPIC_PREFIX>eventshop-projector")
-    stock_worker_group: str = Field("", description="empty: <KAFKA_TOPIC_PREFIX>eventshop-stock-worker")
+    projector_group: str = Field(
+        "",
+        description="consumer group of the projectors; empty: `<KAFKA_TOPIC_PREFIX>eventshop-projector`; a value "
+        "set here is used as it is",
+    )
+    stock_worker_group: str = Field(
+        "",
+        description="consumer group of the stock workers; empty: `<KAFKA_TOPIC_PREFIX>eventshop-stock-worker`; a "
+        "value set here is used as it is",
+    )
 
     # Gateway.
-    host: str = Field("127.0.0.1", description="bind address of the gateway, and of METRICS_PORT")
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="gateway bind address, and the bind address of `METRICS_PORT`")
+    port: int = Field(8000, description="gateway port")
     gateway_workers: int = Field(
-        1, ge=1, description="eventshop gateway: processes serving PORT (their own feed each); 1: one process"
+        1,
+        ge=1,
+        description="processes of `eventshop gateway` serving `PORT`, each a whole gateway (`--workers N` overrides "
+        "it); `1`: the gateway is this one process. `eventshop all` (so `make run`) always runs one (Deployment)",
     )
     metrics_port: int = Field(
-        0, ge=0, le=65535, description="relay, stock worker, projector: serve /metrics on this port; 0: off"
+        0,
+        ge=0,
+        le=65535,
+        description="`eventshop relay`, `stock-worker` and `projector` serve Prometheus `/metrics` on this port; "
+        "`0`: off (the gateway, and `eventshop all`, serve them on the gateway's `/metrics`)",
     )
-    read_wait_timeout: float = Field(5.0, ge=0, description="max seconds minVersion waits for the read model")
-    ws_keep_alive_seconds: float = Field(10.0, gt=0)
-    max_query_depth: int = Field(10, ge=1)
-    max_query_aliases: int = Field(30, ge=0)
-    max_query_tokens: int = Field(2000, ge=1)
-    max_query_directives: int = Field(50, ge=0)
+    read_wait_timeout: float = Field(
+        5.0, ge=0, description="longest `minVersion` wait, in seconds, for the read model before `STALE_READ`"
+    )
+    ws_keep_alive_seconds: float = Field(10.0, gt=0, description="server keep-alive interval on WebSockets")
+    max_query_depth: int = Field(10, ge=1, description="deeper documents are `QUERY_REJECTED`")
+    max_query_aliases: int = Field(30, ge=0, description="more aliases are `QUERY_REJECTED`")
+    max_query_tokens: int = Field(2000, ge=1, description="longer documents are `QUERY_REJECTED`")
+    max_query_directives: int = Field(50, ge=0, description="documents with more directives are `QUERY_REJECTED`")
     trusted_documents: Path | None = Field(
-        None, description="manifest of trusted documents (JSON, id -> text); when set, only those run"
+        None,
+        description="path of the manifest of trusted documents (JSON, id -> text); set, only those run (GraphQL "
+        "guide); empty: any document runs",
     )
-    max_body_bytes: int = Field(100_000, ge=1024, description="largest accepted HTTP request body")
-    request_timeout: float = Field(15.0, gt=0, description="seconds before an HTTP request is cut off")
-    allowed_origins: str = Field("", description="comma-separated origins allowed by CORS (browsers)")
-    max_subscriptions_per_connection: int = Field(20, ge=1)
+    max_body_bytes: int = Field(100_000, ge=1024, description="larger HTTP request bodies get 413")
+    request_timeout: float = Field(15.0, gt=0, description="HTTP requests running longer, in seconds, get 504")
+    allowed_origins: str = Field("", description="comma-separated browser origins allowed by CORS")
+    max_subscriptions_per_connection: int = Field(20, ge=1, description="subscriptions one WebSocket may hold")
     persisted_queries_max: int = Field(
-        1000, ge=0, description="automatic persisted queries kept per gateway (LRU); 0 turns APQ off"
+        1000, ge=0, description="automatic persisted queries remembered per gateway (LRU); `0` turns APQ off"
     )
     totals_max_age_seconds: float = Field(
         2.0,
         ge=0,
-        description="a connection's totalCount is counted again after this long even if the feed announced no "
-        "change of its view; 0: counted for every page",
+        description="longest a gateway reuses a connection's `totalCount` when its feed announced no change of that "
+        "view (GraphQL guide, paging); `0`: counted for every page",
     )
 
     # Security (issue 6): who may call what, and how often.
-    env: str = Field("development", description="deployment environment; `production` refuses development defaults")
-    auth_enabled: bool = Field(True, description="require bearer JWTs; false only for local experiments")
-    jwt_secret: SecretStr | None = Field(None, description="HMAC secret for HS256/384/512 tokens")
+    env: str = Field(
+        "development",
+        description="deployment environment; `production` refuses the development JWT secret and secrets under 32 "
+        "bytes, and warns if introspection is on",
+    )
+    auth_enabled: bool = Field(
+        True,
+        description="require bearer JWTs; `false` makes every caller an admin (local experiments only, warned at "
+        "start-up)",
+    )
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret for HS256/384/512 tokens and `eventshop token`; unset by default (`.env.example` "
+        "has a development value)",
+    )
     jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS*/PS*/ES* tokens")
-    jwt_jwks_file: Path | None = Field(None, description="local JWKS file (keys chosen by `kid`); never fetched")
-    jwt_algorithms: str = Field("HS256,RS256,ES256", description="comma-separated allow-list; `none` is refused")
-    jwt_issuer: str = "eventshop"
-    jwt_audience: str = "eventshop"
-    jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of clock skew allowed on exp/nbf/iat")
+    jwt_jwks_file: Path | None = Field(None, description="local JWKS file, keys chosen by `kid`; never fetched")
+    jwt_algorithms: str = Field(
+        "HS256,RS256,ES256", description="accepted signing algorithms, comma-separated; `none` is always refused"
+    )
+    jwt_issuer: str = Field("eventshop", description="required `iss` claim")
+    jwt_audience: str = Field("eventshop", description="required `aud` claim")
+    jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of clock skew allowed on exp/nbf/iat (0..300)")
     # Mutation budgets per kind of caller (gateway/limits.py): a token bucket per client, refilled at the rate
     # up to the burst. Customers and anonymous callers fall back to MUTATION_RATE/BURST; admin and service
     # tokens are unlimited unless SERVICE_MUTATION_RATE is set. A rate of 0 is unlimited.
     mutation_rate: float = Field(
-        5.0, gt=0, description="mutations per second per client where CUSTOMER_/ANONYMOUS_MUTATION_RATE is unset"
+        5.0,
+        gt=0,
+        description="mutations per second refilled into each client's bucket, for customers and anonymous callers "
+        "whose own rate is unset",
     )
-    mutation_burst: int = Field(20, ge=1, description="mutations at once where a role's own burst is unset")
-    customer_mutation_rate: float | None = Field(None, ge=0, description="per customer; unset: MUTATION_RATE")
-    customer_mutation_burst: int | None = Field(None, ge=1, description="per customer; unset: MUTATION_BURST")
-    anonymous_mutation_rate: float | None = Field(None, ge=0, description="per client IP; unset: MUTATION_RATE")
-    anonymous_mutation_burst: int | None = Field(None, ge=1, description="per client IP; unset: MUTATION_BURST")
-    service_mutation_rate: float | None = Field(None, ge=0, description="per admin/service token; unset: unlimited")
-    service_mutation_burst: int | None = Field(None, ge=1, description="per admin/service token; unset: MUTATION_BURST")
-    max_ws_connections_per_client: int = Field(100, ge=1, description="open WebSockets per client IP")
-    graphql_introspection: bool = Field(True, description="allow __schema/__type queries; turn off in production")
+    mutation_burst: int = Field(
+        20, ge=1, description="mutations a client may send at once, where a role's own burst is unset"
+    )
+    customer_mutation_rate: float | None = Field(
+        None, ge=0, description="per customer token (`sub`); empty: `MUTATION_RATE`; `0` = unlimited"
+    )
+    customer_mutation_burst: int | None = Field(None, ge=1, description="per customer token; empty: `MUTATION_BURST`")
+    anonymous_mutation_rate: float | None = Field(
+        None, ge=0, description="per client IP without a valid token; empty: `MUTATION_RATE`; `0` = unlimited"
+    )
+    anonymous_mutation_burst: int | None = Field(None, ge=1, description="per client IP; empty: `MUTATION_BURST`")
+    service_mutation_rate: float | None = Field(
+        None, ge=0, description="per admin or service token (`sub`); empty or `0` = unlimited"
+    )
+    service_mutation_burst: int | None = Field(
+        None,
+        ge=1,
+        description="per admin or service token, when `SERVICE_MUTATION_RATE` is set; empty: `MUTATION_BURST`",
+    )
+    max_ws_connections_per_client: int = Field(
+        100,
+        ge=1,
+        description="open WebSockets and Server-Sent Events streams per client IP; extra ones get 429",
+    )
+    graphql_introspection: bool = Field(
+        True,
+        description="allow `__schema`/`__type`; turn off in production (field suggestions go with it)",
+    )
 
     # Local devstack.
-    state_dir: Path = Path(".devstack")
-    cache_dir: Path = Path.home() / ".cache" / "eventshop"
-    kafka_version: str = "3.9.1"
-    ferretdb_version: str = "v1.24.2"
-    ferretdb_postgresql_url: str = "postgres://eventshop:eventshop@127.0.0.1:5433/ferretdb"
+    state_dir: Path = Field(Path(".devstack"), description="devstack data and logs")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "eventshop", description="devstack downloads (Kafka jars, FerretDB build)"
+    )
+    kafka_version: str = Field("3.9.1", description="Kafka version devstack provisions")
+    ferretdb_version: str = Field(
+        "v1.24.2",
+        description="FerretDB version devstack builds (with `devstack/patches/ferretdb-<version>-eventshop.patch`)",
+    )
+    ferretdb_postgresql_url: str = Field(
+        "postgres://eventshop:eventshop@127.0.0.1:5433/ferretdb",
+        description="the PostgreSQL database FerretDB stores the read model in (devstack starts a private cluster "
+        "there)",
+    )
 
-    log_level: str = "INFO"
-    log_json: bool = False
+    log_level: str = Field("INFO", description="log level")
+    log_json: bool = Field(False, description="JSON log lines (structlog) instead of key=value")
 
     # Tracing (OpenTelemetry): off by default. The OTLP exporter also reads the standard OTEL_EXPORTER_OTLP_*
     # variables (headers, timeout, compression) from the environment, and the SDK OTEL_TRACES_SAMPLER.
-    otel_enabled: bool = Field(False, description="create OpenTelemetry spans and export them")
+    otel_enabled: bool = Field(
+        False,
+        description="create OpenTelemetry spans and export them (Operations, tracing); off, nothing is created and "
+        "no exporter runs",
+    )
     otel_exporter: Literal["otlp", "console", "none"] = Field(
-        "otlp", description="otlp (HTTP/protobuf), console (stdout) or none (spans propagate, nothing exported)"
+        "otlp",
+        description="`otlp` (OTLP over HTTP/protobuf), `console` (spans as JSON on stdout) or `none` (spans "
+        "propagate, nothing exported)",
     )
     otel_service_name: str = Field(
-        "", description="service.name; empty: gateway, relay, stock-worker, projector, or eventshop for `all`"
+        "",
+        description="`service.name`; empty: `gateway`, `relay`, `stock-worker`, `projector`, or `eventshop` for "
+        "`eventshop all`",
     )
     otel_exporter_otlp_endpoint: str = Field(
-        "", description="OTLP/HTTP base URL, spans go to <url>/v1/traces; empty: the exporter's default"
+        "",
+        description="OTLP/HTTP base URL, spans go to `<url>/v1/traces`; empty: the exporter's default, "
+        "`http://localhost:4318`",
     )
 
     def topic(self, name: str) -> str:
