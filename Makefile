@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ES := $(BIN)/eventshop
 
-.PHONY: run test venv up down status browser js-clients migrate lint schema bench clean graphiql-assets
+.PHONY: run test venv up down status browser js-clients migrate lint schema bench clean graphiql-assets docs
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy command shared projection gateway eventshop devstack migrations
 
+# The documentation site (docs/, mkdocs.yml) into site/, offline; tests/unit/test_docs.py builds it in `make test`.
+docs: venv
+	$(BIN)/mkdocs build --strict
+
 schema: venv
 	$(ES) export-schema schema.graphql
 
@@ -72,4 +76,4 @@ graphiql-assets: venv
 	$(BIN)/python gateway/graphiql/vendor.py "$$tmp/node_modules" gateway/static/graphiql/vendor
 
 clean:
-	rm -rf $(VENV) .devstack $(JS)/node_modules
+	rm -rf $(VENV) .devstack $(JS)/node_modules site
