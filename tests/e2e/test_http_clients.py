@@ -20,7 +20,7 @@ from tests.labs import ROOT
 JS = ROOT / "tests" / "e2e" / "js"
 ORDER_STATUS = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id userId status version } }"
 
-# The MAY audits the gateway leaves out, each named in the README with its reason: GET runs persisted queries
+# The MAY audits the gateway leaves out, each named in docs/graphql.md with its reason: GET runs persisted queries
 # only (a query in the URL is refused), so these three GETs with a query text get 400.
 LEFT_OUT = {"5A70", "D6D5", "6A70"}
 

@@ -1,5 +1,5 @@
 """Roles without services: what a service token must carry, which budget each kind of caller takes from,
-and that the README's access table names the scope each rule in gateway/policy.py asks for."""
+and that the access table of docs/security.md names the scope each rule in gateway/policy.py asks for."""
 
 from __future__ import annotations
 
@@ -184,8 +184,8 @@ def test_a_configured_service_budget_applies_to_admins_and_services_alike() -> N
 
 
 def _security_table() -> list[tuple[list[str], str]]:
-    """(operations, the `service needs` cell) of each row of the README's access table."""
-    security = (ROOT / "README.md").read_text().split("## Security", 1)[1]
+    """(operations, the `service needs` cell) of each row of the access table in docs/security.md."""
+    security = (ROOT / "docs" / "security.md").read_text()
     table = security.split("\n| operations |", 1)[1].split("\n\n", 1)[0]
     lines = [line for line in table.splitlines() if line.startswith("| `")]
     rows = []
@@ -195,7 +195,7 @@ def _security_table() -> list[tuple[list[str], str]]:
     return rows
 
 
-def test_the_readme_access_table_names_the_scope_of_every_rule() -> None:
+def test_the_documented_access_table_names_the_scope_of_every_rule() -> None:
     by_field: dict[str, str] = {}
     for operation in RULES:
         parent, _, name = operation.partition(".")
@@ -205,6 +205,6 @@ def test_the_readme_access_table_names_the_scope_of_every_rule() -> None:
         for name in operations:
             rule = RULES[by_field[name]]
             named = re.findall(r"`([a-z]+:[a-z]+)`", service)
-            assert named == ([rule.scope.value] if rule.scope else []), f"{name}: README says {service!r}"
+            assert named == ([rule.scope.value] if rule.scope else []), f"{name}: docs/security.md says {service!r}"
             documented.add(by_field[name])
-    assert documented == set(RULES), f"not in the README's table: {sorted(set(RULES) - documented)}"
+    assert documented == set(RULES), f"not in docs/security.md's table: {sorted(set(RULES) - documented)}"
