@@ -5,7 +5,7 @@ A plain `go install github.com/FerretDB/FerretDB/cmd/ferretdb@<v>` binary panics
 module. So provisioning copies the module source (`go mod download`), writes that file, applies our
 patch and runs `go build`; the result is cached per version and patch as `<cache>/bin/ferretdb-<version>-<patch>`.
 
-The patch (`devstack/patches/ferretdb-<version>-eventshop.patch`, measured in the README's Benchmarks):
+The patch (`devstack/patches/ferretdb-<version>-eventshop.patch`, measured in docs/benchmarks.md):
 - `--test-scalar-pushdown`: filters on top-level scalar fields (equality, ranges, `$in`, `$ne`, anchored
   prefix regexes, `$and`/`$or`) become SQL on the expressions FerretDB's indexes are built on, with the BSON
   type checked; when the whole filter is SQL, the sort, the limit and `count` go to PostgreSQL too. Upstream

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0, description="how long an idempotency key is remembered")
     # The stock worker's dedup rows must outlive every copy of their event that can still be delivered: Kafka
     # keeps a message up to log.retention (7 days) plus the age of its segment (segment.ms, 7 days), and a
-    # republished outbox row (kept 7 days) starts that again: 21 days at most, so 30 is safe (Operations).
+    # republished outbox row (kept 7 days) starts that again: 21 days at most, so 30 is safe (docs/operations.md).
     processed_events_retention_seconds: float = Field(
         30 * 24 * 3600,
         gt=0,
