@@ -90,6 +90,11 @@ def test_the_site_builds_strictly_without_fetching_anything(tmp_path: Path) -> N
     assert all(f"<code>{name.upper()}</code>" in configuration for name in Settings.model_fields)
 
 
+def test_the_readme_links_to_pages_that_exist() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+)", README)
+    assert links and all((ROOT / link).is_file() for link in links), links
+
+
 def test_the_readme_stays_short() -> None:
     assert len(README.encode()) <= 20_000
 
