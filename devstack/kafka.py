@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devstack.process import DevstackError, log_path, port_open, run, run_async, service_dir, service_lock
+from devstack.process import (
+    DevstackError,
+    log_path,
+    port_open,
+    run,
+    run_async,
+    service_dir,
+    service_lock,
+    wait_for,
+)
 from shared.kafka.topics import TopicSpec, describe_topics, ensure_topics
 from shared.settings import Settings
 
@@ -58,6 +67,9 @@ log4j.logger.org.apache.kafka.storage.internals.log=WARN
 log4j.logger.kafka.log=WARN
 log4j.logger.kafka.cluster.Partition=WARN
 log4j.logger.org.apache.kafka.controller.ReplicationControlManager=WARN
+log4j.logger.kafka.server.ReplicaFetcherManager=WARN
+log4j.logger.kafka.server.ReplicaFetcherThread=WARN
+log4j.logger.kafka.server.metadata.BrokerMetadataPublisher=WARN
 """
 
 
@@ -200,12 +212,13 @@ class Broker:
         async def everyone(admin: Any) -> bool:
             return len(await _registered(admin)) >= self.count
 
-        if not run_async(lambda: self._with_admin(settings, 10.0, everyone)):
-            return
-        try:
-            run_async(lambda: ensure_topics(settings))
-        except RuntimeError as exc:
-            raise DevstackError(f"kafka: {exc}") from exc
+        def create() -> None:
+            if run_async(lambda: self._with_admin(settings, 10.0, everyone)):
+                run_async(lambda: ensure_topics(settings))
+
+        # A broker killed a moment ago is still listed until its session expires: the requests sent to it fail
+        # until then, so failures are tried again for a while.
+        wait_for(create, what="kafka: topics", timeout=60, log=log_path(settings, self.name))
 
     def check(self, settings: Settings, timeout: float = 5.0) -> str:
         """Registered; with every broker registered, every topic exists and every partition has a leader."""

@@ -20,7 +20,7 @@ import yaml
 from pymongo.uri_parser import parse_uri
 from sqlalchemy.engine import make_url
 
-from devstack.kafka import PARTITIONS
+from shared.kafka.topics import SINGLE_BROKER_PARTITIONS
 from eventshop.cli import app
 from shared.settings import Settings
 
@@ -187,7 +187,7 @@ def test_kafka_is_a_single_kraft_node_like_the_devstack() -> None:
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert "KAFKA_ZOOKEEPER_CONNECT" not in env
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert int(env["KAFKA_NUM_PARTITIONS"]) == PARTITIONS
+    assert int(env["KAFKA_NUM_PARTITIONS"]) == SINGLE_BROKER_PARTITIONS
     for key in (
         "KAFKA_DEFAULT_REPLICATION_FACTOR",
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
