@@ -20,8 +20,8 @@ import yaml
 from pymongo.uri_parser import parse_uri
 from sqlalchemy.engine import make_url
 
-from shared.kafka.topics import SINGLE_BROKER_PARTITIONS
 from eventshop.cli import app
+from shared.kafka.topics import SINGLE_BROKER_PARTITIONS
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
