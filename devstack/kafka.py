@@ -197,10 +197,12 @@ class Broker:
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def ready(self, settings: Settings, timeout: float = 5.0) -> None:
-        """The broker answers metadata and the cluster lists it (registered with the controller, unfenced)."""
+        """The broker answers metadata and the cluster lists it (registered with the controller, unfenced); a single
+        broker may be any cluster's (Docker, a managed service): one registered broker is enough there."""
 
         async def registered(admin: Any) -> None:
-            if self.node_id not in await _registered(admin):
+            found = await _registered(admin)
+            if not found or (self.count > 1 and self.node_id not in found):
                 raise DevstackError(f"{self.name}: not registered with the controller yet")
 
         run_async(lambda: self._with_admin(settings, timeout, registered))
