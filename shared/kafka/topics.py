@@ -16,6 +16,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
 from shared.events import ALL_TOPICS
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -138,7 +141,17 @@ async def ensure_topics(settings: Settings) -> list[str]:
 
 
 async def describe_topics(settings: Settings) -> TopicReport:
-    """The catalog topics as the cluster has them, and the spec the settings give for it."""
+    """The catalog topics as the cluster has them, and the spec the settings give for it. Asked again a few times
+    when a broker is not ready for the admin client yet (a broker just started or just gone)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError), stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True
+    ):
+        with attempt:
+            return await _describe_topics(settings)
+    raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+
+
+async def _describe_topics(settings: Settings) -> TopicReport:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     wanted = catalog_topics(settings)

@@ -27,12 +27,13 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from structlog.testing import capture_logs
 
 from devstack import down, start_service, status, stop_service, up
 from devstack.kafka import brokers
 from eventshop.ops.topics import OffsetRange, partitions, read_range, reader
 from shared.events import ALL_TOPICS, dlq_topic, parse_event
-from shared.kafka.topics import describe_topics
+from shared.kafka.topics import describe_topics, warn_about_topic_settings
 from shared.settings import Settings
 from tests.conftest import TEST_JWT_SECRET, eventually
 from tests.integration.access import Live, admin_token
@@ -208,6 +209,7 @@ async def under_load(
 
     try:
         await until(lambda: len(shop.orders) >= before)
+        await eventually(lambda: decided(lab, shop.orders[:before]), timeout=90, interval=0.2)  # the pipeline flows
         await until(shop.busy.is_set)
         began = time.monotonic()
         await fault(shop)
@@ -253,6 +255,14 @@ async def test_the_cluster_s_topics_are_replicated_and_checked_against_the_setti
     assert "partitions 12 (settings: 24); min.insync.replicas 2 (settings: 3)" in differ.stdout
     assert f"{len(ALL_TOPICS)} topic(s) differ from the settings" in differ.stderr
     assert {t.partitions for t in (await describe_topics(cluster.settings)).topics} == {12}  # not altered
+    with capture_logs() as logs:
+        await warn_about_topic_settings(cluster.settings.model_copy(update={"kafka_topic_partitions": 24}))
+    warned = [e for e in logs if e["event"] == "kafka.topic_settings_differ"]
+    assert {e["topic"] for e in warned} == {cluster.settings.topic(t) for t in ALL_TOPICS}
+    assert all(e["log_level"] == "warning" and e["differences"] == ["partitions 12 (settings: 24)"] for e in warned)
+    with capture_logs() as logs:
+        await warn_about_topic_settings(cluster.settings)
+    assert not [e for e in logs if e["event"] == "kafka.topic_settings_differ"]
 
 
 async def test_devstack_lists_each_broker_and_brings_a_killed_one_back(cluster: Cluster) -> None:
@@ -328,6 +338,12 @@ async def test_two_of_three_brokers_down_writes_go_on_and_the_relay_waits(lab: C
                 return len(shop.placed_after(down_since)) >= 10 and waiting >= 10
 
             await eventually(outbox_growing, timeout=90, interval=0.2)
+            failed_before = lab.components.log("relay", chars=None).count("relay.error")
+
+            async def relay_gave_up_a_batch() -> bool:  # its acks outwaited (30 s): the batch is sent again
+                return lab.components.log("relay", chars=None).count("relay.error") > failed_before
+
+            await eventually(relay_gave_up_a_batch, timeout=90, interval=0.5)
             lab.components.alive()
             await lab.cluster.start(first)
             back = time.monotonic()
