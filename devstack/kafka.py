@@ -132,7 +132,7 @@ class Broker:
         return NAME if self.count == 1 else f"{NAME}-{self.node_id}"
 
     def address(self, settings: Settings) -> tuple[str, int]:
-        return _address(settings.kafka_bootstrap[self.node_id - 1])
+        return _address(_broker_addresses(settings)[self.node_id - 1])
 
     def controller(self, settings: Settings) -> str:
         host, port = self.address(settings)
@@ -256,16 +256,26 @@ class Broker:
 
 
 def brokers(settings: Settings) -> list[Broker]:
-    """The brokers devstack runs: DEVSTACK_KAFKA_BROKERS of them, on the first as many KAFKA_BROKERS addresses."""
+    """The brokers devstack runs: DEVSTACK_KAFKA_BROKERS of them (see `_broker_addresses`)."""
     count = settings.devstack_kafka_brokers
-    addresses = settings.kafka_bootstrap
-    if len(addresses) < count:
-        raise DevstackError(f"kafka: DEVSTACK_KAFKA_BROKERS={count} needs as many KAFKA_BROKERS addresses: {addresses}")
-    ports = [_address(a)[1] for a in addresses[:count]]
+    ports = [_address(a)[1] for a in _broker_addresses(settings)]
     taken = ports + [p + 1 for p in ports]
     if len(set(taken)) != len(taken):
         raise DevstackError(f"kafka: a broker's port + 1 is its controller's: ports {ports} overlap")
     return [Broker(node_id, count) for node_id in range(1, count + 1)]
+
+
+def _broker_addresses(settings: Settings) -> list[str]:
+    """The first DEVSTACK_KAFKA_BROKERS addresses of KAFKA_BROKERS; one address alone is the first broker's, and the
+    others take every second port after it (9092, 9094, 9096: each controller on its broker's port + 1)."""
+    count = settings.devstack_kafka_brokers
+    addresses = settings.kafka_bootstrap
+    if len(addresses) == 1:
+        host, port = _address(addresses[0])
+        addresses = [f"{host}:{port + 2 * i}" for i in range(count)]
+    if len(addresses) < count:
+        raise DevstackError(f"kafka: DEVSTACK_KAFKA_BROKERS={count} needs as many KAFKA_BROKERS addresses: {addresses}")
+    return addresses[:count]
 
 
 def _address(bootstrap: str) -> tuple[str, int]:

@@ -74,6 +74,11 @@ def test_a_devstack_cluster_has_a_broker_per_address_each_with_its_controller_on
     ]
 
 
+def test_one_address_is_the_first_broker_s_and_the_others_follow_it() -> None:
+    cluster = settings(devstack_kafka_brokers=3, kafka_brokers="127.0.0.1:9092")
+    assert [b.address(cluster)[1] for b in brokers(cluster)] == [9092, 9094, 9096]
+
+
 @pytest.mark.parametrize(
     ("count", "addresses", "problem"),
     [
