@@ -332,7 +332,11 @@ def topics_check() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the catalog topics that are missing (as the settings say), then check them all."""
-    _run(ensure_topics)
+    try:
+        _run(ensure_topics)
+    except RuntimeError as exc:  # e.g. more replicas asked for than the cluster has brokers
+        typer.echo(f"topics not created: {exc}", err=True)
+        raise typer.Exit(1) from None
     topics_check()
 
 

@@ -48,7 +48,7 @@ BROKERS = 3
 def _free_pair(rng: random.Random) -> int:
     """A loopback port whose next port is free too (a broker's controller listens on port + 1)."""
     for _ in range(200):
-        port = rng.randrange(20_000, 40_000)
+        port = rng.randrange(20_000, 32_000)  # below the ephemeral ports outgoing connections take
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))
