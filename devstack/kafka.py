@@ -159,9 +159,7 @@ class Broker:
 
     def _server_properties(self, settings: Settings, data: Path) -> str:
         host, port = self.address(settings)
-        voters = ",".join(
-            f"{b.node_id}@{b.address(settings)[0]}:{b.address(settings)[1] + 1}" for b in brokers(settings)
-        )
+        voters = ",".join(f"{b.node_id}@{b.controller(settings)}" for b in brokers(settings))
         # The internal topics as safe as the catalog's: the settings' spec for a cluster of this size.
         spec = TopicSpec.for_cluster(settings, self.count)
         props = {

@@ -38,7 +38,7 @@ from shared.settings import Settings
 from tests.conftest import TEST_JWT_SECRET, eventually
 from tests.integration.access import Live, admin_token
 from tests.integration.test_faults import Components, FaultLab, Shop, Window
-from tests.labs import EVENTSHOP, ROOT, consumer_group, lab_of, process_env
+from tests.labs import EVENTSHOP, ROOT, consumer_group, kafka_admin, lab_of, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -126,8 +126,6 @@ class ClusterLab(FaultLab):
 
     async def busiest_leader(self) -> str:
         """The broker that leads the partitions holding the most events of this lab."""
-        from tests.labs import kafka_admin
-
         topics = [self.settings.topic(t) for t in ALL_TOPICS]
         async with kafka_admin(self.settings) as admin:
             described = await admin.describe_topics(topics)
@@ -263,6 +261,26 @@ async def test_the_cluster_s_topics_are_replicated_and_checked_against_the_setti
     with capture_logs() as logs:
         await warn_about_topic_settings(cluster.settings)
     assert not [e for e in logs if e["event"] == "kafka.topic_settings_differ"]
+
+
+async def test_topics_create_makes_the_missing_topics_as_the_settings_say_or_refuses_and_makes_none(
+    cluster: Cluster,
+) -> None:
+    fresh = cluster.settings.model_copy(update={"kafka_topic_prefix": f"{cluster.settings.kafka_topic_prefix}create."})
+    wanted = {fresh.topic(t) for t in ALL_TOPICS}
+    env = {**process_env(fresh), "COLUMNS": "250"}
+    try:
+        refused = await _eventshop({**env, "KAFKA_REPLICATION_FACTOR": "4"}, "topics", "create")
+        assert refused.returncode == 1 and "topics not created" in refused.stderr, refused.stderr
+        async with kafka_admin(fresh) as admin:
+            assert wanted.isdisjoint(await admin.list_topics())
+        created = await _eventshop({**env, "KAFKA_TOPIC_PARTITIONS": "6"}, "topics", "create")
+        assert created.returncode == 0, created.stdout + created.stderr
+        report = await describe_topics(fresh.model_copy(update={"kafka_topic_partitions": 6}))
+        assert {(t.partitions, t.replication_factor, t.min_insync_replicas) for t in report.topics} == {(6, 3, 2)}
+    finally:
+        async with kafka_admin(fresh) as admin:
+            await admin.delete_topics(sorted(wanted & set(await admin.list_topics())))
 
 
 async def test_devstack_lists_each_broker_and_brings_a_killed_one_back(cluster: Cluster) -> None:
