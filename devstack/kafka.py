@@ -214,11 +214,23 @@ class Broker:
 
         def create() -> None:
             if run_async(lambda: self._with_admin(settings, 10.0, everyone)):
-                run_async(lambda: ensure_topics(settings))
+                run_async(lambda: ensure_topics(self._laid_out(settings)))
 
         # A broker killed a moment ago is still listed until its session expires: the requests sent to it fail
         # until then, so failures are tried again for a while.
         wait_for(create, what="kafka: topics", timeout=60, log=log_path(settings, self.name))
+
+    def _laid_out(self, settings: Settings) -> Settings:
+        """The settings with the layout for the cluster devstack runs, whatever the brokers' metadata says now."""
+        if self.count == 1:
+            return settings  # also used for a cluster that something else runs, as its brokers describe it
+        spec = TopicSpec.for_cluster(settings, self.count)
+        layout = {
+            "kafka_topic_partitions": spec.partitions,
+            "kafka_replication_factor": spec.replication_factor,
+            "kafka_min_insync_replicas": spec.min_insync_replicas,
+        }
+        return settings.model_copy(update=layout)
 
     def check(self, settings: Settings, timeout: float = 5.0) -> str:
         """Registered; with every broker registered, every topic exists and every partition has a leader."""

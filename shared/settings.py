@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # A new topic's layout (shared/kafka/topics.py); 0 follows the cluster's size. Existing topics are only checked.
     kafka_topic_partitions: int = Field(0, ge=0, description="partitions of a new topic; 0: 3 on one broker, else 12")
     kafka_replication_factor: int = Field(
-        0, ge=0, description="replicas of a new topic's partitions; 0: 3, or every broker where there are fewer"
+        0, ge=0, description="replicas of a new topic's partitions; 0: 1 on a single broker, else 3"
     )
     kafka_min_insync_replicas: int = Field(
         0, ge=0, description="min.insync.replicas of a new topic; 0: one less than its replicas, at least 1"

@@ -47,10 +47,14 @@ class TopicSpec:
 
     @classmethod
     def for_cluster(cls, settings: Settings, brokers: int) -> TopicSpec:
-        """The settings, each one left at 0 chosen for a cluster of `brokers`: 3 replicas where there are 3 or more
-        brokers (else one on each), `min.insync.replicas` one less than the replicas (at least 1), so an acked event
-        is on two brokers and one broker may be down; 3 partitions on one broker, 12 on a cluster."""
-        replicas = settings.kafka_replication_factor or min(SAFE_REPLICATION, max(brokers, 1))
+        """The settings, each one left at 0 chosen for a cluster where `brokers` answer: 3 replicas on any cluster, 1
+        on a single broker; `min.insync.replicas` one less than the replicas (at least 1), so an acked event is on
+        two brokers and one broker may be down; 12 partitions on a cluster, 3 on one broker.
+
+        Never fewer replicas because fewer brokers answer: a broker restarting, or one another broker's metadata
+        does not list yet, must not leave topics with fewer replicas for ever; creating them fails instead (a
+        cluster of two brokers sets KAFKA_REPLICATION_FACTOR)."""
+        replicas = settings.kafka_replication_factor or (1 if brokers <= 1 else SAFE_REPLICATION)
         return cls(
             partitions=settings.kafka_topic_partitions
             or (SINGLE_BROKER_PARTITIONS if brokers <= 1 else CLUSTER_PARTITIONS),

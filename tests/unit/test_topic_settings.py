@@ -20,11 +20,12 @@ def settings(**values: object) -> Settings:
 
 @pytest.mark.parametrize(
     ("brokers_found", "expected"),
-    [(1, TopicSpec(3, 1, 1)), (2, TopicSpec(12, 2, 1)), (3, TopicSpec(12, 3, 2)), (5, TopicSpec(12, 3, 2))],
+    [(1, TopicSpec(3, 1, 1)), (2, TopicSpec(12, 3, 2)), (3, TopicSpec(12, 3, 2)), (5, TopicSpec(12, 3, 2))],
 )
 def test_left_at_zero_the_layout_follows_the_cluster(brokers_found: int, expected: TopicSpec) -> None:
-    """One broker is a development machine (3 partitions, as the pipeline bench measured); from three brokers on,
-    each partition on three of them and an ack from two."""
+    """One broker is a development machine (3 partitions, as the pipeline bench measured); a cluster has each
+    partition on three brokers and an ack from two, also while only two of its brokers answer (creating a topic
+    then fails rather than leaving it with two replicas for ever)."""
     assert TopicSpec.for_cluster(settings(), brokers_found) == expected
 
 
