@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     mongo_uri: str = "mongodb://127.0.0.1:27017/eventshop"
     kafka_brokers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = Field("", description="prepended to every topic name (isolates environments)")
+    # A new topic's layout (shared/kafka/topics.py); 0 follows the cluster's size. Existing topics are only checked.
+    kafka_topic_partitions: int = Field(0, ge=0, description="partitions of a new topic; 0: 3 on one broker, else 12")
+    kafka_replication_factor: int = Field(
+        0, ge=0, description="replicas of a new topic's partitions; 0: 1 on a single broker, else 3"
+    )
+    kafka_min_insync_replicas: int = Field(
+        0, ge=0, description="min.insync.replicas of a new topic; 0: one less than its replicas, at least 1"
+    )
 
     # Outbox relay.
     outbox_poll_interval: float = Field(0.5, gt=0, description="max seconds between outbox polls")
@@ -138,6 +146,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".devstack")
     cache_dir: Path = Path.home() / ".cache" / "eventshop"
     kafka_version: str = "3.9.1"
+    devstack_kafka_brokers: int = Field(
+        1, ge=1, le=9, description="Kafka brokers devstack runs: 1, or a KRaft cluster on the KAFKA_BROKERS addresses"
+    )
     ferretdb_version: str = "v1.24.2"
     ferretdb_postgresql_url: str = "postgres://eventshop:eventshop@127.0.0.1:5433/ferretdb"
 
