@@ -10,8 +10,8 @@ import concurrent.futures
 import signal
 import threading
 import time
-from collections.abc import Callable
-from types import ModuleType
+from collections.abc import Callable, Collection
+from typing import Any
 
 from devstack import ferretdb, kafka, mariadb, postgresql
 from devstack.process import (
@@ -27,17 +27,25 @@ from devstack.process import (
 )
 from shared.settings import Settings
 
-SERVICES: dict[str, ModuleType] = {"mariadb": mariadb, "kafka": kafka, "postgresql": postgresql, "ferretdb": ferretdb}
 AFTER: dict[str, str] = {"ferretdb": "postgresql"}
 """Services that start only once another one answers (FerretDB stores its data in PostgreSQL)."""
 EXTERNAL_TIMEOUT = 30.0
 
 
-def _service(name: str) -> ModuleType:
+def services(settings: Settings) -> dict[str, Any]:
+    """Every service by name: a module of functions, or a Kafka broker (`kafka`, or `kafka-1`..`kafka-N` with
+    DEVSTACK_KAFKA_BROKERS=N), each with the same interface."""
+    found: dict[str, Any] = {"mariadb": mariadb}
+    found.update((broker.name, broker) for broker in kafka.brokers(settings))
+    return {**found, "postgresql": postgresql, "ferretdb": ferretdb}
+
+
+def _service(settings: Settings, name: str) -> Any:
+    known = services(settings)
     try:
-        return SERVICES[name]
+        return known[name]
     except KeyError:
-        raise DevstackError(f"unknown service {name!r}; expected one of {sorted(SERVICES)}") from None
+        raise DevstackError(f"unknown service {name!r}; expected one of {sorted(known)}") from None
 
 
 def start_service(settings: Settings, name: str) -> str:
@@ -47,12 +55,12 @@ def start_service(settings: Settings, name: str) -> str:
     port (Docker, a system service) is used as it is, and only otherwise is a daemon started, on the
     existing data so a restart after stop_service keeps everything.
     """
-    svc = _service(name)
+    svc = _service(settings, name)
     with service_lock(settings, name):
         return _start(settings, name, svc)
 
 
-def _start(settings: Settings, name: str, svc: ModuleType) -> str:
+def _start(settings: Settings, name: str, svc: Any) -> str:
     host, port = svc.address(settings)
     where = f"{host}:{port}"
     log = log_path(settings, name)
@@ -90,7 +98,7 @@ def stop_service(settings: Settings, name: str, kill: bool = False) -> bool:
     Data stays on disk, so start_service brings the same state back. Returns False if devstack had
     nothing running for it (an external server is never touched).
     """
-    svc = _service(name)
+    svc = _service(settings, name)
     with service_lock(settings, name):
         stop_signal = getattr(svc, "STOP_SIGNAL", signal.SIGTERM)
         return stop_daemon(settings, name, timeout=svc.STOP_TIMEOUT, kill=kill, stop_signal=stop_signal)
@@ -98,6 +106,7 @@ def stop_service(settings: Settings, name: str, kill: bool = False) -> bool:
 
 def _each(
     fn: Callable[[str], str],
+    names: Collection[str],
     *,
     first: Callable[[str], str | None] = lambda name: None,
     meanwhile: Callable[[str], None] = lambda name: None,
@@ -109,11 +118,11 @@ def _each(
     """
     results: dict[str, str] = {}
     errors: dict[str, BaseException] = {}
-    done = {name: threading.Event() for name in SERVICES}
+    done = {name: threading.Event() for name in names}
 
     def after_first(name: str) -> str:
         try:
-            if (other := first(name)) is not None:
+            if (other := first(name)) is not None and other in done:
                 meanwhile(name)
                 done[other].wait()
                 if other in errors:
@@ -122,8 +131,8 @@ def _each(
         finally:
             done[name].set()
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
-        futures = {pool.submit(after_first, name): name for name in SERVICES}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = {pool.submit(after_first, name): name for name in names}
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
             try:
@@ -138,8 +147,16 @@ def _labelled(name: str, exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-def up(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Provision, start and health-check every service, then create the Kafka topics.
+def _chosen(settings: Settings, only: Collection[str] | None) -> dict[str, Any]:
+    known = services(settings)
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise DevstackError(f"unknown services {unknown}; expected some of {sorted(known)}")
+    return {name: svc for name, svc in known.items() if only is None or name in only}
+
+
+def up(settings: Settings, echo: Callable[[str], None] = print, only: Collection[str] | None = None) -> None:
+    """Provision, start and health-check every service (or those named in `only`), then create the Kafka topics.
 
     Prints one line per service saying how it was provided. Raises DevstackError naming every service
     that failed (with its log tail) so CI output alone explains the failure.
@@ -150,18 +167,21 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(line)
         return line
 
-    def provision(name: str) -> None:  # a service that waits for another is built meanwhile
-        host, port = SERVICES[name].address(settings)
-        if running_pid(settings, name) is None and not port_open(host, port):
-            SERVICES[name].provision(settings)
+    chosen = _chosen(settings, only)
 
-    _, errors = _each(one, first=AFTER.get, meanwhile=provision)
+    def provision(name: str) -> None:  # a service that waits for another is built meanwhile
+        host, port = chosen[name].address(settings)
+        if running_pid(settings, name) is None and not port_open(host, port):
+            chosen[name].provision(settings)
+
+    _, errors = _each(one, chosen, first=AFTER.get, meanwhile=provision)
     if errors:
         raise DevstackError("\n\n".join(_labelled(name, exc) for name, exc in errors.items()))
 
 
-def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Stop the daemons devstack started (servers it merely used are left alone); data is kept."""
+def down(settings: Settings, echo: Callable[[str], None] = print, only: Collection[str] | None = None) -> None:
+    """Stop the daemons devstack started (or those named in `only`; servers it merely used are left alone); data
+    is kept."""
 
     def one(name: str) -> str:
         line = f"{name}: stopped" if stop_service(settings, name) else f"{name}: not running under devstack"
@@ -169,7 +189,7 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         return line
 
     dependents = {dependency: name for name, dependency in AFTER.items()}
-    _, errors = _each(one, first=dependents.get)
+    _, errors = _each(one, _chosen(settings, only), first=dependents.get)
     if errors:
         raise DevstackError("\n".join(_labelled(name, exc) for name, exc in errors.items()))
 
@@ -181,8 +201,10 @@ def status(settings: Settings) -> dict[str, str]:
     or "stopped; not answering ... (error)".
     """
 
+    known = services(settings)
+
     def one(name: str) -> str:
-        svc = SERVICES[name]
+        svc = known[name]
         host, port = svc.address(settings)
         pid = running_pid(settings, name)
         owner = f"devstack pid {pid}" if pid is not None else ("external" if port_open(host, port) else "stopped")
@@ -193,7 +215,7 @@ def status(settings: Settings) -> dict[str, str]:
             health = f"not answering at {host}:{port} ({type(exc).__name__}: {reason})"
         return f"{owner}; {health}"
 
-    results, errors = _each(one)
+    results, errors = _each(one, known)
     for name, exc in errors.items():
         results[name] = f"unknown; not answering ({exc})"
-    return {name: results[name] for name in SERVICES}
+    return {name: results[name] for name in known}

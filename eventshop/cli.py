@@ -12,7 +12,7 @@ import structlog
 import typer
 
 from eventshop import workers
-from eventshop.ops.cli import dlq_app, projection_app, seed, verify
+from eventshop.ops.cli import dlq_app, projection_app, seed, topics_app, verify
 from eventshop.runtime import Component, gateway_may_start, run
 from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Role, Scope, issue_token
 from shared.logging import configure_logging, get_logger
@@ -213,6 +213,7 @@ def trusted_documents_build(
 app.add_typer(trusted_app, name="trusted-documents", help="Build the manifest of trusted documents (production).")
 app.add_typer(dlq_app, name="dlq", help="Inspect dead-letter topics and redrive their messages.")
 app.add_typer(projection_app, name="projection", help="Maintain the read model: rebuild and switch over.")
+app.add_typer(topics_app, name="topics", help="Check the Kafka topics against the settings; create missing ones.")
 app.command("verify")(verify)
 app.command("seed")(seed)
 

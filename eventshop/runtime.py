@@ -36,6 +36,7 @@ from projection.runner import build_projection_runner
 from projection.store import connect_read_model
 from shared import metrics as process_metrics
 from shared.kafka.producer import make_producer, start_with_retry
+from shared.kafka.topics import warn_about_topic_settings
 from shared.logging import get_logger
 from shared.outages import when_available
 from shared.settings import Settings, mask_dsn
@@ -243,6 +244,7 @@ async def _run_components(
         mongodb=mask_dsn(settings.mongo_uri),
     )
     tasks = [asyncio.create_task(RUNNERS[c](res, stopping), name=c.value) for c in components]
+    checking = asyncio.create_task(warn_about_topic_settings(settings))  # a warning per differing topic
     try:
         done, _ = await asyncio.wait(
             {*tasks, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -258,7 +260,7 @@ async def _run_components(
                 exc_info=task.exception(),
             )
     finally:
-        for task in tasks:
+        for task in [*tasks, checking]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await res.close()

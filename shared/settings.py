@@ -49,6 +49,25 @@ class Settings(BaseSettings):
         description="prepended to every topic name and to the default consumer group names: one setting isolates an "
         "environment",
     )
+    # A new topic's layout (shared/kafka/topics.py); 0 follows the cluster's size. Existing topics are only checked.
+    kafka_topic_partitions: int = Field(
+        0,
+        ge=0,
+        description="partitions of a topic eventshop creates; `0`: 3 on a single broker, 12 on a cluster "
+        "(Deployment: running on a Kafka cluster). Existing topics are never changed, only checked",
+    )
+    kafka_replication_factor: int = Field(
+        0,
+        ge=0,
+        description="replicas of each partition of a topic eventshop creates; `0`: 1 on a single broker, else 3 (a "
+        "cluster of two brokers sets 2)",
+    )
+    kafka_min_insync_replicas: int = Field(
+        0,
+        ge=0,
+        description="`min.insync.replicas` of a topic eventshop creates (replicas that must have an event before it "
+        "is acked); `0`: one less than the replicas, at least 1 (2 of 3)",
+    )
 
     # Outbox relay.
     outbox_poll_interval: float = Field(
@@ -229,6 +248,14 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "eventshop", description="devstack downloads (Kafka jars, FerretDB build)"
     )
     kafka_version: str = Field("3.9.1", description="Kafka version devstack provisions")
+    devstack_kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="brokers devstack runs: `1` (service `kafka`), or a KRaft cluster `kafka-1`..`kafka-N` on the "
+        "first N `KAFKA_BROKERS` addresses, or with one address on it and every second port after it (9092, 9094, "
+        "9096); each broker's controller listens on its port + 1",
+    )
     ferretdb_version: str = Field(
         "v1.24.2",
         description="FerretDB version devstack builds (with `devstack/patches/ferretdb-<version>-eventshop.patch`)",

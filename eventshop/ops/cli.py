@@ -32,6 +32,7 @@ from eventshop.ops.topics import reader
 from eventshop.ops.verify import Difference, settled_differences
 from projection.store import Doc
 from shared.kafka.producer import make_producer
+from shared.kafka.topics import TopicReport, describe_topics, ensure_topics
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 dlq_app = typer.Typer(help="Inspect dead-letter topics and send their messages back.", no_args_is_help=True)
 projection_app = typer.Typer(help="Maintain the MongoDB read model.", no_args_is_help=True)
+topics_app = typer.Typer(help="The Kafka topics of this environment: check and create.", no_args_is_help=True)
 
 
 def _settings() -> Settings:
@@ -308,6 +310,49 @@ def verify(
     more = f" ({len(found) - limit} not shown; --limit)" if len(found) > limit else ""
     console.print(f"[red]{len(found)} difference(s){more}[/red]")
     raise typer.Exit(1)
+
+
+# --- topics -----------------------------------------------------------------------------------------------------
+
+
+@topics_app.command("check")
+def topics_check() -> None:
+    """Describe every catalog topic from the cluster against the settings; exit 1 when one is missing or differs."""
+    report = _run(describe_topics)
+    Console().print(_topics_table(report))
+    if report.differing:
+        typer.echo(
+            f"{len(report.differing)} topic(s) differ from the settings; existing topics are never changed by "
+            "eventshop (docs/deployment.md: running on a Kafka cluster, changing a topic's partitions)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the catalog topics that are missing (as the settings say), then check them all."""
+    try:
+        _run(ensure_topics)
+    except RuntimeError as exc:  # e.g. more replicas asked for than the cluster has brokers
+        typer.echo(f"topics not created: {exc}", err=True)
+        raise typer.Exit(1) from None
+    topics_check()
+
+
+def _topics_table(report: TopicReport) -> Table:
+    spec = report.spec
+    title = (
+        f"{report.brokers} broker(s); settings: {spec.partitions} partitions, replication factor "
+        f"{spec.replication_factor}, min.insync.replicas {spec.min_insync_replicas}"
+    )
+    table = Table("topic", "partitions", "replicas", "min ISR", "under-replicated", "leaderless", "state", title=title)
+    differing = report.differing
+    for t in report.topics:
+        state = "; ".join(differing.get(t.name, [])) or "ok"
+        counts = (t.partitions, t.replication_factor, t.min_insync_replicas, t.under_replicated, t.leaderless)
+        table.add_row(t.name, *("-" if n is None else str(n) for n in counts), state)
+    return table
 
 
 # --- seed -------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from projection.runner import ProjectionRunner, build_projection_runner
 from shared.kafka import consumer
 from shared.kafka.producer import make_producer
-from shared.kafka.topics import PARTITIONS, ensure_topics
+from shared.kafka.topics import SINGLE_BROKER_PARTITIONS, ensure_topics
 from shared.settings import Settings
 from tests.conftest import eventually, make_test_settings
 from tests.labs import consumer_group, delete_topics, kafka_admin
@@ -113,7 +113,7 @@ async def group_on_the_broker(settings: Settings, group_id: str) -> tuple[str, s
 
 async def fully_assigned(projector: Projector) -> None:
     """Every partition of every subscribed topic is this consumer's: the group has settled."""
-    expected = len(projector.runner.loop.topics) * PARTITIONS
+    expected = len(projector.runner.loop.topics) * SINGLE_BROKER_PARTITIONS
 
     async def settled() -> bool:
         return len(projector.runner.loop.assignment()) == expected
@@ -177,6 +177,6 @@ async def test_a_new_environment_s_topics_are_all_described_once_ensure_topics_r
         async with kafka_admin(fresh) as admin:
             described = await admin.describe_topics(wanted)
         assert sorted(d["topic"] for d in described if not d["error_code"] and d["partitions"]) == sorted(wanted)
-        assert all(len(d["partitions"]) == PARTITIONS for d in described)
+        assert all(len(d["partitions"]) == SINGLE_BROKER_PARTITIONS for d in described)
     finally:
         await delete_topics(fresh)

@@ -20,13 +20,29 @@ import yaml
 from pymongo.uri_parser import parse_uri
 from sqlalchemy.engine import make_url
 
-from devstack.kafka import PARTITIONS
 from eventshop.cli import app
+from shared.kafka.topics import SINGLE_BROKER_PARTITIONS, TopicSpec
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+CLUSTER_ENV = dict(
+    line.split("=", 1)
+    for line in (ROOT / "ops" / "kafka-cluster.env").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+
+
+def interpolated(variables: dict[str, str]) -> dict[str, Any]:
+    """docker-compose.yml as Compose reads it with these variables set (`${NAME:-default}`)."""
+    return yaml.safe_load(VARIABLE.sub(lambda m: variables.get(m[1], m[2] or ""), COMPOSE_TEXT))  # type: ignore[no-any-return]
+
+
+COMPOSE = interpolated({})
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+CLUSTER: dict[str, dict[str, Any]] = interpolated(CLUSTER_ENV)["services"]
+CLUSTER_BROKERS = ("kafka", "kafka-2", "kafka-3")
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 BACKING = ("mysql", "mongo", "kafka", "kafka-ui", "mongo-express")
@@ -39,17 +55,17 @@ LONG_RUNNING = ("gateway", "relay", "stock-worker", "projector")
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
-def environment(service: str) -> dict[str, str]:
-    env = SERVICES[service].get("environment") or {}
+def environment(service: str, services: dict[str, dict[str, Any]] = SERVICES) -> dict[str, str]:
+    env = services[service].get("environment") or {}
     if isinstance(env, list):  # the `- KEY=value` form
         env = dict(item.split("=", 1) for item in env)
     return {key: str(value) for key, value in env.items()}
 
 
-def published(service: str) -> list[tuple[str, int, int]]:
+def published(service: str, services: dict[str, dict[str, Any]] = SERVICES) -> list[tuple[str, int, int]]:
     """(host_ip, host_port, container_port) for each published port of a service."""
     result = []
-    for port in SERVICES[service].get("ports", []):
+    for port in services[service].get("ports", []):
         if isinstance(port, dict):
             result.append((str(port.get("host_ip", "")), int(port["published"]), int(port["target"])))
             continue
@@ -71,10 +87,12 @@ def command_tokens(service: str) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(token) for token in command]
 
 
-def kafka_listeners(variable: str) -> dict[str, tuple[str, int]]:
+def kafka_listeners(
+    variable: str, broker: str = "kafka", services: dict[str, dict[str, Any]] = SERVICES
+) -> dict[str, tuple[str, int]]:
     """KAFKA_LISTENERS / KAFKA_ADVERTISED_LISTENERS as {listener name: (host, port)}."""
     result = {}
-    for item in environment("kafka")[variable].split(","):
+    for item in environment(broker, services)[variable].split(","):
         match = re.fullmatch(r"(\w+)://([^:]*):(\d+)", item.strip())
         assert match, f"kafka: cannot parse {variable} entry {item!r}"
         result[match[1]] = (match[2], int(match[3]))
@@ -187,7 +205,7 @@ def test_kafka_is_a_single_kraft_node_like_the_devstack() -> None:
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert "KAFKA_ZOOKEEPER_CONNECT" not in env
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert int(env["KAFKA_NUM_PARTITIONS"]) == PARTITIONS
+    assert int(env["KAFKA_NUM_PARTITIONS"]) == SINGLE_BROKER_PARTITIONS
     for key in (
         "KAFKA_DEFAULT_REPLICATION_FACTOR",
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
@@ -195,6 +213,65 @@ def test_kafka_is_a_single_kraft_node_like_the_devstack() -> None:
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
     ):
         assert env[key] == "1", key
+
+
+def test_the_second_and_third_brokers_run_only_in_the_cluster_profile() -> None:
+    for name in CLUSTER_BROKERS[1:]:
+        assert SERVICES[name]["profiles"] == ["cluster"]
+    assert "profiles" not in SERVICES["kafka"]
+    assert CLUSTER_ENV["COMPOSE_PROFILES"] == "cluster"
+
+
+def test_every_compose_variable_has_a_default_and_the_cluster_file_sets_only_those() -> None:
+    used = {m[1]: m[2] for m in VARIABLE.finditer(COMPOSE_TEXT)}
+    assert all(default is not None for default in used.values()), used
+    assert set(CLUSTER_ENV) - {"COMPOSE_PROFILES"} <= set(used), set(CLUSTER_ENV) - set(used)
+
+
+def test_the_cluster_profile_is_three_kraft_brokers_of_one_quorum() -> None:
+    envs = {name: environment(name, CLUSTER) for name in CLUSTER_BROKERS}
+    node_of = {int(env["KAFKA_NODE_ID"]): name for name, env in envs.items()}
+    assert sorted(node_of) == [1, 2, 3]
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
+    for env in envs.values():
+        voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+        assert len(voters) == 3, voters
+        for voter in voters:
+            node, _, address = voter.partition("@")
+            host, _, port = address.rpartition(":")
+            assert host == node_of[int(node)], voter
+            assert kafka_listeners("KAFKA_LISTENERS", host, CLUSTER)["CONTROLLER"][1] == int(port), voter
+    volumes = [CLUSTER[name]["volumes"][0].split(":")[0] for name in CLUSTER_BROKERS]
+    assert len(set(volumes)) == 3, volumes
+
+
+def test_the_cluster_profile_replicates_every_topic_as_the_settings_would() -> None:
+    spec = TopicSpec.for_cluster(Settings(), len(CLUSTER_BROKERS))
+    assert (spec.replication_factor, spec.min_insync_replicas) == (3, 2)
+    for name in CLUSTER_BROKERS:
+        env = environment(name, CLUSTER)
+        assert int(env["KAFKA_NUM_PARTITIONS"]) == spec.partitions
+        for key in (
+            "DEFAULT_REPLICATION_FACTOR",
+            "OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        ):
+            assert int(env[f"KAFKA_{key}"]) == spec.replication_factor, (name, key)
+        for key in ("MIN_INSYNC_REPLICAS", "TRANSACTION_STATE_LOG_MIN_ISR"):
+            assert int(env[f"KAFKA_{key}"]) == spec.min_insync_replicas, (name, key)
+
+
+def test_in_the_cluster_every_broker_is_reachable_and_every_process_bootstraps_from_all() -> None:
+    advertised = {name: kafka_listeners("KAFKA_ADVERTISED_LISTENERS", name, CLUSTER) for name in CLUSTER_BROKERS}
+    for name in CLUSTER_BROKERS:
+        by_port = {port: listener for listener, (_, port) in kafka_listeners("KAFKA_LISTENERS", name, CLUSTER).items()}
+        ((host_ip, host_port, container_port),) = published(name, CLUSTER)
+        assert advertised[name][by_port[container_port]] == (host_ip, host_port), name
+    inside = {f"{host}:{port}" for a in advertised.values() for host, port in [a["PLAINTEXT"]]}
+    for service in EVENTSHOP:
+        assert set(environment(service, CLUSTER)["KAFKA_BROKERS"].split(",")) == inside, service
+    for broker in CLUSTER_BROKERS:  # the topics are created once every broker answers
+        assert CLUSTER["init"]["depends_on"][broker]["condition"] == "service_healthy"
 
 
 def test_mysql_accounts_work_with_the_locked_driver() -> None:
