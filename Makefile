@@ -30,7 +30,7 @@ run: migrate
 	@test -f .env || { cp .env.example .env && echo "created .env from .env.example (development JWT_SECRET)"; }
 	@echo "GraphiQL: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/graphql"
 	@echo 'Auth: run "$(ES) token --role admin" (or --role customer --user-id ID) and paste {"Authorization": "Bearer <token>"} into GraphiQL'"'"'s headers'
-	$(ES) all
+	$(ES) all --processes 2
 
 # Debian's chromium for the GraphiQL browser test (apt-get, like MariaDB; Playwright downloads nothing).
 browser: venv

@@ -2,7 +2,9 @@
 
 CLIENTS closed-loop clients place 1-3 line orders over USERS customers and PRODUCTS products as fast as the
 gateway answers, for a fixed time, through the real gateway, on each layout:
-- one process: `eventshop all` (what `make run` started until this bench chose);
+- one process: `eventshop all`;
+- gateway and workers: `eventshop gateway` and `eventshop workers` (relay, stock worker and projector), the two
+  processes of `eventshop all --processes 2`, which `make run` starts since this bench chose it;
 - per component: `eventshop gateway`, `relay`, `stock-worker` and `projector`, four processes.
 An order is decided when the projector announces (`views.changed`, read from its end) the order's view in a
 decided status; its Kafka timestamp, stamped by the projector after the write, is when the read model had it.

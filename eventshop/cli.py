@@ -18,6 +18,9 @@ from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Role, Scope, issue_
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings, mask_dsn
 
+WORKERS = (Component.RELAY, Component.STOCK_WORKER, Component.PROJECTOR)
+"""The components of `eventshop workers`, the second process of `eventshop all --processes 2`."""
+
 app = typer.Typer(help="eventshop: event-driven e-commerce backend (GraphQL over CQRS).", no_args_is_help=True)
 
 try:
@@ -101,19 +104,38 @@ def projector() -> None:
 
 @app.command("workers")
 def workers_() -> None:
-    """Relay, stock worker and projector in one process (beside a gateway process: two cores in use)."""
-    _run(Component.RELAY, Component.STOCK_WORKER, Component.PROJECTOR)
+    """Relay, stock worker and projector in one process (beside `eventshop gateway`)."""
+    _run(*WORKERS)
+
+
+def _workers(settings: Settings) -> None:
+    """The workers' process of `eventshop all --processes 2` (eventshop/workers.py)."""
+    _configure_logs(settings)
+    if not asyncio.run(run(list(WORKERS), settings)):
+        raise SystemExit(1)
 
 
 @app.command("all")
-def all_components() -> None:
-    """Gateway, relay, stock worker and projector in one process."""
+def all_components(
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        max=2,
+        help="1: every component in this process; 2: the gateway in one process, relay, stock worker and "
+        "projector in another (two cores in use: what `make run` starts)",
+    ),
+) -> None:
+    """Gateway, relay, stock worker and projector: in one process, or in two (--processes 2)."""
     settings = _settings()
-    if settings.gateway_workers > 1:  # one process is what `all` is for; several workers are `eventshop gateway`'s
+    if settings.gateway_workers > 1:  # one gateway process is what `all` is for; several are `eventshop gateway`'s
         get_logger(__name__).warning(
             "all.one_gateway_process", detail="GATEWAY_WORKERS applies to `eventshop gateway`; `all` runs one"
         )
-    _run(*Component, settings=settings)
+    if processes == 1:
+        _run(*Component, settings=settings)
+    elif not (gateway_may_start(settings) and workers.serve_split(_gateway_worker, _workers, settings)):
+        raise typer.Exit(1)
 
 
 @app.command()

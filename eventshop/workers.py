@@ -27,7 +27,9 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from shared.logging import get_logger
 from shared.metrics import MULTIPROCESS_DIR
@@ -71,6 +73,16 @@ def _socket(host: str, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class Child:
+    """A process of the supervisor: a module-level function (spawned processes import it by name) and its
+    arguments (a socket among them is the child's own once started)."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+
+
 def serve(worker: Worker, settings: Settings, count: int) -> bool:
     """Run `count` processes of `worker` on HOST:PORT until SIGINT/SIGTERM; True when all stopped cleanly."""
     try:
@@ -78,36 +90,58 @@ def serve(worker: Worker, settings: Settings, count: int) -> bool:
     except OSError as exc:
         log.error("gateway.port_unavailable", host=settings.host, port=settings.port, error=repr(exc))
         return False
+    children = [Child(f"gateway-worker-{n}", worker, (settings, sock)) for n, sock in enumerate(sockets)]
+    return run_children(children, sockets)
+
+
+def serve_split(gateway: Worker, workers: Callable[[Settings], None], settings: Settings) -> bool:
+    """`eventshop all --processes 2`: the gateway in one process, the relay, stock worker and projector in
+    another, so the Python side uses two cores (what `make run` starts: the pipeline bench chose it)."""
+    try:
+        sockets = bind(settings.host, settings.port, 1)
+    except OSError as exc:
+        log.error("gateway.port_unavailable", host=settings.host, port=settings.port, error=repr(exc))
+        return False
+    return run_children(
+        [Child("gateway", gateway, (settings, sockets[0])), Child("workers", workers, (settings,))], sockets
+    )
+
+
+def run_children(children: list[Child], sockets: list[socket.socket]) -> bool:
+    """Supervise `children` until SIGINT/SIGTERM or the end of one; their metrics are files in a fresh directory
+    (any gateway's /metrics reads them all), removed when they have stopped."""
     metrics_dir = tempfile.mkdtemp(prefix="eventshop-metrics-")
-    # Inherited by the workers, where prometheus_client reads it when first imported: files, not memory.
+    # Inherited by the children, where prometheus_client reads it when first imported: files, not memory.
     os.environ[MULTIPROCESS_DIR] = metrics_dir
     try:
-        return asyncio.run(supervise(worker, settings, sockets))
+        return asyncio.run(supervise(children))
     finally:
-        for sock in sockets:  # those of workers that never started (each started one's is closed already)
+        for sock in sockets:  # those of children that never started (each started one's is closed already)
             sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-async def supervise(worker: Worker, settings: Settings, sockets: list[socket.socket]) -> bool:
-    """Start the workers, wait for a signal or the end of any of them, then stop them all. True when asked to
-    stop and every worker exited 0."""
+async def supervise(children: list[Child]) -> bool:
+    """Start the children, wait for a signal or the end of any of them, then stop them all. True when asked to
+    stop and every child exited 0."""
     loop = asyncio.get_running_loop()
     signalled, ended = asyncio.Event(), asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before any worker starts: none outlives this process
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before any child starts: none outlives this process
         loop.add_signal_handler(sig, signalled.set)
     spawn = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = []
     try:
-        for n, listening in enumerate(sockets):
-            with listening:  # the worker has a copy of its own once started
-                process = spawn.Process(
-                    target=_with_supervisor, args=(worker, settings, listening, os.getpid()), name=f"gateway-worker-{n}"
-                )
-                process.start()
+        for child in children:
+            process = spawn.Process(
+                target=_with_supervisor, args=(child.target, child.args, os.getpid()), name=child.name
+            )
+            process.start()
+            for arg in child.args:  # the child has a copy of its own socket once started
+                if isinstance(arg, socket.socket):
+                    arg.close()
             processes.append(process)
             loop.add_reader(process.sentinel, ended.set)  # readable once the process has exited
-        log.info("gateway.workers_started", host=settings.host, port=settings.port, pids=[p.pid for p in processes])
+        log.info("supervisor.started", processes={p.name: p.pid for p in processes})
         waits = [asyncio.create_task(signalled.wait()), asyncio.create_task(ended.wait())]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for wait in pending:
@@ -117,21 +151,21 @@ async def supervise(worker: Worker, settings: Settings, sockets: list[socket.soc
             loop.remove_reader(started.sentinel)
         if not signalled.is_set():
             early = [(p.name, p.pid, p.exitcode) for p in processes if not p.is_alive()]
-            log.error("gateway.worker_ended", workers=early, detail="stopping every worker")
+            log.error("supervisor.child_ended", processes=early, detail="stopping every process")
         await asyncio.to_thread(stop, processes)
     codes = {p.pid: p.exitcode for p in processes}
-    log.info("gateway.workers_stopped", exit_codes=codes)
+    log.info("supervisor.stopped", exit_codes=codes)
     return signalled.is_set() and all(code == 0 for code in codes.values())
 
 
-def _with_supervisor(worker: Worker, settings: Settings, listening: socket.socket, supervisor: int) -> None:
-    """A worker that stops with its supervisor, however that ends: killed (SIGKILL runs no handler of ours),
-    the kernel sends the worker SIGTERM (PR_SET_PDEATHSIG), and it shuts down as if asked to."""
+def _with_supervisor(target: Callable[..., None], args: tuple[Any, ...], supervisor: int) -> None:
+    """A child that stops with its supervisor, however that ends: killed (SIGKILL runs no handler of ours),
+    the kernel sends the child SIGTERM (PR_SET_PDEATHSIG), and it shuts down as if asked to."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != supervisor:  # it ended before the line above took effect
         return
-    worker(settings, listening)
+    target(*args)
 
 
 def stop(processes: list[BaseProcess], grace: float = GRACE_SECONDS) -> None:
@@ -144,6 +178,11 @@ def stop(processes: list[BaseProcess], grace: float = GRACE_SECONDS) -> None:
         process.join(max(0.0, deadline - time.monotonic()))
     for process in processes:
         if process.is_alive():
-            log.error("gateway.worker_killed", pid=process.pid, detail=f"still running {grace:g} s after SIGTERM")
+            log.error(
+                "supervisor.child_killed",
+                process=process.name,
+                pid=process.pid,
+                detail=f"still running {grace:g} s after SIGTERM",
+            )
             process.kill()
             process.join()

@@ -195,7 +195,7 @@ async def test_a_worker_that_dies_takes_the_others_down_and_the_gateway_exits_1(
         os.kill(killed, signal.SIGKILL)
         assert process.proc.wait(60) == 1, process.log.read_text()[-3000:]
     assert not alive(survivor)
-    assert "gateway.worker_ended" in process.log.read_text()
+    assert "supervisor.child_ended" in process.log.read_text()
 
 
 async def test_a_killed_supervisor_takes_its_workers_with_it(
