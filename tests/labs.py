@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import sys
 import uuid
@@ -235,6 +236,13 @@ async def invoke(settings: Settings, *args: str, stdin: str | None = None) -> Re
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
+
+
+def scenario_rng(label: str) -> random.Random:
+    """A random scenario's generator, its seed printed (shown with a failure) so the run can be repeated."""
+    seed = random.randrange(10**6)
+    print(f"{label} scenario seed {seed}")
+    return random.Random(seed)
 
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ async def lab(settings: Settings) -> AsyncIterator[labs.Lab]:
         yield lab
 
 
-def start(lab: labs.Lab, logs: Path) -> Process:
+@contextmanager
+def two_processes(lab: labs.Lab, logs: Path) -> Iterator[tuple[Process, set[int]]]:
+    """`eventshop all --processes 2` ready, with the pids of its children; killed at the end if a test left it
+    running."""
     env = labs.process_env(
         lab.settings,
         ENV="test",
@@ -42,8 +46,12 @@ def start(lab: labs.Lab, logs: Path) -> Process:
     )
     port = free_port()
     process = Process(["all", "--processes", "2"], {**env, "PORT": str(port)}, port, logs / "all-two.log")
-    process.wait_ready()
-    return process
+    try:
+        process.wait_ready()
+        yield process, descendants(process.proc.pid)
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
 
 
 async def status_of(client: Client, order_id: str) -> str | None:
@@ -54,9 +62,7 @@ async def status_of(client: Client, order_id: str) -> str | None:
 async def test_an_order_is_decided_across_both_processes_and_they_stop_together(
     lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    process = start(lab, tmp_path_factory.mktemp("two-processes"))
-    try:
-        children = descendants(process.proc.pid)
+    with two_processes(lab, tmp_path_factory.mktemp("two-processes")) as (process, children):
         assert len(children) >= 2  # the gateway's process and the workers' (and nothing of theirs runs here)
         client = Client(process.url)
         user_id, kettle = await shop(client, stock=5)
@@ -70,27 +76,19 @@ async def test_an_order_is_decided_across_both_processes_and_they_stop_together(
         await eventually(lambda: _none_alive(children), timeout=30)
         with pytest.raises(httpx.ConnectError):
             await scrape(process.url)
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
 
 
 async def test_when_one_process_dies_the_other_is_stopped_and_all_exits_1(
     lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Not a gateway accepting orders that nothing decides: whatever supervises `all` sees it stop."""
-    process = start(lab, tmp_path_factory.mktemp("two-processes-killed"))
-    try:
-        children = descendants(process.proc.pid)
+    with two_processes(lab, tmp_path_factory.mktemp("two-processes-killed")) as (process, children):
         started = re.search(r"'workers': (\d+)", process.log.read_text())
         assert started is not None, process.log.read_text()[-3000:]
         os.kill(int(started.group(1)), signal.SIGKILL)
         assert process.proc.wait(60) == 1, process.log.read_text()[-3000:]
         await eventually(lambda: _none_alive(children), timeout=30)
         assert "supervisor.child_ended" in process.log.read_text()
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
 
 
 async def _is(client: Client, order_id: str, status: str) -> bool:

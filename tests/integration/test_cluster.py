@@ -38,7 +38,7 @@ from shared.settings import Settings
 from tests.conftest import TEST_JWT_SECRET, eventually
 from tests.integration.access import Live, admin_token
 from tests.integration.test_faults import Components, FaultLab, Shop, Window
-from tests.labs import EVENTSHOP, ROOT, consumer_group, kafka_admin, lab_of, process_env
+from tests.labs import EVENTSHOP, ROOT, consumer_group, kafka_admin, lab_of, process_env, scenario_rng
 
 pytestmark = pytest.mark.slow
 
@@ -172,10 +172,8 @@ async def lab(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 
 @pytest.fixture
-def rng() -> Iterator[random.Random]:
-    seed = random.randrange(10**6)
-    print(f"cluster scenario seed {seed}")
-    yield random.Random(seed)
+def rng() -> random.Random:
+    return scenario_rng("cluster")
 
 
 async def under_load(
@@ -308,31 +306,21 @@ async def test_devstack_lists_each_broker_and_brings_a_killed_one_back(cluster: 
     await cluster.in_sync()
 
 
-async def test_the_broker_leading_the_busiest_partitions_killed_under_load(lab: ClusterLab, rng: random.Random) -> None:
-    """SIGKILL of the busiest leader: its partitions get new leaders among the in-sync replicas, the relay's
-    unacked sends are retried there, orders go on being decided while it is down, and it rejoins."""
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_the_broker_leading_the_busiest_partitions_goes_down_under_load_and_comes_back(
+    lab: ClusterLab, rng: random.Random, how: str
+) -> None:
+    """`kill`: SIGKILL of the busiest leader: its partitions get new leaders among the in-sync replicas, the
+    relay's unacked sends are retried there, orders go on being decided while it is down, and it rejoins.
+    `stop`: a controlled shutdown (SIGTERM) moves the broker's leaderships away before it stops, then it comes
+    back."""
 
     async def fault(shop: Shop) -> None:
         victim = await lab.busiest_leader()
-        await lab.cluster.kill(victim)
-        killed = time.monotonic()
+        await (lab.cluster.kill if how == "kill" else lab.cluster.stop)(victim)
+        down = time.monotonic()
         try:
-            await eventually(lambda: decided(lab, shop.placed_after(killed)[:10]), timeout=90, interval=0.2)
-        finally:
-            await lab.cluster.start(victim)
-
-    await under_load(lab, rng, fault)
-
-
-async def test_a_broker_shut_down_and_restarted_under_load(lab: ClusterLab, rng: random.Random) -> None:
-    """A controlled shutdown (SIGTERM) moves the broker's leaderships away before it stops, then it comes back."""
-
-    async def fault(shop: Shop) -> None:
-        victim = await lab.busiest_leader()
-        await lab.cluster.stop(victim)
-        stopped = time.monotonic()
-        try:
-            await eventually(lambda: decided(lab, shop.placed_after(stopped)[:10]), timeout=90, interval=0.2)
+            await eventually(lambda: decided(lab, shop.placed_after(down)[:10]), timeout=90, interval=0.2)
         finally:
             await lab.cluster.start(victim)
 

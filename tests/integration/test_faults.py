@@ -18,7 +18,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -43,7 +43,7 @@ from shared.kafka.producer import make_producer
 from shared.outages import MYSQL_CONNECTION_ERRORS
 from shared.settings import Settings
 from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, unique
-from tests.labs import EVENTSHOP, ROOT, Lab, consumer_group, lab_of, process_env
+from tests.labs import EVENTSHOP, ROOT, Lab, consumer_group, lab_of, process_env, scenario_rng
 
 pytestmark = pytest.mark.slow
 
@@ -341,10 +341,8 @@ async def lab(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> A
 
 
 @pytest.fixture
-def rng() -> Iterator[random.Random]:
-    seed = random.randrange(10**6)
-    print(f"fault scenario seed {seed}")
-    yield random.Random(seed)
+def rng() -> random.Random:
+    return scenario_rng("fault")
 
 
 async def under_load(
