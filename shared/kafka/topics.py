@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from shared.events import ALL_TOPICS
 from shared.logging import get_logger
@@ -145,15 +144,26 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return wanted
 
 
-async def describe_topics(settings: Settings) -> TopicReport:
-    """The catalog topics as the cluster has them, and the spec the settings give for it. Asked again a few times
-    when a broker is not ready for the admin client yet (a broker just started or just gone)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(KafkaError), stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True
-    ):
-        with attempt:
-            return await _describe_topics(settings)
-    raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
+async def describe_topics(settings: Settings, attempts: int = 10) -> TopicReport:
+    """The catalog topics as the cluster has them, and the spec the settings give for it. Asked again (every
+    0.5 s, `attempts` times at most) when a broker is not ready for the admin client yet (a broker just started or
+    just gone), or does not know yet the configuration of a topic just created (the broker that answered had not
+    caught up with the controller's metadata); the last answer stands after that."""
+    for attempt in range(1, attempts + 1):
+        try:
+            report = await _describe_topics(settings)
+        except KafkaError:
+            if attempt == attempts:
+                raise
+        else:
+            if attempt == attempts or not _configs_pending(report):
+                return report
+        await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+
+def _configs_pending(report: TopicReport) -> bool:
+    return any(t.partitions and t.min_insync_replicas is None for t in report.topics)
 
 
 async def _describe_topics(settings: Settings) -> TopicReport:
