@@ -29,7 +29,7 @@ from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from gateway.auth import Role
-from gateway.schema import PRODUCT_SORT
+from gateway.queries import PRODUCT_SORT
 from gateway.types import ProductOrderBy
 from projection.documents import OrderView, ProductView
 from projection.projectors.orders import order_document

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.feed import Announced, Listener
-from gateway.schema import order_changes
+from gateway.subscriptions import order_changes
 from projection.documents import OrderView
 from shared.events import AggregateType, OrderStatus
 
