@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from command.db import WriteDatabase
-from gateway.app import EventshopGraphQL
+from gateway.endpoint import EventshopGraphQL
 from gateway.media import MediaType, negotiate
 from projection.queries import ReadModel
 from shared.settings import Settings

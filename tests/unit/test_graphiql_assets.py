@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from gateway.app import EventshopGraphQL
+from gateway.endpoint import EventshopGraphQL
 from gateway.ide import IMMUTABLE, STATIC_DIR, GraphiQLPage, assets_mount, load_manifest, sha384
 from tests.conftest import make_test_settings
 
