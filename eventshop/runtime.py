@@ -28,9 +28,10 @@ from command.db import WriteDatabase
 from command.relay import OutboxRelay
 from command.stock_worker import StockWorker
 from gateway.app import create_app
-from gateway.auth import AuthConfigError, TokenVerifier
+from gateway.auth import AuthConfigError
 from gateway.feed import ViewFeed
 from gateway.trusted import ManifestError, TrustedDocuments
+from gateway.verifier import TokenVerifier
 from projection.queries import ReadModel
 from projection.runner import build_projection_runner
 from projection.store import connect_read_model

@@ -21,7 +21,7 @@ from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from command.db import WriteDatabase
-from gateway.auth import UNCHECKED, TokenVerifier, bearer_token, connection_token
+from gateway.auth import UNCHECKED, bearer_token, connection_token
 from gateway.context import GatewayContext
 from gateway.feed import ViewFeed
 from gateway.ide import GraphiQLPage
@@ -37,6 +37,7 @@ from gateway.persisted import (
 from gateway.requests import decode_json, from_query_string, graphql_request, media_type_of
 from gateway.schema import create_schema
 from gateway.trusted import TrustedDocuments
+from gateway.verifier import TokenVerifier
 from projection.queries import ReadModel
 from shared import tracing
 from shared.errors import ErrorCode, Unauthenticated

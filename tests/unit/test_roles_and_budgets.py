@@ -13,9 +13,10 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from eventshop.cli import app
-from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Principal, Role, Scope, TokenVerifier, issue_token
+from gateway.auth import STOREFRONT_SCOPES, AuthConfigError, Principal, Role, Scope, issue_token
 from gateway.limits import Budget, Caller, MutationLimits, budgets
 from gateway.policy import RULES
+from gateway.verifier import TokenVerifier
 from shared.errors import Unauthenticated
 from shared.settings import Settings
 from tests.conftest import caller_budgets_unset

@@ -15,9 +15,10 @@ from structlog.testing import capture_logs
 
 from eventshop.cli import _masked
 from eventshop.runtime import gateway_may_start
-from gateway.auth import AuthConfigError, Role, TokenVerifier, issue_token
+from gateway.auth import AuthConfigError, Role, issue_token
 from gateway.limits import RateLimiter
 from gateway.policy import enforce
+from gateway.verifier import TokenVerifier
 from shared.errors import Unauthenticated
 from shared.settings import DEV_JWT_SECRET, Settings, mask_dsn
 from tests.conftest import eventually
