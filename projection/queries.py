@@ -345,27 +345,9 @@ async def paginate(
     cursors aside) is read at the same time as the page; without, later, and only if someone asks for it. Each
     document read is `parse`d (into its view model) once, before the page is cut. `total` counts a query's
     documents (by default the `count` command on `collection`)."""
-    if first is not None and last is not None:
-        raise BadUserInput("pass first or last, not both", field="last")
-    if last is not None:
-        size, backwards = check_count(last, "last"), True
-    elif first is not None:
-        size, backwards = check_first(first), False
-    else:
-        raise BadUserInput("pass first or last", field="first")
-    window: list[Doc] = []  # the cursors' bounds, in the shapes the indexes serve
-    if after is not None:
-        window.append(sort.beyond(after, "after", later=True))
-    if before is not None:
-        window.append(sort.beyond(before, "before", later=False))
-    if not window:
-        page_query = query
-    elif sort.field == "_id":  # one range on `_id`, beside the filter
-        page_query = {**query, "_id": {op: v for keyset in window for op, v in keyset["_id"].items()}}
-    else:
-        page_query = {"$and": [query, *window]}
+    size, backwards = page_size(first, last)
     order = sort.order(-sort.direction if backwards else sort.direction)
-    find = collection.find(page_query).sort(order).limit(size + 1).to_list(size + 1)
+    find = collection.find(between_cursors(query, sort, after, before)).sort(order).limit(size + 1).to_list(size + 1)
     counted: Callable[[], Awaitable[int]] = (
         (lambda: count(collection, query)) if total is None else (lambda: total(query))
     )
@@ -385,3 +367,28 @@ async def paginate(
         has_previous_page=more and backwards,
         cursor_of=sort.cursor,
     )
+
+
+def page_size(first: int | None, last: int | None) -> tuple[int, bool]:
+    """How many documents a page holds, and whether it is counted from the end (`last`): one of the two."""
+    if first is not None and last is not None:
+        raise BadUserInput("pass first or last, not both", field="last")
+    if last is not None:
+        return check_count(last, "last"), True
+    if first is not None:
+        return check_first(first), False
+    raise BadUserInput("pass first or last", field="first")
+
+
+def between_cursors(query: Doc, sort: SortKey, after: str | None, before: str | None) -> Doc:
+    """`query` narrowed to the documents after `after` and before `before`, in the shapes the indexes serve."""
+    window: list[Doc] = []
+    if after is not None:
+        window.append(sort.beyond(after, "after", later=True))
+    if before is not None:
+        window.append(sort.beyond(before, "before", later=False))
+    if not window:
+        return query
+    if sort.field == "_id":  # one range on `_id`, beside the filter
+        return {**query, "_id": {op: v for keyset in window for op, v in keyset["_id"].items()}}
+    return {"$and": [query, *window]}
