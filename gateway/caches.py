@@ -16,7 +16,7 @@ V = TypeVar("V")
 
 
 class LRUCache(OrderedDict[K, V]):
-    """At most `size` entries; the least recently used goes first."""
+    """At most `size` entries; the least recently used (read by `get_recent` or `put`) goes first."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -30,7 +30,8 @@ class LRUCache(OrderedDict[K, V]):
 
     def put(self, key: K, value: V) -> None:
         self[key] = value
-        if len(self) > self.size:
+        self.move_to_end(key)
+        while len(self) > self.size:
             self.popitem(last=False)
 
 

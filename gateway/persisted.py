@@ -14,7 +14,6 @@ what a full one does: the token, depth and alias limits, the access policy, the 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +28,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types import ExecutionResult
 
+from gateway.caches import LRUCache
 from gateway.trusted import TrustedDocuments, document_key, sha256_hex
 from shared.errors import ErrorCode
 
@@ -71,7 +71,7 @@ class PersistedQueries:
     def __init__(self, max_entries: int, trusted: TrustedDocuments | None = None) -> None:
         self.max_entries = max_entries
         self.trusted = trusted
-        self._queries: OrderedDict[str, str] = OrderedDict()
+        self._queries: LRUCache[str, str] = LRUCache(max_entries)
 
     def __len__(self) -> int:
         return len(self._queries)
@@ -80,16 +80,10 @@ class PersistedQueries:
         return sha256.lower() in self._queries
 
     def get(self, sha256: str) -> str | None:
-        query = self._queries.get(sha256)
-        if query is not None:
-            self._queries.move_to_end(sha256)
-        return query
+        return self._queries.get_recent(sha256)
 
     def remember(self, sha256: str, query: str) -> None:
-        self._queries[sha256] = query
-        self._queries.move_to_end(sha256)
-        while len(self._queries) > self.max_entries:
-            self._queries.popitem(last=False)
+        self._queries.put(sha256, query)
 
     def resolve(
         self, query: str | None, extensions: Mapping[str, Any] | None, document_id: str | None = None

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from gateway.caches import LRUCache
 from projection.queries import count
 from projection.store import Doc
 from shared.events import AggregateType
@@ -44,12 +44,11 @@ class Known(NamedTuple):
 class KnownTotals:
     def __init__(self, max_age: float, *, kept: int = KEPT, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age = max_age
-        self.kept = kept
         self.clock = clock
         self.following = False
         """Set by the feed while it follows `views.changed`; only then is a total kept."""
         self._generation = dict.fromkeys(AggregateType, 0)
-        self._known: OrderedDict[tuple[str, str], Known] = OrderedDict()
+        self._known: LRUCache[tuple[str, str], Known] = LRUCache(kept)
 
     def changed(self, kind: AggregateType) -> None:
         """A view of `kind` changed: every total of that kind counted before now is out of date."""
@@ -66,14 +65,10 @@ class KnownTotals:
             return await count(collection, query)
         key = (collection.full_name, json.dumps(query, sort_keys=True, default=repr))
         generation, now = self._generation[kind], self.clock()
-        known = self._known.get(key)
+        known = self._known.get_recent(key)
         if known is not None and known.generation == generation and now - known.counted_at < self.max_age:
-            self._known.move_to_end(key)
             return known.total
         total = await count(collection, query)
         if self._generation[kind] == generation:  # else a change was announced while counting: keep nothing
-            self._known[key] = Known(generation, now, total)
-            self._known.move_to_end(key)
-            while len(self._known) > self.kept:
-                self._known.popitem(last=False)
+            self._known.put(key, Known(generation, now, total))
         return total

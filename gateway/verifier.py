@@ -7,7 +7,6 @@ are checked only with `JWT_SECRET`, RS*/PS*/ES* tokens only with the public key 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.auth import REQUIRED_CLAIMS, AuthConfigError, Principal, Role, Scope
+from gateway.caches import LRUCache
 from shared.errors import Unauthenticated
 from shared.settings import DEV_JWT_SECRET, Settings
 
@@ -32,7 +32,7 @@ class TokenVerifier:
         self.secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self.public_key: Any = None
         self.jwks: jwt.PyJWKSet | None = None
-        self._verified: OrderedDict[str, Principal] = OrderedDict()  # token -> principal, least recent first
+        self._verified: LRUCache[str, Principal] = LRUCache(VERIFIED_TOKENS)  # token -> principal
         if settings.jwt_public_key_file is not None:
             try:
                 self.public_key = load_pem_public_key(settings.jwt_public_key_file.read_bytes())
@@ -72,16 +72,13 @@ class TokenVerifier:
 
         A client sends the same token with every request until it expires: its principal is remembered (only
         a verified one, only until it expires, by the exact token text), so the signature is checked once."""
-        known = self._verified.get(token)
+        known = self._verified.get_recent(token)
         if known is not None:
             if not known.expired():
-                self._verified.move_to_end(token)
                 return known
             del self._verified[token]  # verified again below, which says why it is refused
         principal = self._verify(token)
-        self._verified[token] = principal
-        if len(self._verified) > VERIFIED_TOKENS:
-            self._verified.popitem(last=False)
+        self._verified.put(token, principal)
         return principal
 
     def _verify(self, token: str) -> Principal:
