@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from projection.store import Doc
-from shared.events import SCHEMA_VERSION, AggregateType, Event, Topic, parse_event
+from shared.events import EVENT_TYPES, AggregateType, Event, Topic, parse_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -93,7 +93,7 @@ def envelope(topic: Topic, kind: AggregateType, snapshot: Doc, **fields: Any) ->
     """The typed event of a snapshot written as plain values, read as consumers read it."""
     return parse_event(
         {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": EVENT_TYPES[topic].class_version,
             "event_type": topic,
             "aggregate_type": kind,
             "aggregate_id": snapshot["id"],
