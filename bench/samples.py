@@ -98,6 +98,7 @@ def envelope(topic: Topic, kind: AggregateType, snapshot: Doc, **fields: Any) ->
             "aggregate_type": kind,
             "aggregate_id": snapshot["id"],
             "aggregate_version": snapshot["version"],
+            "occurred_at": snapshot["updated_at"],
             "data": snapshot,
             "trace": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "correlation_id": "bench",

@@ -178,7 +178,8 @@ class Event(BaseModel):
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_type: Topic
-    occurred_at: UtcDatetime = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime
+    """When the change happened: the `now` of the command that made it, which is also the snapshot's `updated_at`."""
     aggregate_type: AggregateType
     aggregate_id: int
     aggregate_version: int = Field(ge=1)
@@ -200,9 +201,11 @@ class Event(BaseModel):
 
     @classmethod
     def of(cls, snapshot: Snapshot, **fields: Any) -> Self:
-        """The event of this type for an aggregate's snapshot after the change (and the event's own fields)."""
+        """The event of this type for an aggregate's snapshot after the change (and the event's own fields). It
+        occurred when the snapshot changed: every change stamps `updated_at` with the command's `now`."""
         return cls(
             event_type=cls.model_fields["event_type"].default,
+            occurred_at=snapshot.updated_at,
             aggregate_type=cls.aggregate,
             aggregate_id=snapshot.id,
             aggregate_version=snapshot.version,

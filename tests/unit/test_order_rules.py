@@ -119,6 +119,13 @@ def test_an_order_is_placed_reserved_paid_shipped_and_delivered() -> None:
     # Ada pays.
     paid = order.pay(PaymentMethod.CREDIT_CARD, minute(2))
     assert isinstance(paid, OrderPaid) and paid.aggregate_version == 3 and paid.data == order.state
+    # Each event occurred at the time the rule was given, as the change it announces: no other clock.
+    assert (created.occurred_at, reservation.moves[0].occurred_at, paid.occurred_at) == (
+        minute(0),
+        minute(1),
+        minute(2),
+    )
+    assert paid.occurred_at == order.state.updated_at
     assert order.state.payment_method is PaymentMethod.CREDIT_CARD and order.state.paid_at == minute(2)
 
     # The shop processes, ships and delivers, one step at a time.
