@@ -21,7 +21,6 @@ class CancelOrder:
 async def cancel_order(db: WriteDatabase, command: CancelOrder) -> OrderSnapshot:
     async with db.transaction() as tx:
         order = await lock_order(tx, command.order_id)
-        canceled = order.cancel(command.reason, clock())
+        order.cancel(command.reason, clock())
         await save(tx, order)
-        tx.record(canceled)
     return order.state

@@ -28,8 +28,7 @@ async def _pay(db: WriteDatabase, command: PayOrder, idem: Idempotency | None) -
         if (earlier := await recall(tx, idem)) is not None:
             return earlier
         order = await lock_order(tx, command.order_id)
-        paid = order.pay(command.payment_method, clock())
+        order.pay(command.payment_method, clock())
         await save(tx, order)
-        tx.record(paid)
         await remember(tx, idem, order.state)
         return order.state
