@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from command import models
 from command.db import Transaction, is_duplicate_key
 from command.domain.aggregate import Aggregate
+from command.domain.customer import Customer
 from command.domain.order import NewOrder, Order
 from command.domain.product import NewProduct, Product
 from command.domain.user import NewUser, User
@@ -115,9 +116,13 @@ async def read_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Produc
     return {pid: Product(product_snapshot(row)) for pid, row in rows.items()}
 
 
-async def lock_order(tx: Transaction, order_id: int) -> Order:
-    """The live order, locked, with everything its events carry; NOT_FOUND when missing or deleted."""
+async def lock_order(tx: Transaction, order_id: int, customer: Customer | None = None) -> Order:
+    """The live order, locked, with everything its events carry; NOT_FOUND when missing or deleted. A customer
+    must own it, checked on the row just locked (an order's owner never changes, so a deleted order of another
+    user is FORBIDDEN too)."""
     order = await find_order(tx, order_id)
+    if customer is not None:
+        customer.require_owner(order_id, None if order is None else order.state.user_id)
     if order is None or order.state.deleted_at is not None:
         raise NotFound(f"order {order_id} not found")
     return order

@@ -43,7 +43,7 @@ from gateway.inputs import (
 from gateway.limits import limit_extensions
 from gateway.observability import OperationMetrics
 from gateway.persisted import RememberValidPersistedQueries
-from gateway.policy import enforce, owner_scope
+from gateway.policy import acting_customer, enforce, owner_scope
 from gateway.reads import wait_for_version
 from gateway.scalars import DecimalScalar
 from gateway.types import (
@@ -258,16 +258,16 @@ class Mutation:
         command = PayOrder(parse_id(id), input.payment_method)
         ctx = info.context
         idem = Idempotency.of("payOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
-        return committed(await pay_order(ctx.write_db, command, idem))
+        return committed(await pay_order(ctx.write_db, command, idem, acting_customer(info)))
 
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID, input: CancelOrderInput) -> Order:
         command = CancelOrder(parse_id(id), input.reason)
-        return committed(await cancel_order(info.context.write_db, command))
+        return committed(await cancel_order(info.context.write_db, command, acting_customer(info)))
 
     @strawberry.mutation
     async def delete_order(self, info: Info, id: strawberry.ID) -> Deleted:
-        snapshot = await delete_order(info.context.write_db, parse_id(id))
+        snapshot = await delete_order(info.context.write_db, parse_id(id), acting_customer(info))
         return Deleted(id=strawberry.ID(str(snapshot.id)), version=snapshot.version)
 
 
