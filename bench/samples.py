@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from projection.store import Doc
-from shared.events import SCHEMA_VERSION, AggregateType, Event, Topic, parse_event
+from shared.events import EVENT_TYPES, AggregateType, Event, Topic, parse_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -93,11 +93,12 @@ def envelope(topic: Topic, kind: AggregateType, snapshot: Doc, **fields: Any) ->
     """The typed event of a snapshot written as plain values, read as consumers read it."""
     return parse_event(
         {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": EVENT_TYPES[topic].class_version,
             "event_type": topic,
             "aggregate_type": kind,
             "aggregate_id": snapshot["id"],
             "aggregate_version": snapshot["version"],
+            "occurred_at": snapshot["updated_at"],
             "data": snapshot,
             "trace": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "correlation_id": "bench",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,7 +38,7 @@ def is_deadlock(exc: BaseException) -> bool:
 
 class Transaction:
     """One unit of work: its connection (Core statements built from the models' tables) and the events it
-    will commit to the outbox."""
+    wrote to the outbox."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
@@ -55,15 +55,13 @@ class Transaction:
             self._driver = (await self.connection.get_raw_connection()).driver_connection
         return await driver.run(self.connection, self._driver, statement, params)
 
-    def record(self, *events: Event) -> None:
-        """The events this transaction commits; their outbox rows are written at its end (`write_outbox`), after
-        every aggregate row was locked or inserted, so one aggregate's outbox ids follow its commit order."""
-        self.events.extend(events)
-
-    async def write_outbox(self) -> None:
-        """The recorded events' outbox rows, in one INSERT, in the order they were recorded."""
-        if self.events:
-            await self.execute(insert(OutboxRow.__table__), [outbox_values(event) for event in self.events])  # type: ignore[attr-defined]
+    async def write_outbox(self, events: Sequence[Event]) -> None:
+        """The events' outbox rows, in one INSERT, in the order given; `store.save` writes them with the rows
+        of their aggregates, after every row was locked or inserted, so one aggregate's outbox ids follow its
+        commit order. The relay is woken when the transaction commits."""
+        if events:
+            self.events.extend(events)
+            await self.execute(insert(OutboxRow.__table__), [outbox_values(event) for event in events])  # type: ignore[attr-defined]
 
 
 def _ping_when_idle(pool: Pool, idle_seconds: float) -> None:
@@ -117,7 +115,6 @@ class WriteDatabase:
             async with connection.begin():  # Core all the way: no ORM session to carry
                 tx = Transaction(connection)
                 yield tx
-                await tx.write_outbox()
         finally:
             await connection.close()
         if tx.events:

@@ -4,7 +4,7 @@ The deadline is the order row's `reserved_until` (set when the stock worker rese
 move), so it outlives every process: a deadline that passed while nothing ran is met by the first look after a
 start. Each look is ONE transaction: the due orders, earliest deadline first, locked with `SKIP LOCKED` (an
 index range on (status, reserved_until), however many orders the table holds), then their products in id order,
-each order decided again under its lock (`stock.expire`), the rows saved and the events recorded. Any number of
+each order decided again under its lock (`stock.expire`), the rows saved with their events. Any number of
 expirers may run: one skips the rows another holds, and an order that a payment, a cancel or another expirer
 moved first is no longer RESERVED, so nothing expires twice and no stock comes back twice. payOrder takes the
 same row lock: whichever commits first wins, and the other finds the order moved (INVALID_STATE for the payment,
@@ -35,19 +35,15 @@ log = get_logger(__name__)
 
 
 async def expire_due(tx: Transaction, now: datetime, limit: int) -> int:
-    """Expire, in `tx`, up to `limit` orders due at `now`: each EXPIRED with its stock released, its events
-    recorded. How many expired."""
+    """Expire, in `tx`, up to `limit` orders due at `now`: each EXPIRED with its stock released, saved with its
+    events. How many expired."""
     ids = await lock_due_orders(tx, now, limit)
     if not ids:
         return 0
     orders = await find_orders(tx, ids)  # locked already: this reads their items, history and user
     products = await lock_products(tx, {item.product_id for o in orders.values() for item in o.state.items})
-    expired = 0
-    for order in orders.values():
-        if (outcome := stock.expire(order, products, now)) is not None:
-            tx.record(*outcome.events)
-            expired += 1
-    await save(tx, *products.values(), *orders.values())
+    expired = sum(stock.expire(order, products, now) is not None for order in orders.values())
+    await save(tx, *orders.values(), *products.values())
     return expired
 
 

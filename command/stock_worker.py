@@ -62,7 +62,7 @@ async def handle_order_events(
     `processed_events` with one INSERT, their orders locked in id order and then every product they name in id
     order (the order every transaction locks in, so none deadlocks), each order decided in turn on the products
     as the ones before it left them (all lines or none per order), and the rows saved together. In a `batch` each
-    order's events are recorded under the correlation id and trace of the event that caused it; a message handled
+    order's events are built under the correlation id and trace of the event that caused it; a message handled
     alone has them bound already by its consumer loop (in its span, with tracing on).
     """
     wanted = [event for event in events if event.event_type in ACTIONS]
@@ -90,8 +90,8 @@ async def move_stock(
     payment_window: timedelta | None = None,
 ) -> None:
     """Each order event (`order.created` or `order.canceled`) decided in turn in `tx`: the orders locked in id
-    order, then every product they may move in id order, the rows saved together and the events recorded (with
-    `each_in_its_context`, under the correlation id and trace of the event that caused them)."""
+    order, then every product they may move in id order, the rows saved together with their events (with
+    `each_in_its_context`, each built under the correlation id and trace of the event that caused it)."""
     orders = await find_orders(tx, {event.aggregate_id for event in events})
     moving = {item.product_id for o in orders.values() if o.awaits_stock or o.owes_stock for item in o.state.items}
     products = await lock_products(tx, moving)
@@ -99,7 +99,7 @@ async def move_stock(
         if (order := orders.get(event.aggregate_id)) is not None:
             if each_in_its_context:
                 tracing.bind(event.correlation_id, event.trace)
-            tx.record(*decide(event.event_type, order, products, now, payment_window))
+            decide(event.event_type, order, products, now, payment_window)
     await save(tx, *products.values(), *orders.values())
 
 

@@ -1,8 +1,9 @@
 """The handlers' I/O: load aggregates from the write model, rows locked in one way, and save what they became.
 
 A handler is load -> decide -> save: `lock_*` reads the aggregate's rows with `SELECT ... FOR UPDATE` (products
-in id order, so concurrent transactions never deadlock), the domain (`command.domain`) checks the rules and
-returns the events, `save` writes the rows and the handler records the events in the same transaction.
+in id order, so concurrent transactions never deadlock) or `insert_*` writes a new one, the domain
+(`command.domain`) checks the rules and keeps the events of each change, and `save` writes the changed rows and
+those events to the outbox in the same transaction: a change cannot be saved without its event.
 
 Every statement is SQLAlchemy Core on the models' tables (the models stay the one description of each table):
 the ORM's identity map and unit of work cost more than they give to a handler that reads a few rows, decides in
@@ -17,7 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Row, Select, Table, Update, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from command import models
 from command.db import Transaction, is_duplicate_key
 from command.domain.aggregate import Aggregate
+from command.domain.customer import Customer
 from command.domain.order import NewOrder, Order
 from command.domain.product import NewProduct, Product
 from command.domain.user import NewUser, User
@@ -114,9 +116,13 @@ async def read_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Produc
     return {pid: Product(product_snapshot(row)) for pid, row in rows.items()}
 
 
-async def lock_order(tx: Transaction, order_id: int) -> Order:
-    """The live order, locked, with everything its events carry; NOT_FOUND when missing or deleted."""
+async def lock_order(tx: Transaction, order_id: int, customer: Customer | None = None) -> Order:
+    """The live order, locked, with everything its events carry; NOT_FOUND when missing or deleted. A customer
+    must own it, checked on the row just locked (an order's owner never changes, so a deleted order of another
+    user is FORBIDDEN too)."""
     order = await find_order(tx, order_id)
+    if customer is not None:
+        customer.require_owner(order_id, None if order is None else order.state.user_id)
     if order is None or order.state.deleted_at is not None:
         raise NotFound(f"order {order_id} not found")
     return order
@@ -172,16 +178,19 @@ async def lock_due_orders(tx: Transaction, now: datetime, limit: int) -> list[in
     return [row.id for row in await tx.execute(_due_orders(), {"now": _column(now), "limit": limit})]
 
 
-async def insert_user(tx: Transaction, new: NewUser) -> int:
-    """The new user's row; its id. A live user with the same email is CONFLICT."""
+async def insert_user(tx: Transaction, new: NewUser) -> User:
+    """The new user's row; the user under the id the database gave, its creation pending. A live user with the
+    same email is CONFLICT."""
     try:
-        return await _insert(tx, USERS, new)
+        user_id = await _insert(tx, USERS, new)
     except IntegrityError as exc:
         raise email_conflict(exc) from exc
+    return _inserted(tx, new.created(user_id)[0])
 
 
-async def insert_product(tx: Transaction, new: NewProduct) -> int:
-    return await _insert(tx, PRODUCTS, new)
+async def insert_product(tx: Transaction, new: NewProduct) -> Product:
+    """The new product's row; the product under the id the database gave, its creation pending."""
+    return _inserted(tx, new.created(await _insert(tx, PRODUCTS, new))[0])
 
 
 @cache
@@ -197,8 +206,9 @@ async def _insert(tx: Transaction, table: Table, new: NewUser | NewProduct) -> i
     return int(result.lastrowid)
 
 
-async def insert_order(tx: Transaction, new: NewOrder) -> int:
-    """The new order's row, its items (one INSERT) and its first history line; its id."""
+async def insert_order(tx: Transaction, new: NewOrder) -> Order:
+    """The new order's row, its items (one INSERT) and its first history line; the order under the id the
+    database gave, its creation pending. Built from the order in memory: nothing written is read back."""
     at = _column(new.at)
     result = await tx.execute(
         _inserting(ORDERS),
@@ -216,13 +226,24 @@ async def insert_order(tx: Transaction, new: NewOrder) -> int:
     items = [{**item.model_dump(), "order_id": order_id} for item in new.items]
     await tx.execute(_inserting(ORDER_ITEMS), items)
     await _add_history(tx, order_id, new.history)
-    return order_id
+    return _inserted(tx, new.created(order_id)[0])
+
+
+A = TypeVar("A", bound=Aggregate[Any])
+
+
+def _inserted(tx: Transaction, aggregate: A) -> A:
+    """A new aggregate whose row this transaction wrote as its state is: the save compares against it."""
+    table = TABLE_OF[type(aggregate)]
+    tx.rows[(table.name, aggregate.id)] = _columns(table, aggregate)
+    return aggregate
 
 
 async def save(tx: Transaction, *aggregates: Aggregate[Any]) -> None:
-    """Write what the aggregates became onto the rows this transaction locked: only the columns that changed
-    (nothing when nothing did), one UPDATE for all the rows of one table that changed the same columns (a
-    reservation's products), and an order's new history lines."""
+    """Write what the aggregates became onto the rows this transaction locked or inserted, and their pending
+    events to the outbox: only the columns that changed (nothing when nothing did), one UPDATE for all the rows
+    of one table that changed the same columns (a reservation's products), an order's new history lines, then
+    every aggregate's events, in the order the aggregates are given, in one INSERT."""
     changes: dict[tuple[Table, tuple[str, ...]], dict[int, dict[str, Any]]] = {}
     for aggregate in aggregates:
         table = TABLE_OF[type(aggregate)]
@@ -237,6 +258,7 @@ async def save(tx: Transaction, *aggregates: Aggregate[Any]) -> None:
         if isinstance(aggregate, Order):
             await _add_history(tx, aggregate.id, aggregate.state.history[aggregate.stored_history :])
             aggregate.stored_history = len(aggregate.state.history)
+    await tx.write_outbox([event for aggregate in aggregates for event in aggregate.collect_events()])
 
 
 def _updating(table: Table, names: tuple[str, ...], rows: Mapping[int, Mapping[str, Any]]) -> Update:

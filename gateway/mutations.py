@@ -28,6 +28,7 @@ from gateway.inputs import (
     UpdateProductInput,
     UpdateUserInput,
 )
+from gateway.policy import acting_customer
 from gateway.types import Deleted, Order, Product, User
 from projection.projectors.orders import order_document
 from projection.projectors.products import product_document
@@ -114,14 +115,14 @@ class Mutation:
         command = PayOrder(parse_id(id), input.payment_method)
         ctx = info.context
         idem = Idempotency.of("payOrder", idempotency_key, command, ctx.settings.idempotency_ttl_seconds)
-        return committed(await pay_order(ctx.write_db, command, idem))
+        return committed(await pay_order(ctx.write_db, command, idem, acting_customer(info)))
 
     @strawberry.mutation
     async def cancel_order(self, info: Info, id: strawberry.ID, input: CancelOrderInput) -> Order:
         command = CancelOrder(parse_id(id), input.reason)
-        return committed(await cancel_order(info.context.write_db, command))
+        return committed(await cancel_order(info.context.write_db, command, acting_customer(info)))
 
     @strawberry.mutation
     async def delete_order(self, info: Info, id: strawberry.ID) -> Deleted:
-        snapshot = await delete_order(info.context.write_db, parse_id(id))
+        snapshot = await delete_order(info.context.write_db, parse_id(id), acting_customer(info))
         return Deleted(id=strawberry.ID(str(snapshot.id)), version=snapshot.version)

@@ -8,7 +8,9 @@ callers read products only. A missing or invalid token is UNAUTHENTICATED; a val
 not allow the operation is FORBIDDEN. Another user's order is FORBIDDEN (not NOT_FOUND): order ids
 are sequential, so hiding them would protect nothing and would only make errors harder to read. An
 order id that does not exist at all is NOT_FOUND for a customer, decided before anything runs, so
-an order created by someone else a moment later can never pass the check.
+an order created by someone else a moment later can never pass the check. A command on an order
+(pay, cancel, delete) checks its owner in its handler, on the order row it locks (`acting_customer`
+says for whom it acts): one read, and the decision holds until the command commits.
 
 `enforce()` attaches the permission to every field of the root types (a field without a rule is
 refused: fail closed) and to the listed fields of other types. Resolvers only ask the policy whose
@@ -28,6 +30,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema.name_converter import NameConverter
 
 from command.db import WriteDatabase
+from command.domain.customer import Customer
 from command.models import Order
 from command.validation import parse_id
 from gateway.auth import Principal, Scope
@@ -120,6 +123,17 @@ class OwnOrder(Rule):
             raise Forbidden(f"{operation}: order {order_id} belongs to another user", field=self.field)
 
 
+@dataclass(frozen=True)
+class OwnOrderCommand(Rule):
+    """Customers only for orders they own, checked by the command's handler on the row it locks (see
+    `acting_customer`); admins, and services holding `scope`, for any order."""
+
+    scope: Scope | None = None
+
+    async def check(self, operation: str, principal: Principal, source: Any, args: Args, ctx: GatewayContext) -> None:
+        self.acts_as_admin(operation, principal)  # a service without the scope is refused here
+
+
 def arg(name: str) -> Callable[[Any, Args], object | None]:
     return lambda source, args: args.get(name)
 
@@ -155,9 +169,9 @@ RULES: dict[str, Rule] = {
     "Mutation.deleteProduct": Staff(PRODUCTS_WRITE),
     "Mutation.createOrder": OwnUser(input_field("user_id"), "userId", ORDERS_WRITE),
     "Mutation.updateOrder": Staff(ORDERS_FULFIL),
-    "Mutation.payOrder": OwnOrder("id", "id", ORDERS_WRITE),
-    "Mutation.cancelOrder": OwnOrder("id", "id", ORDERS_WRITE),
-    "Mutation.deleteOrder": OwnOrder("id", "id", ORDERS_WRITE),
+    "Mutation.payOrder": OwnOrderCommand(ORDERS_WRITE),
+    "Mutation.cancelOrder": OwnOrderCommand(ORDERS_WRITE),
+    "Mutation.deleteOrder": OwnOrderCommand(ORDERS_WRITE),
     # Subscriptions
     "Subscription.orderStatusChanged": OwnOrder("order_id", "orderId", ORDERS_READ),
     "Subscription.orderUpdates": OwnUser(arg("user_id"), "userId", ORDERS_READ, absent_is_own=True),
@@ -220,6 +234,14 @@ def owner_scope(info: Info, user_id: strawberry.ID | None, field: str = "userId"
     if principal is None:
         raise Unauthenticated(f"{field} scope needs a bearer token")
     return principal.user_id
+
+
+def acting_customer(info: Info) -> Customer | None:
+    """For whom a command on an order acts: the calling customer, whose handler refuses another user's order
+    (`OwnOrderCommand`); None for an admin or a service, which act on any order."""
+    principal = info.context.principal
+    user_id = None if principal is None else principal.user_id
+    return None if user_id is None else Customer(user_id, info.field_name)
 
 
 async def order_owner(write_db: WriteDatabase, order_id: int) -> int | None:

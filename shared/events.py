@@ -3,14 +3,14 @@
 Every event carries the full snapshot of its aggregate after the change (event-carried state), plus the
 fields of its own kind (a rejection's reason, a stock move's order and quantity). The write side builds
 these models; every consumer reads them with `parse_event`, which first brings an event written by an
-older release up to today's shape (`UPCASTERS`): Kafka keeps old events, and a rebuild reads them all.
+older release up to its class's version of today (`shared.upcasting`): Kafka keeps old events, and a rebuild
+reads them all.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -18,13 +18,11 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 import bson
 from bson.codec_options import CodecOptions
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
 from shared import tracing
 from shared.money import format_money, parse_money
-
-SCHEMA_VERSION = 2
-"""The shape every event is written in today. 2: the event-specific fields are only on the events they belong to."""
+from shared.upcasting import State, drop_nulls, upcast
 
 
 class Topic(StrEnum):
@@ -174,24 +172,40 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     aggregate: ClassVar[AggregateType]
+    class_version: ClassVar[int] = 1
+    """The version of this class's shape, written as `schema_version`. A change of shape raises it and adds the
+    class's step from the previous version (`upcast_vN_vN+1`, see `shared.upcasting`)."""
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_type: Topic
-    occurred_at: UtcDatetime = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime
+    """When the change happened: the `now` of the command that made it, which is also the snapshot's `updated_at`."""
     aggregate_type: AggregateType
     aggregate_id: int
     aggregate_version: int = Field(ge=1)
-    schema_version: Literal[2] = 2  # SCHEMA_VERSION: `parse_event` upcasts older ones first
+    schema_version: int = Field(default=None, validate_default=True)
+    """The class's version the event was written in: always today's here (`parse_event` upcasts older ones)."""
     # The request or message that caused the event (contextvars of the unit of work that builds it).
     trace: str | None = Field(default_factory=lambda: tracing.traceparent.get())
     correlation_id: str | None = Field(default_factory=lambda: tracing.correlation_id.get())
     data: Snapshot
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _in_todays_version(cls, written: int | None) -> int:
+        if written is None:
+            return cls.class_version
+        if written != cls.class_version:
+            raise ValueError(f"{cls.__name__} is version {cls.class_version}, not {written}: upcast it first")
+        return written
+
     @classmethod
     def of(cls, snapshot: Snapshot, **fields: Any) -> Self:
-        """The event of this type for an aggregate's snapshot after the change (and the event's own fields)."""
+        """The event of this type for an aggregate's snapshot after the change (and the event's own fields). It
+        occurred when the snapshot changed: every change stamps `updated_at` with the command's `now`."""
         return cls(
             event_type=cls.model_fields["event_type"].default,
+            occurred_at=snapshot.updated_at,
             aggregate_type=cls.aggregate,
             aggregate_id=snapshot.id,
             aggregate_version=snapshot.version,
@@ -225,6 +239,13 @@ class UserEvent(Event):
     aggregate_type: Literal[AggregateType.USER] = AggregateType.USER
     data: UserSnapshot
 
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; a user event owns none."""
+        drop_nulls(state, "reason", "order_id", "quantity")
+
 
 class UserCreated(UserEvent):
     event_type: Literal[Topic.USER_CREATED] = Topic.USER_CREATED
@@ -242,6 +263,13 @@ class ProductEvent(Event):
     aggregate = AggregateType.PRODUCT
     aggregate_type: Literal[AggregateType.PRODUCT] = AggregateType.PRODUCT
     data: ProductSnapshot
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; a product event owns none."""
+        drop_nulls(state, "reason", "order_id", "quantity")
 
 
 class ProductCreated(ProductEvent):
@@ -262,6 +290,13 @@ class StockMoved(ProductEvent):
     order_id: int
     quantity: int = Field(ge=1)
 
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; a stock move owns the last two."""
+        drop_nulls(state, "reason")
+
 
 class StockReserved(StockMoved):
     event_type: Literal[Topic.STOCK_RESERVED] = Topic.STOCK_RESERVED
@@ -276,6 +311,13 @@ class OrderEvent(Event):
     aggregate_type: Literal[AggregateType.ORDER] = AggregateType.ORDER
     data: OrderSnapshot
 
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; an order event owns none."""
+        drop_nulls(state, "reason", "order_id", "quantity")
+
 
 class OrderCreated(OrderEvent):
     event_type: Literal[Topic.ORDER_CREATED] = Topic.ORDER_CREATED
@@ -288,6 +330,13 @@ class OrderReserved(OrderEvent):
 class OrderRejected(OrderEvent):
     event_type: Literal[Topic.ORDER_REJECTED] = Topic.ORDER_REJECTED
     reason: str
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; a rejection owns `reason`."""
+        drop_nulls(state, "order_id", "quantity")
 
 
 class OrderPaid(OrderEvent):
@@ -303,6 +352,13 @@ class OrderUpdated(OrderEvent):
 class OrderCanceled(OrderEvent):
     event_type: Literal[Topic.ORDER_CANCELED] = Topic.ORDER_CANCELED
     reason: str
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: State) -> None:
+        """Version 1 had `reason`, `order_id`, `quantity` (null if unused) on all; a cancel owns `reason`."""
+        drop_nulls(state, "order_id", "quantity")
 
 
 class OrderExpired(OrderEvent):
@@ -338,37 +394,6 @@ EVENT_TYPES: dict[Topic, type[Event]] = {
 }
 """The model of each domain topic: what `parse_event` builds."""
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-_OWN_FIELDS_V1 = ("reason", "order_id", "quantity")
-
-
-def _v1_to_v2(event: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 had one envelope for every event: `reason`, `order_id` and `quantity` on all of them, null on
-    most. Version 2 keeps each only on the events it belongs to."""
-    own = EVENT_TYPES[Topic(event["event_type"])].model_fields
-    unused = {k for k in _OWN_FIELDS_V1 if k not in own and event.get(k, "absent") is None}
-    return {k: v for k, v in event.items() if k not in unused} | {"schema_version": 2}
-
-
-UPCASTERS: dict[tuple[Topic, int], Upcaster] = {(topic, 1): _v1_to_v2 for topic in DOMAIN_TOPICS}
-"""(event type, version) -> the function that rewrites an event of that version into the next one."""
-
-
-def upcast(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as written by any earlier release, in today's shape (a newer one than we know is refused)."""
-    topic = Topic(event["event_type"])
-    version = int(event.get("schema_version", 1))
-    while version < SCHEMA_VERSION:
-        step = UPCASTERS.get((topic, version))
-        if step is None:
-            raise ValueError(f"no upcaster for {topic} version {version}")
-        event = step(event)
-        version = int(event["schema_version"])
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{topic} version {version} is newer than this release ({SCHEMA_VERSION})")
-    return event
-
 
 def parse_event(raw: bytes | str | dict[str, Any] | None) -> Event:
     """The typed event of a Kafka value or an outbox payload, of whatever release wrote it."""
@@ -377,8 +402,8 @@ def parse_event(raw: bytes | str | dict[str, Any] | None) -> Event:
     document = raw if isinstance(raw, dict) else json.loads(raw)
     if not isinstance(document, dict) or document.get("event_type") not in EVENT_TYPES:
         raise ValueError(f"not a domain event: {str(document)[:200]}")
-    document = upcast(document)
-    return EVENT_TYPES[Topic(document["event_type"])].model_validate(document)
+    event_class = EVENT_TYPES[Topic(document["event_type"])]
+    return event_class.model_validate(upcast(event_class, document))
 
 
 def encode_view_change(kind: str, document: dict[str, Any]) -> bytes:

@@ -165,5 +165,6 @@ def _json(value: Any) -> Any:
 
 
 def event_from(**fields: Any) -> Event:
-    """A typed event from its fields as plain values, read the way consumers read one (`parse_event`)."""
-    return parse_event({"schema_version": 2, **fields})
+    """A typed event from its fields as plain values, read the way consumers read one (`parse_event`); it
+    occurred when its snapshot changed, unless the fields say otherwise."""
+    return parse_event({"schema_version": 2, "occurred_at": fields["data"]["updated_at"], **fields})

@@ -1,9 +1,10 @@
-"""What every aggregate is: a state (the snapshot its events carry) that each change moves to the next version."""
+"""What every aggregate is: a state (the snapshot its events carry) that each change moves to the next version,
+and the events of those changes, kept until the handler's `save` takes them (`collect_events`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -11,6 +12,7 @@ from shared.errors import Conflict
 from shared.events import Event, Snapshot
 
 S = TypeVar("S", bound=Snapshot)
+E = TypeVar("E", bound=Event)
 
 
 def require_utc(now: datetime) -> datetime:
@@ -23,6 +25,8 @@ def require_utc(now: datetime) -> datetime:
 @dataclass
 class Aggregate(Generic[S]):
     state: S
+    pending: list[Event] = field(default_factory=list, kw_only=True, repr=False, compare=False)
+    """The events of the changes not saved yet, oldest first."""
     deleted: ClassVar[type[Event]]
     """The event of this kind of aggregate's (soft) deletion."""
 
@@ -39,9 +43,19 @@ class Aggregate(Generic[S]):
         if expected is not None and expected != self.version:
             raise Conflict(f"expected version {expected}, found {self.version}", actual_version=self.version)
 
+    def collect_events(self) -> list[Event]:
+        """The pending events, oldest first, handed over once: the save writes them with the rows."""
+        events, self.pending = self.pending, []
+        return events
+
     def delete(self, now: datetime) -> Event:
         """Soft delete: the row stays (orders keep their snapshots), marked deleted, in a new version."""
-        return self.deleted.of(self._change(now, deleted_at=now))
+        return self._record(self.deleted.of(self._change(now, deleted_at=now)))
+
+    def _record(self, event: E) -> E:
+        """The event of a change this aggregate made, kept until it is saved; returned to the rule's caller."""
+        self.pending.append(event)
+        return event
 
     def _change(self, now: datetime, **fields: Any) -> S:
         """The state after one change: these fields, the next version, `now` as its time."""

@@ -155,7 +155,8 @@ class NewOrder:
             status=OrderStatus.CREATED,
             history=self.history,
         )
-        return Order(state, stored_history=len(self.history)), OrderCreated.of(state)
+        order = Order(state, stored_history=len(self.history))
+        return order, order._record(OrderCreated.of(state))
 
 
 @dataclass
@@ -190,7 +191,7 @@ class Order(Aggregate[OrderSnapshot]):
         self._require(OrderStatus.CREATED, action="reserve")
         self.stock_held = True
         deadline = None if payment_window is None else require_utc(now) + payment_window
-        return OrderReserved.of(self._move(OrderStatus.RESERVED, now, reserved_until=deadline))
+        return self._record(OrderReserved.of(self._move(OrderStatus.RESERVED, now, reserved_until=deadline)))
 
     def expire(self, now: datetime) -> OrderExpired:
         """Still unpaid at its deadline: EXPIRED, and the stock it held is owed back to the shelf."""
@@ -200,16 +201,17 @@ class Order(Aggregate[OrderSnapshot]):
                 f"order {self.id} is reserved until {self.state.reserved_until}, not due at {now}",
                 status=self.status.value,
             )
-        return OrderExpired.of(self._move(OrderStatus.EXPIRED, now, EXPIRY_REASON))
+        return self._record(OrderExpired.of(self._move(OrderStatus.EXPIRED, now, EXPIRY_REASON)))
 
     def reject(self, reason: str, now: datetime) -> OrderRejected:
         self._require(OrderStatus.CREATED, action="reject")
-        return OrderRejected.of(self._move(OrderStatus.REJECTED, now, reason, reject_reason=reason), reason=reason)
+        state = self._move(OrderStatus.REJECTED, now, reason, reject_reason=reason)
+        return self._record(OrderRejected.of(state, reason=reason))
 
     def pay(self, method: PaymentMethod, now: datetime) -> OrderPaid:
         """Only a reserved order is paid: on CREATED the reservation is not done yet."""
         self._require(OrderStatus.RESERVED, action="pay")
-        return OrderPaid.of(self._move(OrderStatus.PAID, now, payment_method=method, paid_at=now))
+        return self._record(OrderPaid.of(self._move(OrderStatus.PAID, now, payment_method=method, paid_at=now)))
 
     def fulfil(self, status: OrderStatus, now: datetime, expected_version: int | None = None) -> OrderUpdated:
         """PAID -> PROCESSING -> SHIPPED -> DELIVERED, one step at a time."""
@@ -221,14 +223,14 @@ class Order(Aggregate[OrderSnapshot]):
             )
         self.require_version(expected_version)
         self._require(previous, action=f"move to {status}")
-        return OrderUpdated.of(self._move(status, now))
+        return self._record(OrderUpdated.of(self._move(status, now)))
 
     def cancel(self, reason: str, now: datetime) -> OrderCanceled:
         """From CREATED or RESERVED, with a reason (checked first); PAID and later are final."""
         reason = require_text(reason, "reason", max_length=MAX_REASON)
         self._require(OrderStatus.CREATED, OrderStatus.RESERVED, action="cancel")
         state = self._move(OrderStatus.CANCELED, now, reason, cancel_reason=reason, canceled_at=now)
-        return OrderCanceled.of(state, reason=reason)
+        return self._record(OrderCanceled.of(state, reason=reason))
 
     def released(self) -> None:
         """The stock it held is back on the shelf (not a new version of the order: nothing it shows changed)."""
@@ -237,7 +239,7 @@ class Order(Aggregate[OrderSnapshot]):
     def delete(self, now: datetime) -> OrderDeleted:
         """Only an order that ended without a sale (CANCELED, REJECTED or EXPIRED); the history is kept."""
         self._require(OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, action="delete")
-        return OrderDeleted.of(self._change(now, deleted_at=now))
+        return self._record(OrderDeleted.of(self._change(now, deleted_at=now)))
 
     def _require(self, *allowed: OrderStatus, action: str) -> None:
         if self.status not in allowed:

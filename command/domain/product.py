@@ -47,7 +47,8 @@ class NewProduct:
             price=self.price,
             stock=self.stock,
         )
-        return Product(state), ProductCreated.of(state)
+        product = Product(state)
+        return product, product._record(ProductCreated.of(state))
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Product(Aggregate[ProductSnapshot]):
         """`product.updated`, or no event when the product already has these values."""
         self.require_version(expected_version)
         state = self._revise(asdict(changes), now)
-        return [] if state is None else [ProductUpdated.of(state)]
+        return [] if state is None else [self._record(ProductUpdated.of(state))]
 
     def take(self, quantity: int, order_id: int, now: datetime) -> StockReserved:
         """Stock taken for one line of an order; never more than the shelf holds."""
@@ -100,8 +101,10 @@ class Product(Aggregate[ProductSnapshot]):
             raise InsufficientStock(
                 f"product {self.id} has {self.stock} in stock, {quantity} requested", available=self.stock
             )
-        return StockReserved.of(self._change(now, stock=self.stock - quantity), order_id=order_id, quantity=quantity)
+        state = self._change(now, stock=self.stock - quantity)
+        return self._record(StockReserved.of(state, order_id=order_id, quantity=quantity))
 
     def give_back(self, quantity: int, order_id: int, now: datetime) -> StockReleased:
         """Stock an order held, back on the shelf."""
-        return StockReleased.of(self._change(now, stock=self.stock + quantity), order_id=order_id, quantity=quantity)
+        state = self._change(now, stock=self.stock + quantity)
+        return self._record(StockReleased.of(state, order_id=order_id, quantity=quantity))

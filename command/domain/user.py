@@ -28,7 +28,8 @@ class NewUser:
         state = UserSnapshot(
             id=user_id, version=1, created_at=self.at, updated_at=self.at, name=self.name, email=self.email
         )
-        return User(state), UserCreated.of(state)
+        user = User(state)
+        return user, user._record(UserCreated.of(state))
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,4 @@ class User(Aggregate[UserSnapshot]):
         """`user.updated`, or no event when the user already has these values."""
         self.require_version(expected_version)
         state = self._revise(asdict(changes), now)
-        return [] if state is None else [UserUpdated.of(state)]
+        return [] if state is None else [self._record(UserUpdated.of(state))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from command.db import WriteDatabase
+from command.domain.customer import Customer
 from command.store import clock, lock_order, save
 from shared.events import OrderSnapshot
 
@@ -18,10 +19,10 @@ class CancelOrder:
     reason: str
 
 
-async def cancel_order(db: WriteDatabase, command: CancelOrder) -> OrderSnapshot:
+async def cancel_order(db: WriteDatabase, command: CancelOrder, customer: Customer | None = None) -> OrderSnapshot:
+    """Canceled for `customer` (None: by staff), who must own the order."""
     async with db.transaction() as tx:
-        order = await lock_order(tx, command.order_id)
-        canceled = order.cancel(command.reason, clock())
+        order = await lock_order(tx, command.order_id, customer)
+        order.cancel(command.reason, clock())
         await save(tx, order)
-        tx.record(canceled)
     return order.state

@@ -12,7 +12,7 @@ from decimal import Decimal
 from command.db import WriteDatabase
 from command.domain.order import NewOrder, check_request
 from command.idempotency import Idempotency, recall, remember, retry_on_key_race
-from command.store import clock, insert_order, read_products, read_user
+from command.store import clock, insert_order, read_products, read_user, save
 from shared.events import OrderSnapshot
 
 
@@ -42,8 +42,7 @@ async def _create(db: WriteDatabase, command: CreateOrder, idem: Idempotency | N
         user = await read_user(tx, command.user_id)
         products = await read_products(tx, (line.product_id for line in command.lines))
         new = NewOrder.place(command, user, products, clock())
-        # Built from the order in memory: nothing this transaction wrote is read back.
-        order, created = new.created(await insert_order(tx, new))
-        tx.record(created)
+        order = await insert_order(tx, new)
+        await save(tx, order)
         await remember(tx, idem, order.state)
         return order.state

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from command.db import WriteDatabase
 from command.domain.product import NewProduct
-from command.store import clock, insert_product
+from command.store import clock, insert_product, save
 from shared.events import ProductSnapshot
 
 
@@ -22,6 +22,6 @@ class CreateProduct:
 async def create_product(db: WriteDatabase, command: CreateProduct) -> ProductSnapshot:
     new = NewProduct.of(command.name, command.description, command.price, command.stock, clock())
     async with db.transaction() as tx:
-        product, created = new.created(await insert_product(tx, new))
-        tx.record(created)
+        product = await insert_product(tx, new)
+        await save(tx, product)
     return product.state

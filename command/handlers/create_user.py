@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from command.db import WriteDatabase
 from command.domain.user import NewUser
-from command.store import clock, insert_user
+from command.store import clock, insert_user, save
 from shared.events import UserSnapshot
 
 
@@ -19,6 +19,6 @@ class CreateUser:
 async def create_user(db: WriteDatabase, command: CreateUser) -> UserSnapshot:
     new = NewUser.register(command.name, command.email, clock())
     async with db.transaction() as tx:
-        user, created = new.created(await insert_user(tx, new))
-        tx.record(created)
+        user = await insert_user(tx, new)
+        await save(tx, user)
     return user.state

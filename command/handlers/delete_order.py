@@ -3,11 +3,15 @@ emits `order.deleted`."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from command.db import WriteDatabase
+from command.domain.customer import Customer
 from command.handlers.soft_delete import soft_delete
 from command.store import lock_order
 from shared.events import OrderSnapshot
 
 
-async def delete_order(db: WriteDatabase, order_id: int) -> OrderSnapshot:
-    return await soft_delete(db, lock_order, order_id)  # Order.delete refuses an order still in trade
+async def delete_order(db: WriteDatabase, order_id: int, customer: Customer | None = None) -> OrderSnapshot:
+    """Deleted for `customer` (None: by staff), who must own the order; Order.delete refuses one still in trade."""
+    return await soft_delete(db, partial(lock_order, customer=customer), order_id)

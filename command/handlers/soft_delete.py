@@ -15,7 +15,6 @@ async def soft_delete(
 ) -> S:
     async with db.transaction() as tx:
         aggregate = await lock(tx, aggregate_id)
-        event = aggregate.delete(clock())
+        aggregate.delete(clock())
         await save(tx, aggregate)
-        tx.record(event)
     return aggregate.state

@@ -19,7 +19,6 @@ class UpdateOrder:
 async def update_order(db: WriteDatabase, command: UpdateOrder) -> OrderSnapshot:
     async with db.transaction() as tx:
         order = await lock_order(tx, command.order_id)
-        updated = order.fulfil(command.status, clock(), command.expected_version)
+        order.fulfil(command.status, clock(), command.expected_version)
         await save(tx, order)
-        tx.record(updated)
     return order.state

@@ -26,7 +26,6 @@ async def update_product(db: WriteDatabase, command: UpdateProduct) -> ProductSn
     changes = ProductChanges.of(command.name, command.description, command.price, command.stock)
     async with db.transaction() as tx:
         product = await lock_product(tx, command.product_id)
-        events = product.change(changes, clock(), command.expected_version)
+        product.change(changes, clock(), command.expected_version)
         await save(tx, product)
-        tx.record(*events)
     return product.state

@@ -25,9 +25,8 @@ async def update_user(db: WriteDatabase, command: UpdateUser) -> UserSnapshot:
     try:
         async with db.transaction() as tx:
             user = await lock_user(tx, command.user_id)
-            events = user.change(changes, clock(), command.expected_version)
+            user.change(changes, clock(), command.expected_version)
             await save(tx, user)
-            tx.record(*events)
     except IntegrityError as exc:  # the email's unique index answers the save's UPDATE
         raise email_conflict(exc) from exc
     return user.state

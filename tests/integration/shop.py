@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -224,6 +224,13 @@ def statuses(order: dict[str, Any]) -> list[str]:
     return [change["status"] for change in order["history"]]
 
 
+class HeldTransaction(Transaction):
+    """A transaction whose events stay in `events`: no outbox row is written for the relay."""
+
+    async def write_outbox(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+
+
 class HeldOutbox:
     """The write database with its outbox held back by the test.
 
@@ -239,9 +246,8 @@ class HeldOutbox:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.db.engine.begin() as connection:
-            tx = Transaction(connection)
+            tx = HeldTransaction(connection)
             yield tx
-            # No `write_outbox`: the events stay here, and no outbox row is written for the relay.
         self.events.extend(tx.events)
 
     def last(self, topic: Topic, aggregate_id: int | str) -> Event:

@@ -43,7 +43,7 @@ async def write_events(db: WriteDatabase, keys: list[int], versions: int) -> lis
         for key in keys:
             async with db.transaction() as tx:
                 event = UserUpdated.of(UserSnapshot.model_validate(probe_user(key, version)))
-                tx.record(event)
+                await tx.write_outbox([event])
                 event_ids.append(str(event.event_id))
     return event_ids
 
@@ -386,7 +386,7 @@ async def write_events_once(db: WriteDatabase, keys: list[int], version: int) ->
             try:
                 async with db.transaction() as tx:
                     event = UserUpdated.of(UserSnapshot.model_validate(probe_user(key, version)))
-                    tx.record(event)
+                    await tx.write_outbox([event])
                 break
             except Exception:  # noqa: BLE001 - the session was killed before the commit: nothing was written
                 continue

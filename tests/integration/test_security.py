@@ -65,6 +65,7 @@ from tests.integration.shop import (
     read_order,
     register_customer,
     stock_product,
+    write_row,
 )
 
 # --- The world every row of the table acts on ------------------------------------------------------------
@@ -401,6 +402,24 @@ async def test_an_order_id_that_does_not_exist_is_not_found_for_a_customer_befor
     finally:
         await olivia.http.aclose()
     assert (await world.admin.data("query($id: ID!) { order(id: $id) { id } }", id=missing))["order"] is None
+
+
+async def test_a_command_on_another_users_order_is_refused_by_its_handler_on_the_row_it_locks(world: World) -> None:
+    """pay, cancel and delete read the order once: the handler checks its owner on the row it locks, and the
+    refusal reads as the access policy's always did."""
+    oscar = client(world.url, customer_token(world.other["id"]))
+    before = await write_row(world.probe, "orders", world.order["id"])
+    try:
+        for document, operation in ((PAY, "payOrder"), (CANCEL, "cancelOrder")):
+            (error,) = (await oscar.execute(document, id=world.order["id"]))["errors"]
+            assert error["message"] == f"{operation}: order {world.order['id']} belongs to another user"
+            assert error["extensions"] == {"code": "FORBIDDEN", "field": "id"}
+        (missing,) = (await oscar.execute(PAY, id="987654321987"))["errors"]
+        assert missing["message"] == "order 987654321987 not found"
+        assert missing["extensions"] == {"code": "NOT_FOUND", "field": "id"}
+    finally:
+        await oscar.http.aclose()
+    assert await write_row(world.probe, "orders", world.order["id"]) == before
 
 
 async def test_a_customer_subscribing_to_all_orders_watches_only_their_own(world: World) -> None:

@@ -143,15 +143,13 @@ async def test_delete_rules(gql: GraphQLClient) -> None:
 async def test_a_handler_failing_mid_transaction_leaves_no_row_and_no_event(write_db, probe: WriteModelProbe) -> None:
     """The entity row and its outbox row commit together or not at all."""
     from command.domain.user import NewUser
-    from command.store import clock, insert_user
+    from command.store import clock, insert_user, save
 
     before = await probe.high_water()
     new = NewUser.register("Half", f"{unique('half')}@example.com", clock())
     with pytest.raises(RuntimeError):
         async with write_db.transaction() as tx:
-            _, created = new.created(await insert_user(tx, new))
-            tx.record(created)
-            await tx.write_outbox()
+            await save(tx, await insert_user(tx, new))
             raise RuntimeError("crash after the outbox row was written")
     after = await probe.high_water()
     assert await probe.scalar("SELECT COUNT(*) FROM users WHERE id > %s", before["users"]) == 0

@@ -52,6 +52,17 @@ def test_a_customer_registers_changes_their_name_and_leaves() -> None:
     assert isinstance(deleted, UserDeleted) and user.state.deleted_at == LATER and user.version == 3
 
 
+def test_each_change_keeps_its_event_until_the_save_takes_them_once() -> None:
+    user, created = NewUser.register("Grace Hopper", "grace@example.com", OPENING).created(3)
+    (renamed,) = user.change(UserChanges.of("Grace B. Hopper", None), LATER)
+    user.change(UserChanges.of("Grace B. Hopper", None), LATER)  # no change, no event
+
+    assert user.collect_events() == [created, renamed]
+    assert user.collect_events() == []
+    deleted = user.delete(LATER)
+    assert user.collect_events() == [deleted]
+
+
 @pytest.mark.parametrize(
     ("name", "email", "field"),
     [

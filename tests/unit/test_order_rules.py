@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from command.domain import stock
+from command.domain.customer import Customer
 from command.domain.order import NewOrder, Order, check_request
 from command.domain.product import Product
 from command.domain.stock import Expired, Rejected, Reserved
@@ -119,6 +120,13 @@ def test_an_order_is_placed_reserved_paid_shipped_and_delivered() -> None:
     # Ada pays.
     paid = order.pay(PaymentMethod.CREDIT_CARD, minute(2))
     assert isinstance(paid, OrderPaid) and paid.aggregate_version == 3 and paid.data == order.state
+    # Each event occurred at the time the rule was given, as the change it announces: no other clock.
+    assert (created.occurred_at, reservation.moves[0].occurred_at, paid.occurred_at) == (
+        minute(0),
+        minute(1),
+        minute(2),
+    )
+    assert paid.occurred_at == order.state.updated_at
     assert order.state.payment_method is PaymentMethod.CREDIT_CARD and order.state.paid_at == minute(2)
 
     # The shop processes, ships and delivers, one step at a time.
@@ -403,3 +411,11 @@ def test_a_malformed_request_is_bad_user_input_naming_the_field(lines: tuple[tup
 
 def test_a_hundred_lines_and_ten_thousand_of_one_thing_are_fine() -> None:
     check_request(asks((1, 10_000), *((n, 1) for n in range(2, 101))))
+
+
+def test_a_customer_moves_only_their_own_orders() -> None:
+    """Staff move any order; a customer's command refuses another user's order, named as the policy named it."""
+    ada = Customer(user_id=1, operation="cancelOrder")
+    ada.require_owner(7, owner=1)
+    refused(lambda: ada.require_owner(7, owner=2), code="FORBIDDEN", field="id")
+    refused(lambda: ada.require_owner(8, owner=None), code="NOT_FOUND", field="id")
