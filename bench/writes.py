@@ -22,13 +22,15 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from bench.env import BenchEnv
 from bench.stats import Figure, latency_summary, rate
@@ -37,14 +39,25 @@ from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
-from command.models import db_now
+from command.models import Order, OrderItem, OrderStatusChange, db_now
 from command.stock_worker import handle_order_events
 from gateway.app import create_app
 from gateway.auth import Role
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.events import Event, OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod
+from shared.events import (
+    Event,
+    OrderCreated,
+    OrderPaid,
+    OrderSnapshot,
+    OrderUser,
+    PaymentMethod,
+    StatusChange,
+)
+from shared.events import (
+    OrderLine as LineSnapshot,
+)
 
 CONCURRENCY = 8
 ROUNDS = 4
@@ -57,6 +70,18 @@ mutation($input: CreateOrderInput!, $key: String) {
 }
 """
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+`?(\w+)`?", re.IGNORECASE)
+
+
+def columns_of(table: type[SQLModel], *keys: str) -> tuple[str, ...]:
+    """A write model table's columns, as its SQLModel class declares them, without these keys."""
+    return tuple(name for name in table.__table__.columns.keys() if name not in keys)  # type: ignore[attr-defined]
+
+
+ORDER_COLUMNS = columns_of(Order)
+LINE_COLUMNS = columns_of(OrderItem, "id", "order_id")
+HISTORY_COLUMNS = columns_of(OrderStatusChange, "id", "order_id")
+USER_COLUMNS = tuple(OrderUser.model_fields)  # the user as an order's event carries it
+Row = Mapping[str, Any]
 
 
 class StatementCounter:
@@ -103,164 +128,113 @@ async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[in
     """The floor: the same rows and the same outbox event, in plain SQL, one transaction."""
     now = db_now()
     async with db.engine.begin() as conn:
-        user = (
-            await conn.exec_driver_sql(
-                "SELECT id, name, email, version FROM users WHERE id = %s AND deleted_at IS NULL", (user_id,)
-            )
-        ).one()
-        ids = [pid for pid, _ in lines]
-        placeholders = ", ".join(["%s"] * len(ids))
-        products = {
-            r.id: r
-            for r in await conn.exec_driver_sql(
-                f"SELECT id, name, price, stock FROM products WHERE id IN ({placeholders}) AND deleted_at IS NULL",
-                tuple(ids),
-            )
-        }
-        items = []
-        for pid, quantity in lines:
-            p = products[pid]
-            assert quantity <= p.stock
-            items.append((pid, p.name, quantity, p.price, p.price * quantity))
-        total = sum((i[4] for i in items), Decimal("0.00"))
-        result = await conn.exec_driver_sql(
-            "INSERT INTO orders (user_id, status, total_amount, stock_held, version, created_at, updated_at) "
-            "VALUES (%s, 'CREATED', %s, 0, 1, %s, %s)",
-            (user_id, total, now, now),
-        )
-        order_id = result.lastrowid
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
-        await conn.exec_driver_sql(
-            f"INSERT INTO order_items (order_id, product_id, product_name, quantity, unit_price, subtotal) "
-            f"VALUES {values}",
-            tuple(v for item in items for v in (order_id, *item)),
-        )
-        await conn.exec_driver_sql(
-            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'CREATED', %s)", (order_id, now)
-        )
-        stamp = now.isoformat() + "+00:00"
-        snapshot = {
-            "id": order_id,
-            "user_id": user_id,
-            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
-            "items": [
-                {
-                    "product_id": i[0],
-                    "product_name": i[1],
-                    "quantity": i[2],
-                    "unit_price": str(i[3]),
-                    "subtotal": str(i[4]),
-                }
-                for i in items
-            ],
-            "total_amount": str(total),
-            "status": "CREATED",
-            "payment_method": None,
-            "cancel_reason": None,
-            "reject_reason": None,
-            "history": [{"status": "CREATED", "at": stamp, "reason": None}],
-            "version": 1,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "paid_at": None,
-            "canceled_at": None,
-            "deleted_at": None,
-        }
-        envelope = OrderCreated.of(OrderSnapshot.model_validate(snapshot))
-        await _insert_outbox_row(conn, envelope, now)
-
-
-async def _insert_outbox_row(conn: Any, event: Event, now: Any) -> None:
-    """The event's outbox row, written by hand as the baselines write everything."""
-    await conn.exec_driver_sql(
-        "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
-        "headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            str(event.event_id),
-            event.event_type.value,
-            str(event.aggregate_id),
-            event.aggregate_type.value,
-            event.aggregate_id,
-            event.aggregate_version,
-            event.model_dump_json(),
-            json.dumps({k: v.decode() for k, v in event.kafka_headers()}),
-            now,
-        ),
-    )
-
-
-def _stamp(value: Any) -> str | None:
-    return None if value is None else value.isoformat() + "+00:00"
+        (user,) = await _select(conn, USER_COLUMNS, "FROM users WHERE id = %s AND deleted_at IS NULL", user_id)
+        items = await _priced_lines(conn, lines)
+        total = sum((item["subtotal"] for item in items), Decimal("0.00"))
+        order: dict[str, Any] = {
+            "user_id": user_id, "status": "CREATED", "total_amount": total, "stock_held": 0, "version": 1,
+            "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        order["id"] = (await _insert(conn, "orders", [order])).lastrowid
+        await _insert(conn, "order_items", [{"order_id": order["id"], **item} for item in items])
+        created = {"status": "CREATED", "at": now, "reason": None}
+        await _insert(conn, "order_status_history", [{"order_id": order["id"], **created}])
+        await _insert_outbox_row(conn, OrderCreated.of(order_snapshot(order, user, items, [created])), now)
 
 
 async def raw_pay_order(db: WriteDatabase, order_id: int) -> None:
     """The floor of payOrder: lock the order, read what its event carries, move it to PAID, one transaction."""
     now = db_now()
     async with db.engine.begin() as conn:
-        order = (
-            await conn.exec_driver_sql(
-                "SELECT id, user_id, status, total_amount, payment_method, cancel_reason, reject_reason, version, "
-                "created_at, updated_at, paid_at, canceled_at, deleted_at FROM orders WHERE id = %s FOR UPDATE",
-                (order_id,),
-            )
-        ).one()
-        assert order.status == "RESERVED" and order.deleted_at is None
-        items = (
-            await conn.exec_driver_sql(
-                "SELECT product_id, product_name, quantity, unit_price, subtotal FROM order_items "
-                "WHERE order_id = %s ORDER BY id",
-                (order_id,),
-            )
-        ).all()
-        history = (
-            await conn.exec_driver_sql(
-                "SELECT status, reason, at FROM order_status_history WHERE order_id = %s ORDER BY id", (order_id,)
-            )
-        ).all()
-        user = (
-            await conn.exec_driver_sql("SELECT id, name, email, version FROM users WHERE id = %s", (order.user_id,))
-        ).one()
-        version = order.version + 1
-        await conn.exec_driver_sql(
-            "UPDATE orders SET status = 'PAID', payment_method = 'PIX', paid_at = %s, updated_at = %s, version = %s "
-            "WHERE id = %s",
-            (now, now, version, order_id),
+        (order,) = await _select(conn, ORDER_COLUMNS, "FROM orders WHERE id = %s FOR UPDATE", order_id)
+        assert order["status"] == "RESERVED" and order["deleted_at"] is None
+        items = await _select(conn, LINE_COLUMNS, "FROM order_items WHERE order_id = %s ORDER BY id", order_id)
+        history = await _select(
+            conn, HISTORY_COLUMNS, "FROM order_status_history WHERE order_id = %s ORDER BY id", order_id
         )
-        await conn.exec_driver_sql(
-            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'PAID', %s)", (order_id, now)
-        )
-        snapshot = {
-            "id": order_id,
-            "user_id": order.user_id,
-            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
-            "items": [
-                {
-                    "product_id": i.product_id,
-                    "product_name": i.product_name,
-                    "quantity": i.quantity,
-                    "unit_price": str(i.unit_price),
-                    "subtotal": str(i.subtotal),
-                }
-                for i in items
-            ],
-            "total_amount": str(order.total_amount),
-            "status": "PAID",
-            "payment_method": "PIX",
-            "cancel_reason": None,
-            "reject_reason": None,
-            "history": [
-                *({"status": h.status, "at": _stamp(h.at), "reason": h.reason} for h in history),
-                {"status": "PAID", "at": _stamp(now), "reason": None},
-            ],
-            "version": version,
-            "created_at": _stamp(order.created_at),
-            "updated_at": _stamp(now),
-            "paid_at": _stamp(now),
-            "canceled_at": None,
-            "deleted_at": None,
+        (user,) = await _select(conn, USER_COLUMNS, "FROM users WHERE id = %s", order["user_id"])
+        paid = {
+            "status": "PAID", "payment_method": "PIX", "paid_at": now, "updated_at": now, "reserved_until": None,
+            "version": order["version"] + 1,
+        }  # fmt: skip
+        await _update(conn, "orders", order_id, paid)
+        change = {"status": "PAID", "at": now, "reason": None}
+        await _insert(conn, "order_status_history", [{"order_id": order_id, **change}])
+        snapshot = order_snapshot({**order, **paid}, user, items, [*history, change])
+        await _insert_outbox_row(conn, OrderPaid.of(snapshot), now)
+
+
+def order_snapshot(order: Row, user: Row, items: Iterable[Row], history: Iterable[Row]) -> OrderSnapshot:
+    """The event's snapshot from rows as MySQL has them: of each row, the columns its part of the snapshot has."""
+    return OrderSnapshot.model_validate(
+        {
+            **_fields(order, OrderSnapshot),
+            "user": _fields(user, OrderUser),
+            "items": [_fields(item, LineSnapshot) for item in items],
+            "history": [_fields(change, StatusChange) for change in history],
         }
-        envelope = OrderPaid.of(OrderSnapshot.model_validate(snapshot))
-        await _insert_outbox_row(conn, envelope, now)
+    )
+
+
+def _fields(row: Row, model: type[BaseModel]) -> dict[str, Any]:
+    return {name: value for name, value in row.items() if name in model.model_fields}
+
+
+async def _select(conn: Any, columns: Iterable[str], rest: str, *params: Any) -> list[Row]:
+    """The rows of `SELECT <columns> <rest>`, by column name."""
+    return list((await conn.exec_driver_sql(f"SELECT {', '.join(columns)} {rest}", params)).mappings().all())
+
+
+async def _priced_lines(conn: Any, lines: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The requested lines priced from their products (one SELECT), as `order_items` rows without their keys."""
+    placeholders = ", ".join(["%s"] * len(lines))
+    products = {
+        r.id: r
+        for r in await conn.exec_driver_sql(
+            f"SELECT id, name, price, stock FROM products WHERE id IN ({placeholders}) AND deleted_at IS NULL",
+            tuple(pid for pid, _ in lines),
+        )
+    }
+    items = []
+    for pid, quantity in lines:
+        p = products[pid]
+        assert quantity <= p.stock
+        items.append(
+            {"product_id": pid, "product_name": p.name, "quantity": quantity, "unit_price": p.price,
+             "subtotal": p.price * quantity}
+        )  # fmt: skip
+    return items
+
+
+async def _insert(conn: Any, table: str, rows: list[dict[str, Any]]) -> Any:
+    """One INSERT of these rows (each with the columns of the first), as the baselines write everything."""
+    columns = list(rows[0])
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return await conn.exec_driver_sql(
+        f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) VALUES {', '.join([row] * len(rows))}",
+        tuple(values[c] for values in rows for c in columns),
+    )
+
+
+async def _update(conn: Any, table: str, row_id: int, changes: dict[str, Any]) -> None:
+    assignments = ", ".join(f"`{c}` = %s" for c in changes)
+    await conn.exec_driver_sql(f"UPDATE {table} SET {assignments} WHERE id = %s", (*changes.values(), row_id))
+
+
+async def _insert_outbox_row(conn: Any, event: Event, now: Any) -> None:
+    """The event's outbox row, written by hand as the baselines write everything."""
+    row = {
+        "event_id": str(event.event_id),
+        "topic": event.event_type.value,
+        "key": str(event.aggregate_id),
+        "aggregate_type": event.aggregate_type.value,
+        "aggregate_id": event.aggregate_id,
+        "aggregate_version": event.aggregate_version,
+        "payload": event.model_dump_json(),
+        "headers": json.dumps({k: v.decode() for k, v in event.kafka_headers()}),
+        "created_at": now,
+    }
+    await _insert(conn, "outbox", [row])
 
 
 async def reserved_orders(
