@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +61,7 @@ from shared.events import (
 )
 
 CONCURRENCY = 8
+CONCURRENT = f"{CONCURRENCY} concurrent clients"
 ROUNDS = 4
 CREATE_ORDER = """
 mutation($input: CreateOrderInput!, $key: String) {
@@ -294,6 +296,86 @@ async def in_rounds(counter: StatementCounter, paths: tuple[Path, ...]) -> dict[
     return measured
 
 
+@dataclass
+class Paths:
+    """The ways to place (and pay) the same orders, each a call of the order's number: the customers take turns,
+    each order asks for two products drawn from a seeded sequence."""
+
+    db: WriteDatabase
+    http: httpx.AsyncClient
+    tokens: dict[int, dict[str, str]]
+    users: list[int]
+    lines: Callable[[], list[tuple[int, int]]]
+    by_handler: list[int] = field(default_factory=list)  # reserved orders the handler pays
+    by_sql: list[int] = field(default_factory=list)  # reserved orders the hand-written SQL pays
+
+    async def via_gateway(self, i: int, idempotent: bool = False) -> None:
+        user = self.users[i % len(self.users)]
+        variables = {
+            "input": {"userId": str(user), "items": [{"productId": str(p), "quantity": q} for p, q in self.lines()]},
+            "key": uuid.uuid4().hex if idempotent else None,
+        }
+        response = await self.http.post(
+            "/graphql", json={"query": CREATE_ORDER, "variables": variables}, headers=self.tokens[user]
+        )
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"createOrder failed: {body['errors']}")
+
+    async def idempotent(self, i: int) -> None:
+        await self.via_gateway(i, idempotent=True)
+
+    async def via_handler(self, i: int) -> None:
+        user = self.users[i % len(self.users)]
+        await create_order(self.db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in self.lines())))
+
+    async def via_sql(self, i: int) -> None:
+        await raw_create_order(self.db, self.users[i % len(self.users)], self.lines())
+
+    async def pay_via_handler(self, i: int) -> None:
+        await pay_order(self.db, PayOrder(self.by_handler[i], PaymentMethod.PIX))
+
+    async def pay_via_sql(self, i: int) -> None:
+        await raw_pay_order(self.db, self.by_sql[i])
+
+    async def reserve_payable(self, counter: StatementCounter, each: int) -> float:
+        """`each` reserved orders for either way of paying; the statements one reservation took."""
+        payable, per_reservation = await reserved_orders(self.db, counter, self.users, self.lines, 2 * each)
+        self.by_handler, self.by_sql = payable[:each], payable[each:]
+        return per_reservation
+
+    async def warm(self, orders: int, warm: int) -> None:
+        """Every path once over (pool, statement caches, schema), outside the counts; the payments take the last
+        `warm` orders of their lists."""
+        for call in (self.via_gateway, self.via_handler, self.via_sql, self.idempotent):
+            await concurrently(warm, call)
+        for pay in (self.pay_via_handler, self.pay_via_sql):
+            await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
+
+    def timed(self, orders: int) -> tuple[Path, ...]:
+        return (
+            ("gateway", self.via_gateway, orders),
+            ("handler", self.via_handler, orders),
+            ("sql", self.via_sql, orders),
+            ("gateway_idempotent", self.idempotent, orders // 2),
+            ("pay_handler", self.pay_via_handler, orders),
+            ("pay_sql", self.pay_via_sql, orders),
+        )
+
+
+async def customers_and_products(db: WriteDatabase) -> tuple[list[int], list[int]]:
+    """CONCURRENCY customers and 20 products with stock for every order of the run."""
+    users = [
+        (await create_user(db, CreateUser(f"Writer {i}", f"writer{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
+        for i in range(CONCURRENCY)
+    ]
+    products = [
+        (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id
+        for i in range(20)
+    ]
+    return users, products  # type: ignore[return-value]
+
+
 async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     settings = env.settings
     db = WriteDatabase(settings.mysql_dsn)
@@ -301,14 +383,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
     rng = random.Random(3)
     try:
-        users = [
-            (await create_user(db, CreateUser(f"Writer {i}", f"writer{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
-            for i in range(CONCURRENCY)
-        ]
-        products: list[int] = [
-            (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id
-            for i in range(20)
-        ]
+        users, products = await customers_and_products(db)
 
         def lines() -> list[tuple[int, int]]:
             return [(pid, rng.randint(1, 3)) for pid in rng.sample(products, 2)]
@@ -316,90 +391,54 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
         app = create_app(
             write_db=db, read_model=ReadModel(read_db), feed=ViewFeed(settings), settings=settings, readiness={}
         )
-        tokens = {u: env.headers(Role.CUSTOMER, u) for u in users}  # type: ignore[arg-type]
+        tokens = {u: env.headers(Role.CUSTOMER, u) for u in users}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as http:
-
-            async def via_gateway(i: int, idempotent: bool = False) -> None:
-                user = users[i % len(users)]
-                variables = {
-                    "input": {"userId": str(user), "items": [{"productId": str(p), "quantity": q} for p, q in lines()]},
-                    "key": uuid.uuid4().hex if idempotent else None,
-                }
-                body = (
-                    await http.post(
-                        "/graphql", json={"query": CREATE_ORDER, "variables": variables}, headers=tokens[user]
-                    )
-                ).json()
-                if body.get("errors"):
-                    raise RuntimeError(f"createOrder failed: {body['errors']}")
-
-            async def via_handler(i: int) -> None:
-                user = users[i % len(users)]
-                await create_order(db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in lines())))  # type: ignore[arg-type]
-
-            async def via_sql(i: int) -> None:
-                await raw_create_order(db, users[i % len(users)], lines())  # type: ignore[arg-type]
-
-            async def idempotent(i: int) -> None:
-                await via_gateway(i, idempotent=True)
-
+            paths = Paths(db, http, tokens, users, lines)
             warm = CONCURRENCY * 2
-            payable, per_reservation = await reserved_orders(db, counter, users, lines, 2 * (orders + warm))
-            by_handler, by_sql = payable[: orders + warm], payable[orders + warm :]
-
-            async def pay_via_handler(i: int) -> None:
-                await pay_order(db, PayOrder(by_handler[i], PaymentMethod.PIX))
-
-            async def pay_via_sql(i: int) -> None:
-                await raw_pay_order(db, by_sql[i])
-
-            # Warm every path (pool, statement caches, schema) outside the counts.
-            for call in (via_gateway, via_handler, via_sql, idempotent):
-                await concurrently(warm, call)
-            for pay in (pay_via_handler, pay_via_sql):  # the last `warm` orders of each list
-                await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
-            measured = await in_rounds(
-                counter,
-                (
-                    ("gateway", via_gateway, orders),
-                    ("handler", via_handler, orders),
-                    ("sql", via_sql, orders),
-                    ("gateway_idempotent", idempotent, orders // 2),
-                    ("pay_handler", pay_via_handler, orders),
-                    ("pay_sql", pay_via_sql, orders),
-                ),
-            )
+            per_reservation = await paths.reserve_payable(counter, orders + warm)
+            await paths.warm(orders, warm)
+            measured = await in_rounds(counter, paths.timed(orders))
     finally:
         await mongo.close()
         await db.dispose()
+    return [
+        *order_figures(measured, orders),
+        *payment_figures(measured, per_reservation),
+        commit_figure(measured),
+    ]
 
+
+def _latencies(m: dict[str, Any]) -> str:
+    return f"p50 {m['latency_ms']['p50']:.1f} ms, p99 {m['latency_ms']['p99']:.1f} ms"
+
+
+def _kinds(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
+
+
+def order_figures(measured: dict[str, dict[str, Any]], orders: int) -> list[Figure]:
+    """createOrder's rate and statements by every path, against hand-written SQL."""
     g, h, s, i = (measured[k] for k in ("gateway", "handler", "sql", "gateway_idempotent"))
-    ph, ps = measured["pay_handler"], measured["pay_sql"]
-
-    def kinds(m: dict[str, Any]) -> str:
-        return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
-
-    conc = f"{CONCURRENCY} concurrent clients"
     return [
         Figure(
             "writes",
-            f"createOrder through the gateway (in-process ASGI, {conc}, {orders} orders)",
+            f"createOrder through the gateway (in-process ASGI, {CONCURRENT}, {orders} orders)",
             "orders/s",
             g["orders_per_second"],
             s["orders_per_second"],
             "hand-written SQL, same rows, same concurrency",
-            note=f"p50 {g['latency_ms']['p50']:.1f} ms, p99 {g['latency_ms']['p99']:.1f} ms",
+            note=_latencies(g),
             details=measured,
         ),
         Figure(
             "writes",
-            f"create_order handler called directly ({conc})",
+            f"create_order handler called directly ({CONCURRENT})",
             "orders/s",
             h["orders_per_second"],
             s["orders_per_second"],
             "hand-written SQL",
-            note=f"p50 {h['latency_ms']['p50']:.1f} ms, p99 {h['latency_ms']['p99']:.1f} ms",
+            note=_latencies(h),
         ),
         Figure(
             "writes",
@@ -409,7 +448,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             s["statements_per_command"],
             "hand-written SQL",
             higher_is_better=False,
-            note=kinds(g),
+            note=_kinds(g),
         ),
         Figure(
             "writes",
@@ -419,16 +458,23 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             s["statements_per_command"],
             "hand-written SQL (no key)",
             higher_is_better=False,
-            note=f"{i['orders_per_second']:.0f} orders/s; " + kinds(i),
+            note=f"{i['orders_per_second']:.0f} orders/s; " + _kinds(i),
         ),
+    ]
+
+
+def payment_figures(measured: dict[str, dict[str, Any]], per_reservation: float) -> list[Figure]:
+    """payOrder's rate and statements against hand-written SQL, and the statements of one stock reservation."""
+    ph, ps = measured["pay_handler"], measured["pay_sql"]
+    return [
         Figure(
             "writes",
-            f"pay_order handler called directly ({conc})",
+            f"pay_order handler called directly ({CONCURRENT})",
             "payments/s",
             ph["orders_per_second"],
             ps["orders_per_second"],
             "hand-written SQL, same rows",
-            note=f"p50 {ph['latency_ms']['p50']:.1f} ms, p99 {ph['latency_ms']['p99']:.1f} ms",
+            note=_latencies(ph),
         ),
         Figure(
             "writes",
@@ -438,7 +484,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             ps["statements_per_command"],
             "hand-written SQL",
             higher_is_better=False,
-            note=kinds(ph),
+            note=_kinds(ph),
         ),
         Figure(
             "writes",
@@ -449,13 +495,17 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             higher_is_better=False,
             note="the stock worker's transaction on order.created: claim, order, products, writes, outbox",
         ),
-        Figure(
-            "writes",
-            "commits per createOrder",
-            "commits",
-            g["commits_per_command"],
-            s["commits_per_command"],
-            "hand-written SQL",
-            higher_is_better=False,
-        ),
     ]
+
+
+def commit_figure(measured: dict[str, dict[str, Any]]) -> Figure:
+    g, s = measured["gateway"], measured["sql"]
+    return Figure(
+        "writes",
+        "commits per createOrder",
+        "commits",
+        g["commits_per_command"],
+        s["commits_per_command"],
+        "hand-written SQL",
+        higher_is_better=False,
+    )
