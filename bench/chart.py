@@ -54,31 +54,56 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if value < 1000 else f"{value:,.0f}"
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """Where a panel draws: its plot area and the mapping of x indexes and y values into it."""
+
+    lx: list[float]  # log10 of each x
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    low: float
+    high: float
+    log_y: bool
+
+    @classmethod
+    def of(cls, panel: Panel, xs: Sequence[float], left: int) -> tuple[_Plot, list[float]]:
+        """The panel's plot area and its y ticks."""
+        points = [y for s in panel.series for y in s.ys if y is not None and math.isfinite(y) and y > 0]
+        top = max([*points, *(g for g, _ in panel.guides), 1e-9]) * 1.1
+        if panel.log_y:
+            bottom = 10 ** math.floor(math.log10(min(points, default=1.0)))
+            ticks = _log_ticks(bottom, top)
+            low, high = math.log10(bottom), math.log10(top)
+        else:
+            ticks = _ticks(top)
+            low, high = 0.0, max(top, ticks[-1])
+        lx = [math.log10(x) for x in xs]
+        return cls(lx, left + MARGIN, left + PANEL_W - 12, PANEL_H - 40, 40, low, high, panel.log_y), ticks
+
+    def px(self, i: int) -> float:
+        span = (self.lx[-1] - self.lx[0]) or 1.0
+        return self.x0 + (self.lx[i] - self.lx[0]) / span * (self.x1 - self.x0)
+
+    def py(self, y: float) -> float:
+        value = math.log10(max(y, 10**self.low)) if self.log_y else y
+        return self.y0 - (value - self.low) / ((self.high - self.low) or 1.0) * (self.y0 - self.y1)
+
+
 def _panel(
     panel: Panel, xs: Sequence[float], x_labels: Sequence[str], style: dict[str, tuple[str, str]], left: int
 ) -> str:
-    points = [y for s in panel.series for y in s.ys if y is not None and math.isfinite(y) and y > 0]
-    top = max([*points, *(g for g, _ in panel.guides), 1e-9]) * 1.1
-    if panel.log_y:
-        bottom = 10 ** math.floor(math.log10(min(points, default=1.0)))
-        ticks = _log_ticks(bottom, top)
-        low, high = math.log10(bottom), math.log10(top)
-    else:
-        ticks = _ticks(top)
-        top = max(top, ticks[-1])
-        low, high = 0.0, top
-    lx = [math.log10(x) for x in xs]
-    x0, x1 = left + MARGIN, left + PANEL_W - 12
-    y0, y1 = PANEL_H - 40, 40
+    plot, ticks = _Plot.of(panel, xs, left)
+    out = _axes(plot, panel, ticks, x_labels, left) + _guides(plot, panel)
+    for s in panel.series:
+        out += _line(plot, s, *style[s.label])
+    return "\n".join(out)
 
-    def px(i: int) -> float:
-        span = (lx[-1] - lx[0]) or 1.0
-        return x0 + (lx[i] - lx[0]) / span * (x1 - x0)
 
-    def py(y: float) -> float:
-        value = math.log10(max(y, 10**low)) if panel.log_y else y
-        return y0 - (value - low) / ((high - low) or 1.0) * (y0 - y1)
-
+def _axes(plot: _Plot, panel: Panel, ticks: list[float], x_labels: Sequence[str], left: int) -> list[str]:
+    """The title, the axis labels, the grid at every tick and x, and the frame."""
+    x0, x1, y0, y1, px, py = plot.x0, plot.x1, plot.y0, plot.y1, plot.px, plot.py
     out = [f'<text x="{(x0 + x1) / 2}" y="22" text-anchor="middle" font-weight="bold">{escape(panel.title)}</text>']
     out.append(
         f'<text x="{left + 14}" y="{(y0 + y1) / 2}" text-anchor="middle" '
@@ -94,30 +119,41 @@ def _panel(
         f'<text x="{(x0 + x1) / 2}" y="{y0 + 32}" text-anchor="middle">orders in the read model (log scale)</text>'
     )
     out.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#999"/>')
+    return out
+
+
+def _guides(plot: _Plot, panel: Panel) -> list[str]:
+    """The panel's bounds, as dashed red lines with their labels."""
+    out = []
     for value, label in panel.guides:
         out.append(
-            f'<line x1="{x0}" x2="{x1}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
+            f'<line x1="{plot.x0}" x2="{plot.x1}" y1="{plot.py(value):.1f}" y2="{plot.py(value):.1f}" '
             'stroke="#d62728" stroke-dasharray="5 4"/>'
         )
         out.append(
-            f'<text x="{x1 - 4}" y="{py(value) - 4:.1f}" text-anchor="end" fill="#d62728">{escape(label)}</text>'
+            f'<text x="{plot.x1 - 4}" y="{plot.py(value) - 4:.1f}" text-anchor="end" fill="#d62728">'
+            f"{escape(label)}</text>"
         )
-    for s in panel.series:
-        colour, dash = style[s.label]
-        shown = [(i, y) for i, y in enumerate(s.ys) if y is not None and math.isfinite(y)]
-        pts = [(px(i), py(y)) for i, y in shown]
-        if len(pts) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            out.append(
-                f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6" stroke-dasharray="{dash}">'
-                f"<title>{escape(s.label)}</title></polyline>"
-            )
-        for (x, y), (_, value) in zip(pts, shown, strict=True):
-            out.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"><title>{escape(s.label)}: '
-                f"{value:.3g}</title></circle>"
-            )
-    return "\n".join(out)
+    return out
+
+
+def _line(plot: _Plot, series: Series, colour: str, dash: str) -> list[str]:
+    """One series: its line through the points it has, and a point (with its value as a tooltip) at each."""
+    shown = [(i, y) for i, y in enumerate(series.ys) if y is not None and math.isfinite(y)]
+    pts = [(plot.px(i), plot.py(y)) for i, y in shown]
+    out = []
+    if len(pts) > 1:
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6" stroke-dasharray="{dash}">'
+            f"<title>{escape(series.label)}</title></polyline>"
+        )
+    for (x, y), (_, value) in zip(pts, shown, strict=True):
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"><title>{escape(series.label)}: '
+            f"{value:.3g}</title></circle>"
+        )
+    return out
 
 
 def line_chart(title: str, xs: Sequence[float], x_labels: Sequence[str], panels: Sequence[Panel]) -> str:

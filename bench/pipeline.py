@@ -196,6 +196,19 @@ async def layout(
             process.stop()
 
 
+@dataclass
+class Load:
+    """The orders CLIENTS accepted from `began` to `ended` (wall clock), how many were decided by then, how long the
+    rest took to be decided, and the CPU each role spent meanwhile."""
+
+    accepted: list[Accepted]
+    began: float
+    ended: float
+    decided_during: int
+    catch_up: float
+    cpu: dict[str, float]
+
+
 async def measure(env: BenchEnv, name: str, commands: list[list[str]], seconds: float) -> dict[str, Any]:
     settings = env.namespace(f"pipeline-{name.replace(' ', '-')}")
     await env.reset_write_model()
@@ -208,30 +221,47 @@ async def measure(env: BenchEnv, name: str, commands: list[list[str]], seconds: 
     try:
         await ready.wait()
         async with layout(env, settings, name, commands) as processes:
-            gateway = processes[0]
-            users, products = await seed_customers(gateway.url, env.headers(Role.ADMIN), USERS, PRODUCTS)
-            token = env.token(Role.ADMIN)
-            # Warm-up: every component has joined and decided an order (consumers assigned, caches filled).
-            warm = await client(gateway.url, token, users, products, seed=-1, until=time.monotonic() + 2.0)
-            if await decisions.until([a.order_id for a in warm], 60.0) >= 60.0:
-                raise RuntimeError(f"{name}: the warm-up orders were not decided within 60 s")
-            meter = CpuMeter.begin({p.proc.pid: command[0] for p, command in zip(processes, commands, strict=True)})
-            t0 = time.time()
-            deadline = time.monotonic() + seconds
-            runs = await asyncio.gather(
-                *(client(gateway.url, token, users, products, seed=n, until=deadline) for n in range(CLIENTS))
-            )
-            load_end = time.time()
-            accepted = [a for run in runs for a in run]
-            ids = [a.order_id for a in accepted]
-            during = sum(1 for o in ids if decisions.decided.get(o, float("inf")) <= load_end)
-            catch_up = await decisions.until(ids, CATCH_UP_LIMIT)
-            cpu = meter.spent()
+            load = await under_load(env, name, decisions, processes, commands, seconds)
     finally:
         stopping.set()
         await asyncio.gather(tail, return_exceptions=True)
-    undecided = sum(1 for o in ids if o not in decisions.decided)
-    elapsed = load_end - t0
+    return summary(name, load, decisions)
+
+
+async def under_load(
+    env: BenchEnv,
+    name: str,
+    decisions: Decisions,
+    processes: list[Process],
+    commands: list[list[str]],
+    seconds: float,
+) -> Load:
+    """CLIENTS in a closed loop on the layout's gateway for `seconds`, after a warm-up in which every component has
+    joined and decided an order (consumers assigned, caches filled); then until every order is decided."""
+    gateway = processes[0]
+    users, products = await seed_customers(gateway.url, env.headers(Role.ADMIN), USERS, PRODUCTS)
+    token = env.token(Role.ADMIN)
+    warm = await client(gateway.url, token, users, products, seed=-1, until=time.monotonic() + 2.0)
+    if await decisions.until([a.order_id for a in warm], 60.0) >= 60.0:
+        raise RuntimeError(f"{name}: the warm-up orders were not decided within 60 s")
+    meter = CpuMeter.begin({p.proc.pid: command[0] for p, command in zip(processes, commands, strict=True)})
+    began = time.time()
+    deadline = time.monotonic() + seconds
+    runs = await asyncio.gather(
+        *(client(gateway.url, token, users, products, seed=n, until=deadline) for n in range(CLIENTS))
+    )
+    ended = time.time()
+    accepted = [a for run in runs for a in run]
+    ids = [a.order_id for a in accepted]
+    during = sum(1 for o in ids if decisions.decided.get(o, float("inf")) <= ended)
+    catch_up = await decisions.until(ids, CATCH_UP_LIMIT)
+    return Load(accepted, began, ended, during, catch_up, meter.spent())
+
+
+def summary(name: str, load: Load, decisions: Decisions) -> dict[str, Any]:
+    accepted, during, load_end = load.accepted, load.decided_during, load.ended
+    undecided = sum(1 for a in accepted if a.order_id not in decisions.decided)
+    elapsed = load_end - load.began
     to_decided = [
         decisions.decided[a.order_id] - a.responded
         for a in accepted
@@ -247,10 +277,10 @@ async def measure(env: BenchEnv, name: str, commands: list[list[str]], seconds: 
         "decided_per_s": during / elapsed,
         "decided_over_accepted": during / n if n else 0.0,
         "undecided_after_catch_up": undecided,
-        "catch_up_s": catch_up,
+        "catch_up_s": load.catch_up,
         "response_to_decided_ms": latency_summary(to_decided),
         "create_order_ms": latency_summary([a.took for a in accepted]),
-        "cpu_ms_per_order": {role: 1000 * s / n for role, s in sorted(cpu.items())} if n else {},
+        "cpu_ms_per_order": {role: 1000 * s / n for role, s in sorted(load.cpu.items())} if n else {},
     }
 
 

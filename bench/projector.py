@@ -23,6 +23,7 @@ import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
@@ -239,6 +240,51 @@ async def kafka_baseline(db: AsyncDatabase[Doc], settings: Settings, total: int,
         await consumer.stop()
 
 
+@dataclass
+class Measured:
+    """Each way's events/s per round, its MongoDB commands per event and what it dead-lettered; every round on a
+    fresh read model, checked against what the events make."""
+
+    env: BenchEnv
+    events: list[Event]
+    expected: dict[str, tuple[int, int]]
+    results: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    commands: dict[str, float] = field(default_factory=dict)
+    dead_lettered: int = 0
+
+    async def measure(self, name: str, body: Callable[[AsyncDatabase[Doc]], Any]) -> None:
+        client, db = await self.env.reset_read_model()
+        try:
+            before = COMMANDS.count
+            outcome = await body(db)
+            self.commands[name] = (COMMANDS.count - before) / len(self.events)
+            if isinstance(outcome, tuple):
+                outcome, lost = outcome
+                self.dead_lettered += lost
+            self.results[name].append(outcome)
+            await verify(db, self.expected)
+        finally:
+            await client.close()
+
+
+async def in_rounds(measured: Measured, producer: AIOKafkaProducer, settings: Settings, rounds: int) -> None:
+    """Rounds alternate eventshop and baseline (each on a fresh read model, the Kafka ones with a new consumer group
+    reading the same events); the best round of each is reported."""
+    events, measure = measured.events, measured.measure
+    for n in range(rounds):
+        group = f"bench-projector-{measured.env.run_id}-{n}"
+        await measure("direct", lambda db: direct_eventshop(db, producer, settings, events))
+        await measure("direct_baseline", lambda db: direct_baseline(db, events))
+        await measure(
+            "kafka",
+            functools.partial(kafka_eventshop, producer=producer, settings=settings, total=len(events), group=group),
+        )
+        await measure(
+            "kafka_baseline",
+            functools.partial(kafka_baseline, settings=settings, total=len(events), group=f"raw-{group}"),
+        )
+
+
 async def run(env: BenchEnv, scale: float = 1.0, rounds: int = 3) -> list[Figure]:
     users, products, orders = max(2, int(20 * scale)), max(4, int(60 * scale)), max(4, int(80 * scale))
     events = projection_stream(users, products, orders)
@@ -250,48 +296,21 @@ async def run(env: BenchEnv, scale: float = 1.0, rounds: int = 3) -> list[Figure
     settings = env.namespace("projector")
     await env.create_topics(settings)
     COMMANDS.database = settings.mongo_database
+    measured = Measured(env, events, expected)
     producer = make_producer(settings)
     await producer.start()
-    results: dict[str, list[float]] = defaultdict(list)
-    commands: dict[str, float] = {}
-    dead_lettered = 0
-
-    async def measure(name: str, body: Callable[[AsyncDatabase[Doc]], Any]) -> None:
-        nonlocal dead_lettered
-        client, db = await env.reset_read_model()
-        try:
-            before = COMMANDS.count
-            outcome = await body(db)
-            commands[name] = (COMMANDS.count - before) / len(events)
-            if isinstance(outcome, tuple):
-                outcome, lost = outcome
-                dead_lettered += lost
-            results[name].append(outcome)
-            await verify(db, expected)
-        finally:
-            await client.close()
-
     try:
         await produce(producer, settings, events)
-        # Rounds alternate eventshop and baseline (each on a fresh read model, the Kafka ones with a new
-        # consumer group reading the same events); the best round of each is reported.
-        for n in range(rounds):
-            group = f"bench-projector-{env.run_id}-{n}"
-            await measure("direct", lambda db: direct_eventshop(db, producer, settings, events))
-            await measure("direct_baseline", lambda db: direct_baseline(db, events))
-            await measure(
-                "kafka",
-                functools.partial(
-                    kafka_eventshop, producer=producer, settings=settings, total=len(events), group=group
-                ),
-            )
-            await measure(
-                "kafka_baseline",
-                functools.partial(kafka_baseline, settings=settings, total=len(events), group=f"raw-{group}"),
-            )
+        await in_rounds(measured, producer, settings, rounds)
     finally:
         await producer.stop()
-    mix = f"{len(events)} events: {users} users x2, {products} products x3, {orders} orders x2"
+    return figures(measured, f"{len(events)} events: {users} users x2, {products} products x3, {orders} orders x2")
+
+
+def figures(measured: Measured, mix: str) -> list[Figure]:
+    results, commands, dead_lettered, events = (
+        measured.results, measured.commands, measured.dead_lettered, len(measured.events)
+    )  # fmt: skip
     note = f"MongoDB commands/event: eventshop {{es:.2f}}, baseline {{bl:.2f}} (bulk of {BULK_BATCH})"
     return [
         Figure(
@@ -302,7 +321,7 @@ async def run(env: BenchEnv, scale: float = 1.0, rounds: int = 3) -> list[Figure
             max(results["direct_baseline"]),
             "PyMongo update command of the same version-gated upserts (what bulk_write sends), 50 per batch",
             note=note.format(es=commands["direct"], bl=commands["direct_baseline"]),
-            details={"commands_per_event": commands, "events": len(events), "rounds": dict(results)},
+            details={"commands_per_event": commands, "events": events, "rounds": dict(results)},
         ),
         Figure(
             "projector",
@@ -315,7 +334,7 @@ async def run(env: BenchEnv, scale: float = 1.0, rounds: int = 3) -> list[Figure
             + (f"; {dead_lettered} DEAD-LETTERED" if dead_lettered else ""),
             details={
                 "commands_per_event": commands,
-                "events": len(events),
+                "events": events,
                 "dead_lettered": dead_lettered,
                 "rounds": dict(results),
             },

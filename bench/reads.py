@@ -145,97 +145,114 @@ async def answer(url: str, request: Request) -> Any:
         return (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
 
 
-async def run(env: BenchEnv, seconds: float = 3.0) -> list[Figure]:
-    owners = await seed(env)
-    order_ids = sorted(owners)
-    customer = {uid: env.headers(Role.CUSTOMER, uid) for uid in set(owners.values())}
-    admin = env.headers(Role.ADMIN)
-    rng = random.Random(9)
+class Requests:
+    """The four requests the bench drives, each drawn anew per call (a random order, asked by its owner or an admin)."""
 
-    def products() -> Request:
+    def __init__(self, env: BenchEnv, owners: dict[int, int], rng: random.Random) -> None:
+        self.owners, self.order_ids, self.rng = owners, sorted(owners), rng
+        self.customer = {uid: env.headers(Role.CUSTOMER, uid) for uid in set(owners.values())}
+        self.admin = env.headers(Role.ADMIN)
+
+    def products(self) -> Request:
         return PRODUCTS, {}, {}
 
-    def products_page() -> Request:
+    def products_page(self) -> Request:
         return PRODUCTS_PAGE, {}, {}
 
-    def order_as_owner() -> Request:
-        oid = rng.choice(order_ids)
-        return ORDER, {"id": str(oid)}, customer[owners[oid]]
+    def order_as_owner(self) -> Request:
+        oid = self.rng.choice(self.order_ids)
+        return ORDER, {"id": str(oid)}, self.customer[self.owners[oid]]
 
-    def order_as_admin() -> Request:
-        return ORDER, {"id": str(rng.choice(order_ids))}, admin
+    def order_as_admin(self) -> Request:
+        return ORDER, {"id": str(self.rng.choice(self.order_ids))}, self.admin
 
-    settings = env.settings
-    logs = env.log_dir
+    def named(self) -> tuple[tuple[str, Callable[[], Request]], ...]:
+        return (
+            ("products(first: 20) with totalCount, anonymous", self.products),
+            ("products(first: 20) without totalCount, anonymous", self.products_page),
+            ("order(id) as its owner (customer token)", self.order_as_owner),
+            ("order(id) as admin", self.order_as_admin),
+        )
+
+
+def servers(env: BenchEnv) -> tuple[Process, Process]:
+    """`eventshop gateway` and the bare schema on the bench's read model, not started yet."""
+    settings, logs = env.settings, env.log_dir
     gateway = Process.eventshop(["gateway"], env.process_env(settings), logs / "reads-gateway.log")
     port = free_port()
     bare = Process(
-        [
-            sys.executable,
-            "-m",
-            "bench.bare",
-            "--port",
-            str(port),
-            "--mongo-uri",
-            settings.mongo_uri,
-            "--database",
-            settings.mongo_database,
-        ],
+        [sys.executable, "-m", "bench.bare", "--port", str(port), "--mongo-uri", settings.mongo_uri,
+         "--database", settings.mongo_database],
         dict(os.environ),
         logs / "reads-bare.log",
         port,
-    )
+    )  # fmt: skip
+    return gateway, bare
+
+
+async def versus_bare(gateway: Process, bare: Process, requests: Requests, seconds: float) -> list[Figure]:
+    """Each request through the gateway against the bare schema, after checking both answer the same."""
     figures = []
+    for name, make in requests.named():
+        sample = make()
+        same = (await answer(gateway.url, sample)).get("data") == (await answer(bare.url, sample)).get("data")
+        es_rate, es_took = await drive(gateway.url, make, seconds)
+        bl_rate, bl_took = await drive(bare.url, make, seconds)
+        es, bl = latency_summary(es_took), latency_summary(bl_took)
+        figures.append(
+            Figure(
+                "reads",
+                f"GraphQL {name}, {CONCURRENCY} clients",
+                "req/s",
+                es_rate,
+                bl_rate,
+                "bare Strawberry schema, same types, objects in memory, same uvicorn setup",
+                note=f"p50 {es['p50']:.1f} vs {bl['p50']:.1f} ms, p99 {es['p99']:.1f} vs {bl['p99']:.1f} ms"
+                + ("" if same else "; ANSWERS DIFFER"),
+                details={"eventshop_latency_ms": es, "baseline_latency_ms": bl, "same_answer": same},
+            )
+        )
+    return figures
+
+
+async def versus_reads(env: BenchEnv, over_http: list[Figure], requests: Requests, seconds: float) -> list[Figure]:
+    """The gateway's products page with its total and its order(id) as admin (figures of `versus_bare`) against the
+    MongoDB reads their resolvers make."""
+    settings = env.settings
+    mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
     try:
-        await asyncio.gather(gateway.wait_ready(), bare.wait_ready())
-        for name, make in (
-            ("products(first: 20) with totalCount, anonymous", products),
-            ("products(first: 20) without totalCount, anonymous", products_page),
-            ("order(id) as its owner (customer token)", order_as_owner),
-            ("order(id) as admin", order_as_admin),
+        read_model = ReadModel(read_db)
+        figures = []
+        for name, read, gateway_rate in (
+            (
+                "products(first: 20) with totalCount",
+                lambda: total_of(read_model.list_products(20, None, **ALL_PRODUCTS)),
+                over_http[0],
+            ),
+            ("order(id)", lambda: read_model.order(requests.rng.choice(requests.order_ids)), over_http[3]),
         ):
-            sample = make()
-            same = (await answer(gateway.url, sample)).get("data") == (await answer(bare.url, sample)).get("data")
-            es_rate, es_took = await drive(gateway.url, make, seconds)
-            bl_rate, bl_took = await drive(bare.url, make, seconds)
-            es, bl = latency_summary(es_took), latency_summary(bl_took)
             figures.append(
                 Figure(
                     "reads",
-                    f"GraphQL {name}, {CONCURRENCY} clients",
+                    f"GraphQL {name} (as above) vs its MongoDB reads alone, {CONCURRENCY} workers",
                     "req/s",
-                    es_rate,
-                    bl_rate,
-                    "bare Strawberry schema, same types, objects in memory, same uvicorn setup",
-                    note=f"p50 {es['p50']:.1f} vs {bl['p50']:.1f} ms, p99 {es['p99']:.1f} vs {bl['p99']:.1f} ms"
-                    + ("" if same else "; ANSWERS DIFFER"),
-                    details={"eventshop_latency_ms": es, "baseline_latency_ms": bl, "same_answer": same},
+                    gateway_rate.eventshop,
+                    await drive_reads(read, seconds),
+                    "the resolver's ReadModel calls without HTTP or GraphQL: the read model's ceiling",
                 )
             )
-        mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
-        try:
-            read_model = ReadModel(read_db)
-            for name, read, gateway_rate in (
-                (
-                    "products(first: 20) with totalCount",
-                    lambda: total_of(read_model.list_products(20, None, **ALL_PRODUCTS)),
-                    figures[0],
-                ),
-                ("order(id)", lambda: read_model.order(rng.choice(order_ids)), figures[3]),
-            ):
-                figures.append(
-                    Figure(
-                        "reads",
-                        f"GraphQL {name} (as above) vs its MongoDB reads alone, {CONCURRENCY} workers",
-                        "req/s",
-                        gateway_rate.eventshop,
-                        await drive_reads(read, seconds),
-                        "the resolver's ReadModel calls without HTTP or GraphQL: the read model's ceiling",
-                    )
-                )
-        finally:
-            await mongo.close()
+        return figures
+    finally:
+        await mongo.close()
+
+
+async def run(env: BenchEnv, seconds: float = 3.0) -> list[Figure]:
+    requests = Requests(env, await seed(env), random.Random(9))
+    gateway, bare = servers(env)
+    try:
+        await asyncio.gather(gateway.wait_ready(), bare.wait_ready())
+        over_http = await versus_bare(gateway, bare, requests, seconds)
+        return over_http + await versus_reads(env, over_http, requests, seconds)
     finally:
         gateway.stop()
         bare.stop()
-    return figures

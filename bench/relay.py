@@ -105,6 +105,31 @@ async def raw_round(producer: AIOKafkaProducer, messages: list[Message], batch: 
     return rate(len(messages), time.perf_counter() - started)
 
 
+async def in_rounds(
+    db: WriteDatabase,
+    relays: dict[str, OutboxRelay],
+    producers: tuple[AIOKafkaProducer, AIOKafkaProducer],
+    settings: Settings,
+    rows: int,
+    rounds: int,
+) -> dict[str, list[float]]:
+    """Each relay (by completion) and the raw producer's two ways over the same rows, `rounds` times, after a warm-up
+    of both producers (the relays' and the baseline's: metadata, connections, idempotence ids) outside the timing;
+    events/s of every round."""
+    relay_producer, baseline = producers
+    rates: dict[str, list[float]] = {"mark": [], "delete": [], "batched": [], "pipelined": []}
+    await fill_outbox(db, rows)
+    messages = await outbox_messages(db, settings)
+    await raw_round(baseline, messages[:500], None)
+    await raw_round(relay_producer, messages[:500], None)
+    for _ in range(rounds):
+        for completion, relay in relays.items():
+            rates[completion].append(await relay_round(db, relay, rows))
+        rates["batched"].append(await raw_round(baseline, messages, settings.outbox_batch_size))
+        rates["pipelined"].append(await raw_round(baseline, messages, None))
+    return rates
+
+
 async def run(env: BenchEnv, rows: int = 20_000, rounds: int = 3) -> list[Figure]:
     settings = env.namespace("relay")
     await env.create_topics(settings)
@@ -117,42 +142,29 @@ async def run(env: BenchEnv, rows: int = 20_000, rounds: int = 3) -> list[Figure
         completion: OutboxRelay(db, relay_producer, settings.model_copy(update={"outbox_completion": completion}))
         for completion in ("mark", "delete")
     }
-    rates: dict[str, list[float]] = {"mark": [], "delete": [], "batched": [], "pipelined": []}
     try:
-        await fill_outbox(db, rows)
-        messages = await outbox_messages(db, settings)
-        # Warm both producers (metadata, connections, idempotence ids) outside the timing.
-        await raw_round(baseline, messages[:500], None)
-        await raw_round(relay_producer, messages[:500], None)
-        for _ in range(rounds):
-            for completion, relay in relays.items():
-                rates[completion].append(await relay_round(db, relay, rows))
-            rates["batched"].append(await raw_round(baseline, messages, settings.outbox_batch_size))
-            rates["pipelined"].append(await raw_round(baseline, messages, None))
+        rates = await in_rounds(db, relays, (relay_producer, baseline), settings, rows, rounds)
     finally:
         await relay_producer.stop()
         await baseline.stop()
         await db.dispose()
-    details = {"rows": rows, "rounds": rounds, "batch_size": settings.outbox_batch_size}
+    return figures(rates, {"rows": rows, "rounds": rounds, "batch_size": settings.outbox_batch_size})
+
+
+def figures(rates: dict[str, list[float]], details: dict[str, int]) -> list[Figure]:
     batched = "raw aiokafka producer, same batches, acks awaited per batch"
     return [
-        Figure(
-            "relay",
-            f"relay, OUTBOX_COMPLETION=mark (default): {rows} rows, batches of {settings.outbox_batch_size}",
-            "events/s",
-            max(rates["mark"]),
-            max(rates["batched"]),
-            batched,
-            details={**details, "relay_rounds": rates["mark"], "baseline_rounds": rates["batched"]},
-        ),
-        Figure(
-            "relay",
-            f"relay, OUTBOX_COMPLETION=delete: {rows} rows, batches of {settings.outbox_batch_size}",
-            "events/s",
-            max(rates["delete"]),
-            max(rates["batched"]),
-            batched,
-            details={**details, "relay_rounds": rates["delete"], "baseline_rounds": rates["batched"]},
+        *(
+            Figure(
+                "relay",
+                f"relay, OUTBOX_COMPLETION={label}: {details['rows']} rows, batches of {details['batch_size']}",
+                "events/s",
+                max(rates[completion]),
+                max(rates["batched"]),
+                batched,
+                details={**details, "relay_rounds": rates[completion], "baseline_rounds": rates["batched"]},
+            )
+            for completion, label in (("mark", "mark (default)"), ("delete", "delete"))
         ),
         Figure(
             "relay",

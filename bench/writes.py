@@ -22,13 +22,16 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from bench.env import BenchEnv
 from bench.stats import Figure, latency_summary, rate
@@ -37,16 +40,28 @@ from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
-from command.models import db_now
+from command.models import Order, OrderItem, OrderStatusChange, db_now
 from command.stock_worker import handle_order_events
 from gateway.app import create_app
 from gateway.auth import Role
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from projection.store import connect_read_model
-from shared.events import Event, OrderCreated, OrderPaid, OrderSnapshot, PaymentMethod
+from shared.events import (
+    Event,
+    OrderCreated,
+    OrderPaid,
+    OrderSnapshot,
+    OrderUser,
+    PaymentMethod,
+    StatusChange,
+)
+from shared.events import (
+    OrderLine as LineSnapshot,
+)
 
 CONCURRENCY = 8
+CONCURRENT = f"{CONCURRENCY} concurrent clients"
 ROUNDS = 4
 CREATE_ORDER = """
 mutation($input: CreateOrderInput!, $key: String) {
@@ -57,6 +72,18 @@ mutation($input: CreateOrderInput!, $key: String) {
 }
 """
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+`?(\w+)`?", re.IGNORECASE)
+
+
+def columns_of(table: type[SQLModel], *keys: str) -> tuple[str, ...]:
+    """A write model table's columns, as its SQLModel class declares them, without these keys."""
+    return tuple(name for name in table.__table__.columns.keys() if name not in keys)  # type: ignore[attr-defined]
+
+
+ORDER_COLUMNS = columns_of(Order)
+LINE_COLUMNS = columns_of(OrderItem, "id", "order_id")
+HISTORY_COLUMNS = columns_of(OrderStatusChange, "id", "order_id")
+USER_COLUMNS = tuple(OrderUser.model_fields)  # the user as an order's event carries it
+Row = Mapping[str, Any]
 
 
 class StatementCounter:
@@ -103,164 +130,113 @@ async def raw_create_order(db: WriteDatabase, user_id: int, lines: list[tuple[in
     """The floor: the same rows and the same outbox event, in plain SQL, one transaction."""
     now = db_now()
     async with db.engine.begin() as conn:
-        user = (
-            await conn.exec_driver_sql(
-                "SELECT id, name, email, version FROM users WHERE id = %s AND deleted_at IS NULL", (user_id,)
-            )
-        ).one()
-        ids = [pid for pid, _ in lines]
-        placeholders = ", ".join(["%s"] * len(ids))
-        products = {
-            r.id: r
-            for r in await conn.exec_driver_sql(
-                f"SELECT id, name, price, stock FROM products WHERE id IN ({placeholders}) AND deleted_at IS NULL",
-                tuple(ids),
-            )
-        }
-        items = []
-        for pid, quantity in lines:
-            p = products[pid]
-            assert quantity <= p.stock
-            items.append((pid, p.name, quantity, p.price, p.price * quantity))
-        total = sum((i[4] for i in items), Decimal("0.00"))
-        result = await conn.exec_driver_sql(
-            "INSERT INTO orders (user_id, status, total_amount, stock_held, version, created_at, updated_at) "
-            "VALUES (%s, 'CREATED', %s, 0, 1, %s, %s)",
-            (user_id, total, now, now),
-        )
-        order_id = result.lastrowid
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
-        await conn.exec_driver_sql(
-            f"INSERT INTO order_items (order_id, product_id, product_name, quantity, unit_price, subtotal) "
-            f"VALUES {values}",
-            tuple(v for item in items for v in (order_id, *item)),
-        )
-        await conn.exec_driver_sql(
-            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'CREATED', %s)", (order_id, now)
-        )
-        stamp = now.isoformat() + "+00:00"
-        snapshot = {
-            "id": order_id,
-            "user_id": user_id,
-            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
-            "items": [
-                {
-                    "product_id": i[0],
-                    "product_name": i[1],
-                    "quantity": i[2],
-                    "unit_price": str(i[3]),
-                    "subtotal": str(i[4]),
-                }
-                for i in items
-            ],
-            "total_amount": str(total),
-            "status": "CREATED",
-            "payment_method": None,
-            "cancel_reason": None,
-            "reject_reason": None,
-            "history": [{"status": "CREATED", "at": stamp, "reason": None}],
-            "version": 1,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "paid_at": None,
-            "canceled_at": None,
-            "deleted_at": None,
-        }
-        envelope = OrderCreated.of(OrderSnapshot.model_validate(snapshot))
-        await _insert_outbox_row(conn, envelope, now)
-
-
-async def _insert_outbox_row(conn: Any, event: Event, now: Any) -> None:
-    """The event's outbox row, written by hand as the baselines write everything."""
-    await conn.exec_driver_sql(
-        "INSERT INTO outbox (event_id, topic, `key`, aggregate_type, aggregate_id, aggregate_version, payload, "
-        "headers, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            str(event.event_id),
-            event.event_type.value,
-            str(event.aggregate_id),
-            event.aggregate_type.value,
-            event.aggregate_id,
-            event.aggregate_version,
-            event.model_dump_json(),
-            json.dumps({k: v.decode() for k, v in event.kafka_headers()}),
-            now,
-        ),
-    )
-
-
-def _stamp(value: Any) -> str | None:
-    return None if value is None else value.isoformat() + "+00:00"
+        (user,) = await _select(conn, USER_COLUMNS, "FROM users WHERE id = %s AND deleted_at IS NULL", user_id)
+        items = await _priced_lines(conn, lines)
+        total = sum((item["subtotal"] for item in items), Decimal("0.00"))
+        order: dict[str, Any] = {
+            "user_id": user_id, "status": "CREATED", "total_amount": total, "stock_held": 0, "version": 1,
+            "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        order["id"] = (await _insert(conn, "orders", [order])).lastrowid
+        await _insert(conn, "order_items", [{"order_id": order["id"], **item} for item in items])
+        created = {"status": "CREATED", "at": now, "reason": None}
+        await _insert(conn, "order_status_history", [{"order_id": order["id"], **created}])
+        await _insert_outbox_row(conn, OrderCreated.of(order_snapshot(order, user, items, [created])), now)
 
 
 async def raw_pay_order(db: WriteDatabase, order_id: int) -> None:
     """The floor of payOrder: lock the order, read what its event carries, move it to PAID, one transaction."""
     now = db_now()
     async with db.engine.begin() as conn:
-        order = (
-            await conn.exec_driver_sql(
-                "SELECT id, user_id, status, total_amount, payment_method, cancel_reason, reject_reason, version, "
-                "created_at, updated_at, paid_at, canceled_at, deleted_at FROM orders WHERE id = %s FOR UPDATE",
-                (order_id,),
-            )
-        ).one()
-        assert order.status == "RESERVED" and order.deleted_at is None
-        items = (
-            await conn.exec_driver_sql(
-                "SELECT product_id, product_name, quantity, unit_price, subtotal FROM order_items "
-                "WHERE order_id = %s ORDER BY id",
-                (order_id,),
-            )
-        ).all()
-        history = (
-            await conn.exec_driver_sql(
-                "SELECT status, reason, at FROM order_status_history WHERE order_id = %s ORDER BY id", (order_id,)
-            )
-        ).all()
-        user = (
-            await conn.exec_driver_sql("SELECT id, name, email, version FROM users WHERE id = %s", (order.user_id,))
-        ).one()
-        version = order.version + 1
-        await conn.exec_driver_sql(
-            "UPDATE orders SET status = 'PAID', payment_method = 'PIX', paid_at = %s, updated_at = %s, version = %s "
-            "WHERE id = %s",
-            (now, now, version, order_id),
+        (order,) = await _select(conn, ORDER_COLUMNS, "FROM orders WHERE id = %s FOR UPDATE", order_id)
+        assert order["status"] == "RESERVED" and order["deleted_at"] is None
+        items = await _select(conn, LINE_COLUMNS, "FROM order_items WHERE order_id = %s ORDER BY id", order_id)
+        history = await _select(
+            conn, HISTORY_COLUMNS, "FROM order_status_history WHERE order_id = %s ORDER BY id", order_id
         )
-        await conn.exec_driver_sql(
-            "INSERT INTO order_status_history (order_id, status, at) VALUES (%s, 'PAID', %s)", (order_id, now)
-        )
-        snapshot = {
-            "id": order_id,
-            "user_id": order.user_id,
-            "user": {"id": user.id, "name": user.name, "email": user.email, "version": user.version},
-            "items": [
-                {
-                    "product_id": i.product_id,
-                    "product_name": i.product_name,
-                    "quantity": i.quantity,
-                    "unit_price": str(i.unit_price),
-                    "subtotal": str(i.subtotal),
-                }
-                for i in items
-            ],
-            "total_amount": str(order.total_amount),
-            "status": "PAID",
-            "payment_method": "PIX",
-            "cancel_reason": None,
-            "reject_reason": None,
-            "history": [
-                *({"status": h.status, "at": _stamp(h.at), "reason": h.reason} for h in history),
-                {"status": "PAID", "at": _stamp(now), "reason": None},
-            ],
-            "version": version,
-            "created_at": _stamp(order.created_at),
-            "updated_at": _stamp(now),
-            "paid_at": _stamp(now),
-            "canceled_at": None,
-            "deleted_at": None,
+        (user,) = await _select(conn, USER_COLUMNS, "FROM users WHERE id = %s", order["user_id"])
+        paid = {
+            "status": "PAID", "payment_method": "PIX", "paid_at": now, "updated_at": now, "reserved_until": None,
+            "version": order["version"] + 1,
+        }  # fmt: skip
+        await _update(conn, "orders", order_id, paid)
+        change = {"status": "PAID", "at": now, "reason": None}
+        await _insert(conn, "order_status_history", [{"order_id": order_id, **change}])
+        snapshot = order_snapshot({**order, **paid}, user, items, [*history, change])
+        await _insert_outbox_row(conn, OrderPaid.of(snapshot), now)
+
+
+def order_snapshot(order: Row, user: Row, items: Iterable[Row], history: Iterable[Row]) -> OrderSnapshot:
+    """The event's snapshot from rows as MySQL has them: of each row, the columns its part of the snapshot has."""
+    return OrderSnapshot.model_validate(
+        {
+            **_fields(order, OrderSnapshot),
+            "user": _fields(user, OrderUser),
+            "items": [_fields(item, LineSnapshot) for item in items],
+            "history": [_fields(change, StatusChange) for change in history],
         }
-        envelope = OrderPaid.of(OrderSnapshot.model_validate(snapshot))
-        await _insert_outbox_row(conn, envelope, now)
+    )
+
+
+def _fields(row: Row, model: type[BaseModel]) -> dict[str, Any]:
+    return {name: value for name, value in row.items() if name in model.model_fields}
+
+
+async def _select(conn: Any, columns: Iterable[str], rest: str, *params: Any) -> list[Row]:
+    """The rows of `SELECT <columns> <rest>`, by column name."""
+    return list((await conn.exec_driver_sql(f"SELECT {', '.join(columns)} {rest}", params)).mappings().all())
+
+
+async def _priced_lines(conn: Any, lines: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The requested lines priced from their products (one SELECT), as `order_items` rows without their keys."""
+    placeholders = ", ".join(["%s"] * len(lines))
+    products = {
+        r.id: r
+        for r in await conn.exec_driver_sql(
+            f"SELECT id, name, price, stock FROM products WHERE id IN ({placeholders}) AND deleted_at IS NULL",
+            tuple(pid for pid, _ in lines),
+        )
+    }
+    items = []
+    for pid, quantity in lines:
+        p = products[pid]
+        assert quantity <= p.stock
+        items.append(
+            {"product_id": pid, "product_name": p.name, "quantity": quantity, "unit_price": p.price,
+             "subtotal": p.price * quantity}
+        )  # fmt: skip
+    return items
+
+
+async def _insert(conn: Any, table: str, rows: list[dict[str, Any]]) -> Any:
+    """One INSERT of these rows (each with the columns of the first), as the baselines write everything."""
+    columns = list(rows[0])
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return await conn.exec_driver_sql(
+        f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) VALUES {', '.join([row] * len(rows))}",
+        tuple(values[c] for values in rows for c in columns),
+    )
+
+
+async def _update(conn: Any, table: str, row_id: int, changes: dict[str, Any]) -> None:
+    assignments = ", ".join(f"`{c}` = %s" for c in changes)
+    await conn.exec_driver_sql(f"UPDATE {table} SET {assignments} WHERE id = %s", (*changes.values(), row_id))
+
+
+async def _insert_outbox_row(conn: Any, event: Event, now: Any) -> None:
+    """The event's outbox row, written by hand as the baselines write everything."""
+    row = {
+        "event_id": str(event.event_id),
+        "topic": event.event_type.value,
+        "key": str(event.aggregate_id),
+        "aggregate_type": event.aggregate_type.value,
+        "aggregate_id": event.aggregate_id,
+        "aggregate_version": event.aggregate_version,
+        "payload": event.model_dump_json(),
+        "headers": json.dumps({k: v.decode() for k, v in event.kafka_headers()}),
+        "created_at": now,
+    }
+    await _insert(conn, "outbox", [row])
 
 
 async def reserved_orders(
@@ -320,6 +296,86 @@ async def in_rounds(counter: StatementCounter, paths: tuple[Path, ...]) -> dict[
     return measured
 
 
+@dataclass
+class Paths:
+    """The ways to place (and pay) the same orders, each a call of the order's number: the customers take turns,
+    each order asks for two products drawn from a seeded sequence."""
+
+    db: WriteDatabase
+    http: httpx.AsyncClient
+    tokens: dict[int, dict[str, str]]
+    users: list[int]
+    lines: Callable[[], list[tuple[int, int]]]
+    by_handler: list[int] = field(default_factory=list)  # reserved orders the handler pays
+    by_sql: list[int] = field(default_factory=list)  # reserved orders the hand-written SQL pays
+
+    async def via_gateway(self, i: int, idempotent: bool = False) -> None:
+        user = self.users[i % len(self.users)]
+        variables = {
+            "input": {"userId": str(user), "items": [{"productId": str(p), "quantity": q} for p, q in self.lines()]},
+            "key": uuid.uuid4().hex if idempotent else None,
+        }
+        response = await self.http.post(
+            "/graphql", json={"query": CREATE_ORDER, "variables": variables}, headers=self.tokens[user]
+        )
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"createOrder failed: {body['errors']}")
+
+    async def idempotent(self, i: int) -> None:
+        await self.via_gateway(i, idempotent=True)
+
+    async def via_handler(self, i: int) -> None:
+        user = self.users[i % len(self.users)]
+        await create_order(self.db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in self.lines())))
+
+    async def via_sql(self, i: int) -> None:
+        await raw_create_order(self.db, self.users[i % len(self.users)], self.lines())
+
+    async def pay_via_handler(self, i: int) -> None:
+        await pay_order(self.db, PayOrder(self.by_handler[i], PaymentMethod.PIX))
+
+    async def pay_via_sql(self, i: int) -> None:
+        await raw_pay_order(self.db, self.by_sql[i])
+
+    async def reserve_payable(self, counter: StatementCounter, each: int) -> float:
+        """`each` reserved orders for either way of paying; the statements one reservation took."""
+        payable, per_reservation = await reserved_orders(self.db, counter, self.users, self.lines, 2 * each)
+        self.by_handler, self.by_sql = payable[:each], payable[each:]
+        return per_reservation
+
+    async def warm(self, orders: int, warm: int) -> None:
+        """Every path once over (pool, statement caches, schema), outside the counts; the payments take the last
+        `warm` orders of their lists."""
+        for call in (self.via_gateway, self.via_handler, self.via_sql, self.idempotent):
+            await concurrently(warm, call)
+        for pay in (self.pay_via_handler, self.pay_via_sql):
+            await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
+
+    def timed(self, orders: int) -> tuple[Path, ...]:
+        return (
+            ("gateway", self.via_gateway, orders),
+            ("handler", self.via_handler, orders),
+            ("sql", self.via_sql, orders),
+            ("gateway_idempotent", self.idempotent, orders // 2),
+            ("pay_handler", self.pay_via_handler, orders),
+            ("pay_sql", self.pay_via_sql, orders),
+        )
+
+
+async def customers_and_products(db: WriteDatabase) -> tuple[list[int], list[int]]:
+    """CONCURRENCY customers and 20 products with stock for every order of the run."""
+    users = [
+        (await create_user(db, CreateUser(f"Writer {i}", f"writer{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
+        for i in range(CONCURRENCY)
+    ]
+    products = [
+        (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id
+        for i in range(20)
+    ]
+    return users, products  # type: ignore[return-value]
+
+
 async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     settings = env.settings
     db = WriteDatabase(settings.mysql_dsn)
@@ -327,14 +383,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
     mongo, read_db = await connect_read_model(settings.mongo_uri, settings.mongo_database)
     rng = random.Random(3)
     try:
-        users = [
-            (await create_user(db, CreateUser(f"Writer {i}", f"writer{i}-{uuid.uuid4().hex[:6]}@bench.example.com"))).id
-            for i in range(CONCURRENCY)
-        ]
-        products: list[int] = [
-            (await create_product(db, CreateProduct(f"Write bench {i}", Decimal("12.50") + i, 10_000_000))).id
-            for i in range(20)
-        ]
+        users, products = await customers_and_products(db)
 
         def lines() -> list[tuple[int, int]]:
             return [(pid, rng.randint(1, 3)) for pid in rng.sample(products, 2)]
@@ -342,90 +391,54 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
         app = create_app(
             write_db=db, read_model=ReadModel(read_db), feed=ViewFeed(settings), settings=settings, readiness={}
         )
-        tokens = {u: env.headers(Role.CUSTOMER, u) for u in users}  # type: ignore[arg-type]
+        tokens = {u: env.headers(Role.CUSTOMER, u) for u in users}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as http:
-
-            async def via_gateway(i: int, idempotent: bool = False) -> None:
-                user = users[i % len(users)]
-                variables = {
-                    "input": {"userId": str(user), "items": [{"productId": str(p), "quantity": q} for p, q in lines()]},
-                    "key": uuid.uuid4().hex if idempotent else None,
-                }
-                body = (
-                    await http.post(
-                        "/graphql", json={"query": CREATE_ORDER, "variables": variables}, headers=tokens[user]
-                    )
-                ).json()
-                if body.get("errors"):
-                    raise RuntimeError(f"createOrder failed: {body['errors']}")
-
-            async def via_handler(i: int) -> None:
-                user = users[i % len(users)]
-                await create_order(db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in lines())))  # type: ignore[arg-type]
-
-            async def via_sql(i: int) -> None:
-                await raw_create_order(db, users[i % len(users)], lines())  # type: ignore[arg-type]
-
-            async def idempotent(i: int) -> None:
-                await via_gateway(i, idempotent=True)
-
+            paths = Paths(db, http, tokens, users, lines)
             warm = CONCURRENCY * 2
-            payable, per_reservation = await reserved_orders(db, counter, users, lines, 2 * (orders + warm))
-            by_handler, by_sql = payable[: orders + warm], payable[orders + warm :]
-
-            async def pay_via_handler(i: int) -> None:
-                await pay_order(db, PayOrder(by_handler[i], PaymentMethod.PIX))
-
-            async def pay_via_sql(i: int) -> None:
-                await raw_pay_order(db, by_sql[i])
-
-            # Warm every path (pool, statement caches, schema) outside the counts.
-            for call in (via_gateway, via_handler, via_sql, idempotent):
-                await concurrently(warm, call)
-            for pay in (pay_via_handler, pay_via_sql):  # the last `warm` orders of each list
-                await concurrently(warm, lambda i, pay=pay: pay(orders + i))  # type: ignore[misc]
-            measured = await in_rounds(
-                counter,
-                (
-                    ("gateway", via_gateway, orders),
-                    ("handler", via_handler, orders),
-                    ("sql", via_sql, orders),
-                    ("gateway_idempotent", idempotent, orders // 2),
-                    ("pay_handler", pay_via_handler, orders),
-                    ("pay_sql", pay_via_sql, orders),
-                ),
-            )
+            per_reservation = await paths.reserve_payable(counter, orders + warm)
+            await paths.warm(orders, warm)
+            measured = await in_rounds(counter, paths.timed(orders))
     finally:
         await mongo.close()
         await db.dispose()
+    return [
+        *order_figures(measured, orders),
+        *payment_figures(measured, per_reservation),
+        commit_figure(measured),
+    ]
 
+
+def _latencies(m: dict[str, Any]) -> str:
+    return f"p50 {m['latency_ms']['p50']:.1f} ms, p99 {m['latency_ms']['p99']:.1f} ms"
+
+
+def _kinds(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
+
+
+def order_figures(measured: dict[str, dict[str, Any]], orders: int) -> list[Figure]:
+    """createOrder's rate and statements by every path, against hand-written SQL."""
     g, h, s, i = (measured[k] for k in ("gateway", "handler", "sql", "gateway_idempotent"))
-    ph, ps = measured["pay_handler"], measured["pay_sql"]
-
-    def kinds(m: dict[str, Any]) -> str:
-        return ", ".join(f"{k} {v:g}" for k, v in sorted(m["statement_kinds_per_command"].items()))
-
-    conc = f"{CONCURRENCY} concurrent clients"
     return [
         Figure(
             "writes",
-            f"createOrder through the gateway (in-process ASGI, {conc}, {orders} orders)",
+            f"createOrder through the gateway (in-process ASGI, {CONCURRENT}, {orders} orders)",
             "orders/s",
             g["orders_per_second"],
             s["orders_per_second"],
             "hand-written SQL, same rows, same concurrency",
-            note=f"p50 {g['latency_ms']['p50']:.1f} ms, p99 {g['latency_ms']['p99']:.1f} ms",
+            note=_latencies(g),
             details=measured,
         ),
         Figure(
             "writes",
-            f"create_order handler called directly ({conc})",
+            f"create_order handler called directly ({CONCURRENT})",
             "orders/s",
             h["orders_per_second"],
             s["orders_per_second"],
             "hand-written SQL",
-            note=f"p50 {h['latency_ms']['p50']:.1f} ms, p99 {h['latency_ms']['p99']:.1f} ms",
+            note=_latencies(h),
         ),
         Figure(
             "writes",
@@ -435,7 +448,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             s["statements_per_command"],
             "hand-written SQL",
             higher_is_better=False,
-            note=kinds(g),
+            note=_kinds(g),
         ),
         Figure(
             "writes",
@@ -445,16 +458,23 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             s["statements_per_command"],
             "hand-written SQL (no key)",
             higher_is_better=False,
-            note=f"{i['orders_per_second']:.0f} orders/s; " + kinds(i),
+            note=f"{i['orders_per_second']:.0f} orders/s; " + _kinds(i),
         ),
+    ]
+
+
+def payment_figures(measured: dict[str, dict[str, Any]], per_reservation: float) -> list[Figure]:
+    """payOrder's rate and statements against hand-written SQL, and the statements of one stock reservation."""
+    ph, ps = measured["pay_handler"], measured["pay_sql"]
+    return [
         Figure(
             "writes",
-            f"pay_order handler called directly ({conc})",
+            f"pay_order handler called directly ({CONCURRENT})",
             "payments/s",
             ph["orders_per_second"],
             ps["orders_per_second"],
             "hand-written SQL, same rows",
-            note=f"p50 {ph['latency_ms']['p50']:.1f} ms, p99 {ph['latency_ms']['p99']:.1f} ms",
+            note=_latencies(ph),
         ),
         Figure(
             "writes",
@@ -464,7 +484,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             ps["statements_per_command"],
             "hand-written SQL",
             higher_is_better=False,
-            note=kinds(ph),
+            note=_kinds(ph),
         ),
         Figure(
             "writes",
@@ -475,13 +495,17 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
             higher_is_better=False,
             note="the stock worker's transaction on order.created: claim, order, products, writes, outbox",
         ),
-        Figure(
-            "writes",
-            "commits per createOrder",
-            "commits",
-            g["commits_per_command"],
-            s["commits_per_command"],
-            "hand-written SQL",
-            higher_is_better=False,
-        ),
     ]
+
+
+def commit_figure(measured: dict[str, dict[str, Any]]) -> Figure:
+    g, s = measured["gateway"], measured["sql"]
+    return Figure(
+        "writes",
+        "commits per createOrder",
+        "commits",
+        g["commits_per_command"],
+        s["commits_per_command"],
+        "hand-written SQL",
+        higher_is_better=False,
+    )

@@ -174,6 +174,26 @@ class GraphQLClient:
         return body["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
 
 
+def gateway_app(
+    settings: Settings,
+    write_db: WriteDatabase,
+    read_model: ReadModel,
+    *,
+    readiness: dict[str, Callable[[], Awaitable[None]]] | None = None,
+    **overrides: Any,
+) -> Starlette:
+    """The gateway app with these settings changed; its feed is not started (for what waits on no view change)."""
+    changed = settings.model_copy(update=overrides)
+    return create_app(
+        write_db=write_db, read_model=read_model, feed=ViewFeed(changed), settings=changed, readiness=readiness or {}
+    )
+
+
+def asgi_http(app: Starlette, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """An HTTP client of `app` in this process (httpx's ASGI transport, no server)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers=headers)
+
+
 @asynccontextmanager
 async def fed_gateway(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel, *, telemetry: Telemetry = OFF
@@ -200,8 +220,7 @@ async def in_process_admin(
 ) -> AsyncIterator[GraphQLClient]:
     """An admin's client of the fed gateway app in-process (no server); real services behind it."""
     async with fed_gateway(settings, write_db, read_model, telemetry=telemetry) as (app, _):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+        async with asgi_http(app, bearer(settings)) as http:
             yield GraphQLClient(http)
 
 

@@ -9,6 +9,7 @@ real `eventshop` processes (`process_env`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -25,6 +26,7 @@ from alembic import command as alembic_command
 from alembic.config import Config
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
 
 from command.db import WriteDatabase
@@ -236,6 +238,20 @@ async def invoke(settings: Settings, *args: str, stdin: str | None = None) -> Re
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
+
+
+async def kill_sessions(db: WriteDatabase) -> int:
+    """KILL every other session on the database, as a MariaDB restart or a network cut does to them; how many."""
+    async with db.engine.connect() as conn:
+        sessions = await conn.exec_driver_sql(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        killed = 0
+        for (session,) in list(sessions):
+            with contextlib.suppress(DBAPIError):  # it ended on its own meanwhile
+                await conn.exec_driver_sql(f"KILL CONNECTION {int(session)}")
+                killed += 1
+    return killed
 
 
 def scenario_rng(label: str) -> random.Random:

@@ -377,39 +377,60 @@ def seed(
         plan = SeedPlan(users, products, orders, seed_value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-
-    async def work(settings: Settings) -> tuple[SeedReport, int]:
-        write_db = WriteDatabase(settings.mysql_dsn, pool_size=concurrency + 2)
-        columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        try:
-            with Progress(*columns, console=console) as bar:
-                progress = _RichProgress(bar)
-                report = await seed_shop(
-                    write_db,
-                    plan,
-                    progress=progress,
-                    concurrency=concurrency,
-                    force=force,
-                    reserve_timeout=reserve_timeout,
-                )
-                left = (await wait_settled(write_db, timeout=wait_timeout, progress=progress)).total if wait else 0
-            return report, left
-        finally:
-            await write_db.dispose()
-
     started = time.monotonic()
     try:
-        report, left = _run(work)
+        report, left = _run(
+            lambda settings: _seed_with_progress(
+                settings,
+                plan,
+                console,
+                concurrency=concurrency,
+                force=force,
+                reserve_timeout=reserve_timeout,
+                wait_timeout=wait_timeout if wait else None,
+            )
+        )
     except (SeedRefused, SeedStalled) as exc:
         console.print(f"[red]{'refusing to seed' if isinstance(exc, SeedRefused) else 'stopped'}: {exc}[/red]")
         raise typer.Exit(1) from None
+    _print_seed_report(console, plan, report, time.monotonic() - started)
+    if left:
+        console.print(f"[red]still {left} event(s) or order(s) in flight after {wait_timeout:.0f} s[/red]")
+        raise typer.Exit(1)
+
+
+async def _seed_with_progress(
+    settings: Settings,
+    plan: SeedPlan,
+    console: Console,
+    *,
+    concurrency: int,
+    force: bool,
+    reserve_timeout: float,
+    wait_timeout: float | None,
+) -> tuple[SeedReport, int]:
+    """The seed with a progress bar per phase; then, with a `wait_timeout`, the wait for the relay and the stock
+    worker. The report, and what was still in flight when the wait gave up (0 without a wait)."""
+    write_db = WriteDatabase(settings.mysql_dsn, pool_size=concurrency + 2)
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console) as bar:
+            progress = _RichProgress(bar)
+            report = await seed_shop(
+                write_db, plan, progress=progress, concurrency=concurrency, force=force, reserve_timeout=reserve_timeout
+            )
+            if wait_timeout is None:
+                return report, 0
+            return report, (await wait_settled(write_db, timeout=wait_timeout, progress=progress)).total
+    finally:
+        await write_db.dispose()
+
+
+def _print_seed_report(console: Console, plan: SeedPlan, report: SeedReport, seconds: float) -> None:
     table = Table("phase", "planned", "already there", "created", "refused", title=f"seed {plan.seed}")
     for label, phase in report.phases.items():
         refused = ", ".join(f"{n} {code}" for code, n in sorted(phase.refused.items())) or "0"
         table.add_row(label, str(phase.planned), str(phase.existing), str(phase.created), refused)
     console.print(table)
     shown = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
-    console.print(f"orders: {shown or 'none'}; {time.monotonic() - started:.1f} s")
-    if left:
-        console.print(f"[red]still {left} event(s) or order(s) in flight after {wait_timeout:.0f} s[/red]")
-        raise typer.Exit(1)
+    console.print(f"orders: {shown or 'none'}; {seconds:.1f} s")

@@ -37,6 +37,12 @@ def _audit() -> list[sa.Column]:
 
 
 def upgrade() -> None:
+    _customers_and_products()
+    _orders()
+    _outbox_and_bookkeeping()
+
+
+def _customers_and_products() -> None:
     op.create_table(
         "users",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -69,6 +75,9 @@ def upgrade() -> None:
         **TABLE_ARGS,
     )
 
+
+def _orders() -> None:
+    """Orders, their items (prices at order time) and their status history."""
     op.create_table(
         "orders",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -114,6 +123,9 @@ def upgrade() -> None:
         **TABLE_ARGS,
     )
 
+
+def _outbox_and_bookkeeping() -> None:
+    """The outbox, the consumers' processed events and the idempotency keys of retried commands."""
     op.create_table(
         "outbox",
         sa.Column("id", ID, primary_key=True, autoincrement=True),

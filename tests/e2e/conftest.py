@@ -59,22 +59,30 @@ class Process:
         return self.proc.returncode
 
 
+def authenticated_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The processes' environment on `settings` with authentication on, as in production (clients send tokens
+    signed with the test secret), and a mutation budget no story reaches (the limits have tests of their own)."""
+    return labs.process_env(
+        settings,
+        ENV="test",
+        AUTH_ENABLED="true",
+        JWT_SECRET=TEST_JWT_SECRET,
+        MUTATION_RATE="10000",
+        MUTATION_BURST="10000",
+        **extra,
+    )
+
+
 @pytest.fixture(scope="session")
 def process_env(settings: Settings) -> dict[str, str]:
     run_id = uuid.uuid4().hex[:8]
-    return labs.process_env(
+    return authenticated_env(
         settings,
         PROJECTOR_GROUP=f"e2e-projector-{run_id}",
         STOCK_WORKER_GROUP=f"e2e-stock-{run_id}",
         CONSUMER_OFFSET_RESET="latest",  # ready (/readyz) means assigned: nothing later is missed
         LOG_LEVEL="INFO",
-        # Authentication on, as in production; clients below send tokens signed with the test secret.
-        ENV="test",
-        AUTH_ENABLED="true",
-        JWT_SECRET=TEST_JWT_SECRET,
         GRAPHQL_INTROSPECTION="true",
-        MUTATION_RATE="10000",  # one admin drives every story; the limits have tests of their own
-        MUTATION_BURST="10000",
         MAX_WS_CONNECTIONS_PER_CLIENT="1000",  # the 200-subscriber test connects from one address
     )
 

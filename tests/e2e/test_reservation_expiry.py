@@ -19,8 +19,8 @@ import pytest
 
 from shared.settings import Settings
 from tests import labs
-from tests.conftest import TEST_JWT_SECRET, eventually
-from tests.e2e.conftest import Client, Process, Subscription, order_of, pay, shop
+from tests.conftest import eventually
+from tests.e2e.conftest import Client, Process, Subscription, authenticated_env, order_of, pay, shop
 from tests.integration.shop import CREATE_ORDER, PAY_ORDER, order_input
 from tests.labs import EVENTSHOP, ROOT, free_port, lab_of
 
@@ -68,16 +68,11 @@ async def lab(settings: Settings) -> AsyncIterator[labs.Lab]:
 
 @pytest.fixture(scope="module")
 def stack(lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = labs.process_env(
+    env = authenticated_env(
         lab.settings,
         ORDER_RESERVATION_TTL_SECONDS=str(TTL_SECONDS),
         ORDER_EXPIRY_POLL_INTERVAL="0.2",
         LOG_LEVEL="INFO",
-        ENV="test",
-        AUTH_ENABLED="true",
-        JWT_SECRET=TEST_JWT_SECRET,
-        MUTATION_RATE="10000",
-        MUTATION_BURST="10000",
     )
     logs = tmp_path_factory.mktemp("expiry-logs")
     port = free_port()

@@ -17,8 +17,8 @@ import pytest
 
 from shared.settings import Settings
 from tests import labs
-from tests.conftest import TEST_JWT_SECRET, eventually
-from tests.e2e.conftest import Client, Process, place, shop
+from tests.conftest import eventually
+from tests.e2e.conftest import Client, Process, authenticated_env, place, shop
 from tests.e2e.test_gateway_workers import alive, descendants, scrape
 from tests.labs import free_port, lab_of
 
@@ -35,13 +35,8 @@ async def lab(settings: Settings) -> AsyncIterator[labs.Lab]:
 def two_processes(lab: labs.Lab, logs: Path) -> Iterator[tuple[Process, set[int]]]:
     """`eventshop all --processes 2` ready, with the pids of its children; killed at the end if a test left it
     running."""
-    env = labs.process_env(
+    env = authenticated_env(
         lab.settings,
-        ENV="test",
-        AUTH_ENABLED="true",
-        JWT_SECRET=TEST_JWT_SECRET,
-        MUTATION_RATE="10000",
-        MUTATION_BURST="10000",
         CONSUMER_OFFSET_RESET="earliest",  # topics of its own: nothing published before the start is missed
     )
     port = free_port()

@@ -78,6 +78,11 @@ def client(base_url: str, token: str | None, transport: httpx.AsyncBaseTransport
     return GraphQLClient(httpx.AsyncClient(base_url=base_url, headers=headers, transport=transport, timeout=30))
 
 
+def sha256(document: str) -> str:
+    """A document's hash as persisted queries and trusted documents name it (hex)."""
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
 def codes(body: dict[str, Any]) -> list[str]:
     return [error.get("extensions", {}).get("code") for error in body.get("errors") or []]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 from starlette.applications import Starlette
 
 from command.db import WriteDatabase
@@ -12,10 +11,11 @@ from gateway.app import create_app
 from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
+from tests.conftest import asgi_http
 
 
 async def open_subscriptions(app: Starlette) -> float:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+    async with asgi_http(app) as http:
         text = (await http.get("/metrics")).text
     match = re.search(r"^eventshop_subscriptions_active (\S+)$", text, re.MULTILINE)
     assert match, "metric eventshop_subscriptions_active missing"

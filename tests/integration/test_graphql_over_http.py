@@ -22,7 +22,7 @@ from gateway.endpoint import EventshopGraphQL
 from gateway.media import MediaType, negotiate
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import WriteModelProbe, bearer, fed_gateway
+from tests.conftest import WriteModelProbe, asgi_http, bearer, fed_gateway
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 RESPONSE_TYPES = (GRAPHQL_RESPONSE, "application/json")
@@ -32,8 +32,7 @@ RESPONSE_TYPES = (GRAPHQL_RESPONSE, "application/json")
 async def http(settings: Settings, write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's HTTP client of the whole gateway app, in-process."""
     async with fed_gateway(settings, write_db, read_model) as (app, _):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as c:
+        async with asgi_http(app, bearer(settings)) as c:
             yield c
 
 
@@ -161,7 +160,7 @@ async def test_the_guards_in_front_of_graphql_answer_in_the_accepted_media_type(
 ) -> None:
     small = settings.model_copy(update={"max_body_bytes": 64})
     async with fed_gateway(small, write_db, read_model) as (app, _):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
+        async with asgi_http(app) as c:
             response = await post(c, {"query": "{ " + "__typename " * 20 + "}"})
     assert refusal(response) == (413, GRAPHQL_RESPONSE, "QUERY_REJECTED")
 
@@ -258,7 +257,7 @@ async def anonymous(
     probe = WriteModelProbe(write_db, event_log)
     before = await probe.high_water()
     async with fed_gateway(settings, write_db, read_model) as (app, _):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
+        async with asgi_http(app) as c:
             yield c
     assert await probe.high_water() == before and await probe.events_since(before) == []
 
@@ -271,7 +270,7 @@ async def test_a_fault_of_the_gateway_itself_is_a_masked_graphql_error_with_a_co
 
     monkeypatch.setattr(EventshopGraphQL, "get_context", broken)
     async with fed_gateway(settings, write_db, read_model) as (app, _):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
+        async with asgi_http(app) as c:
             response = await post(c, {"query": "{ __typename }"})
     assert refusal(response) == (500, GRAPHQL_RESPONSE, "INTERNAL") and "hunter2" not in response.text
     assert response.json()["errors"][0]["extensions"]["correlation_id"]

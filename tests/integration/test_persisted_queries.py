@@ -8,7 +8,6 @@ with an empty store.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,21 +18,15 @@ import pytest
 import websockets
 
 from command.db import WriteDatabase
-from gateway.app import create_app
 from gateway.auth import Role
-from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, token_for, unique
-from tests.integration.access import served
+from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, asgi_http, gateway_app, token_for, unique
+from tests.integration.access import codes, served, sha256
 from tests.integration.shop import place_order, register_customer, stock_product
 
 PRODUCTS = "query($first: Int!) { products(first: $first) { nodes { id } pageInfo { hasNextPage } } }"
 NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
-
-
-def sha256(query: str) -> str:
-    return hashlib.sha256(query.encode()).hexdigest()
 
 
 def persisted(query: str, sha: str | None = None) -> dict[str, Any]:
@@ -73,24 +66,12 @@ class APQClient:
         return body
 
 
-def codes(body: dict[str, Any]) -> list[str]:
-    return [error["extensions"]["code"] for error in body.get("errors") or []]
-
-
 @asynccontextmanager
 async def gateway(
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel, token: str | None = None, **overrides: Any
 ) -> AsyncIterator[APQClient]:
-    app = create_app(
-        write_db=write_db,
-        read_model=read_model,
-        feed=ViewFeed(settings),
-        settings=settings.model_copy(update=overrides),
-        readiness={},
-    )
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers) as http:
+    app = gateway_app(settings, write_db, read_model, **overrides)
+    async with asgi_http(app, None if token is None else {"Authorization": f"Bearer {token}"}) as http:
         yield APQClient(http)
 
 
@@ -232,7 +213,7 @@ async def test_a_subscription_can_be_sent_by_hash_over_the_websocket(
     tea = await stock_product(gql, unique("tea"), "3.50", 10)
     order = await place_order(gql, ada, (tea, 1))
     watch = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { id } }"
-    app = create_app(write_db=write_db, read_model=read_model, feed=ViewFeed(settings), settings=settings, readiness={})
+    app = gateway_app(settings, write_db, read_model)
     operation, result, code_of = PROTOCOLS[protocol]
 
     async with served(app) as url:

@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from command.db import WriteDatabase
-from gateway.app import create_app
-from gateway.feed import ViewFeed
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, bearer
+from tests.conftest import GraphQLClient, asgi_http, bearer, gateway_app
 
 
 class Commands(monitoring.CommandListener):
@@ -40,15 +37,8 @@ async def watched(settings: Settings, write_db: WriteDatabase) -> AsyncIterator[
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_uri, tz_aware=True, event_listeners=[commands]
     )
-    app = create_app(
-        write_db=write_db,
-        read_model=ReadModel(client[settings.mongo_database]),
-        feed=ViewFeed(settings),
-        settings=settings,
-        readiness={},
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+    app = gateway_app(settings, write_db, ReadModel(client[settings.mongo_database]))
+    async with asgi_http(app, bearer(settings)) as http:
         yield GraphQLClient(http), commands
     await client.close()
 

@@ -19,6 +19,7 @@ from shared.events import Topic, UserSnapshot, UserUpdated
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
 from tests.conftest import RunningSystem, TopicTail, eventually
+from tests.labs import kill_sessions
 
 FAKE_IDS_FROM = 10**12  # far above real ids: these probe users never meet real ones
 
@@ -335,22 +336,6 @@ async def _is_zero(count: Any) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
-
-
-async def kill_sessions(db: WriteDatabase) -> int:
-    """KILL every other session on the database, as a MariaDB restart or a network cut does to them."""
-    async with db.engine.connect() as conn:
-        sessions = await conn.exec_driver_sql(
-            "SELECT id FROM information_schema.PROCESSLIST WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-        )
-        killed = 0
-        for (session,) in list(sessions):
-            try:
-                await conn.exec_driver_sql(f"KILL CONNECTION {int(session)}")
-                killed += 1
-            except Exception:  # noqa: BLE001 - it ended on its own meanwhile
-                pass
-    return killed
 
 
 async def test_a_relay_whose_sessions_are_killed_while_writers_commit_publishes_every_row(

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 import websockets
@@ -25,7 +24,6 @@ from graphql import build_schema
 from starlette.applications import Starlette
 
 from command.db import WriteDatabase
-from gateway.app import create_app
 from gateway.auth import STOREFRONT_SCOPES
 from gateway.feed import ViewFeed
 from gateway.policy import RULES
@@ -33,7 +31,16 @@ from gateway.schema import create_schema
 from projection.queries import ReadModel
 from shared.events import encode_view_change
 from shared.settings import Settings
-from tests.conftest import GraphQLClient, RunningSystem, WriteModelProbe, eventually, fed_gateway, unique
+from tests.conftest import (
+    GraphQLClient,
+    RunningSystem,
+    WriteModelProbe,
+    asgi_http,
+    eventually,
+    fed_gateway,
+    gateway_app,
+    unique,
+)
 from tests.integration.access import (
     ADMIN,
     ANONYMOUS,
@@ -437,16 +444,8 @@ USERS = "{ users(first: 1) { totalCount } }"
 PRODUCTS = "{ products(first: 1) { totalCount } }"
 
 
-def gateway_app(settings: Settings, write_db: WriteDatabase, read_model: ReadModel, **overrides: Any) -> Starlette:
-    """A gateway with other settings; its feed is not started (nothing here waits for the read model)."""
-    changed = settings.model_copy(update=overrides)
-    return create_app(write_db=write_db, read_model=read_model, feed=ViewFeed(changed), settings=changed, readiness={})
-
-
 def in_process(app: Starlette, authorization: str | None) -> GraphQLClient:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    transport = httpx.ASGITransport(app=app)
-    return GraphQLClient(httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers))
+    return GraphQLClient(asgi_http(app, None if authorization is None else {"Authorization": authorization}))
 
 
 async def users_answer(app: Starlette, authorization: str | None) -> list[str]:
@@ -730,14 +729,8 @@ async def test_readyz_names_a_failing_check_without_its_connection_string(
     async def broken_mysql() -> None:
         raise ConnectionError("cannot reach mysql+asyncmy://eventshop:hunter2@db:3306/eventshop")
 
-    app = create_app(
-        write_db=write_db,
-        read_model=read_model,
-        feed=ViewFeed(settings),
-        settings=settings,
-        readiness={"mysql": broken_mysql},
-    )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+    app = gateway_app(settings, write_db, read_model, readiness={"mysql": broken_mysql})
+    async with asgi_http(app) as http:
         response = await http.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not ready", "checks": {"mysql": "unavailable: ConnectionError"}}

@@ -12,14 +12,12 @@ story: it refuses the shared test database, where other tests' customers are dat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-from sqlalchemy.exc import DBAPIError
 from typer.testing import Result
 
 from command.handlers.create_user import CreateUser, create_user
@@ -28,7 +26,7 @@ from eventshop.ops.seed_data import ShopShape, customer
 from shared.settings import Settings
 from tests.conftest import WriteModelProbe
 from tests.events import EventLog, WrittenEvent
-from tests.labs import Lab, invoke, lab_of, running_system
+from tests.labs import Lab, invoke, kill_sessions, lab_of, running_system
 
 SMALL = SeedPlan(users=20, products=10, orders=50)
 TABLES = (  # children first: the foreign keys
@@ -262,16 +260,7 @@ class CutConnections:
             self.cuts.append(asyncio.ensure_future(self.cut()))
 
     async def cut(self) -> int:
-        async with self.lab.write_db.engine.connect() as conn:
-            sessions = await conn.exec_driver_sql(
-                "SELECT id FROM information_schema.PROCESSLIST WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-            )
-            killed = 0
-            for (session,) in list(sessions):
-                with contextlib.suppress(DBAPIError):  # ended on its own meanwhile
-                    await conn.exec_driver_sql(f"KILL CONNECTION {int(session)}")
-                    killed += 1
-        return killed
+        return await kill_sessions(self.lab.write_db)
 
 
 async def test_a_seed_outlives_lost_connections_without_writing_anything_twice(shop: SeedLab) -> None:

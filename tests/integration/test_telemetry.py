@@ -8,8 +8,6 @@ BatchSpanProcessor the processes use). The session's components, built without o
 
 from __future__ import annotations
 
-import secrets
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +34,7 @@ from tests.conftest import (
 from tests.events import EventLog
 from tests.integration.shop import register_customer, stock_product
 from tests.labs import lab_of, running_system
+from tests.traces import batch_threads, caller, ids
 
 CREATE_PRODUCT = """
 mutation StockTracedProduct($input: CreateProductInput!) { createProduct(input: $input) { id version } }"""
@@ -79,11 +78,6 @@ async def traced(settings: Settings) -> AsyncIterator[Traced]:
         telemetry.shutdown()
 
 
-def caller() -> tuple[str, int, int]:
-    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
-    return f"00-{trace_id}-{span_id}-01", int(trace_id, 16), int(span_id, 16)
-
-
 async def post(gql: GraphQLClient, query: str, traceparent: str, correlation: str, **variables: Any) -> dict[str, Any]:
     response = await gql.http.post(
         "/graphql",
@@ -116,10 +110,6 @@ def one(spans: list[ReadableSpan], kind: SpanKind, name: str, **attributes: Any)
     return found[0] if found else None
 
 
-def batch_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]
-
-
 def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
@@ -130,7 +120,8 @@ async def written(probe: WriteModelProbe, topic: str, aggregate_id: str) -> list
 
 
 async def test_one_trace_from_the_mutation_through_the_relay_into_the_projector(traced: Traced) -> None:
-    traceparent, trace_id, caller_span = caller()
+    traceparent = caller()
+    trace_id, caller_span = ids(traceparent)
     correlation = unique("checkout")
     product = await stock_traced_product(traced.gql, traceparent, correlation, unique("traced"), "9.90", 3)
     topic = traced.settings.topic(Topic.PRODUCT_CREATED)
@@ -179,7 +170,8 @@ async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(traced: T
     """createOrder -> order.created -> stock worker -> order.reserved -> projector: every hop one trace."""
     customer = await register_customer(traced.gql)
     product = await stock_product(traced.gql, unique("saga"), "5.00", 10)
-    traceparent, trace_id, _ = caller()
+    traceparent = caller()
+    trace_id, _ = ids(traceparent)
     correlation = unique("order")
     order_input = {"userId": customer["id"], "items": [{"productId": product["id"], "quantity": 2}]}
     order = (await post(traced.gql, CREATE_ORDER, traceparent, correlation, input=order_input))["createOrder"]
@@ -215,7 +207,8 @@ async def test_the_stock_saga_stays_in_the_trace_of_the_order_mutation(traced: T
 
 
 async def test_a_dead_lettered_message_has_a_failed_consumer_span(traced: Traced) -> None:
-    traceparent, trace_id, sender_span = caller()
+    traceparent = caller()
+    trace_id, sender_span = ids(traceparent)
     topic = traced.settings.topic(Topic.USER_CREATED)
     producer: AIOKafkaProducer = make_producer(traced.settings)
     await producer.start()
@@ -254,7 +247,8 @@ async def test_with_tracing_off_no_span_is_recorded_and_the_trace_context_travel
     exporter = InMemorySpanExporter()
     assert Telemetry.start(make_test_settings(otel_enabled=False), "eventshop-test", exporter=exporter) is OFF
     assert batch_threads() == threads  # off starts no exporter thread
-    traceparent, trace_id, caller_span = caller()
+    traceparent = caller()
+    trace_id, caller_span = ids(traceparent)
     correlation = unique("untraced")
     product = await stock_traced_product(gql, traceparent, correlation, unique("plain"), "1.00", 1)
 

@@ -9,14 +9,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from command.db import WriteDatabase
 from gateway.totals import KnownTotals
 from projection.documents import ProductView
 from projection.queries import ReadModel
-from tests.conftest import GraphQLClient, RunningSystem, bearer, eventually, fed_gateway, make_test_settings, unique
+from tests.conftest import (
+    GraphQLClient,
+    RunningSystem,
+    asgi_http,
+    bearer,
+    eventually,
+    fed_gateway,
+    make_test_settings,
+    unique,
+)
 from tests.integration.shop import LIST_PRODUCTS, read_product, stock_product
 
 
@@ -24,8 +32,7 @@ from tests.integration.shop import LIST_PRODUCTS, read_product, stock_product
 async def counted(write_db: WriteDatabase, read_model: ReadModel) -> AsyncIterator[tuple[GraphQLClient, KnownTotals]]:
     settings = make_test_settings(totals_max_age_seconds=3600)
     async with fed_gateway(settings, write_db, read_model) as (app, feed):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+        async with asgi_http(app, bearer(settings)) as http:
             yield GraphQLClient(http), feed.totals
 
 

@@ -4,7 +4,6 @@ whichever way a client names them, and nothing else (no APQ registration either)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,16 +20,12 @@ from eventshop.cli import app as cli
 from gateway.trusted import ManifestError
 from projection.queries import ReadModel
 from shared.settings import Settings
-from tests.conftest import WriteModelProbe, bearer, eventually, fed_gateway, unique
-from tests.integration.access import codes, served
+from tests.conftest import WriteModelProbe, asgi_http, bearer, eventually, fed_gateway, unique
+from tests.integration.access import codes, served, sha256
 
 PRODUCTS = "query Products($first: Int!) { products(first: $first) { nodes { id } } }\n"
 CREATE_USER = "mutation SignUp($input: CreateUserInput!) { createUser(input: $input) { id } }\n"
 UNTRUSTED = "{ users(first: 100) { nodes { id email } } }"
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -70,8 +65,7 @@ async def trusting(
 ) -> AsyncIterator[httpx.AsyncClient]:
     only_trusted = settings.model_copy(update={"trusted_documents": manifest})
     async with fed_gateway(only_trusted, write_db, read_model) as (app, _):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as c:
+        async with asgi_http(app, bearer(settings)) as c:
             yield c
 
 
@@ -138,8 +132,7 @@ async def test_without_a_manifest_a_document_id_names_a_query_the_gateway_learnt
     settings: Settings, write_db: WriteDatabase, read_model: ReadModel
 ) -> None:
     async with fed_gateway(settings, write_db, read_model) as (app, _):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=bearer(settings)) as http:
+        async with asgi_http(app, bearer(settings)) as http:
             by_id = {"documentId": f"sha256:{sha256(PRODUCTS)}", "variables": {"first": 1}}
             assert codes(await answer(http, by_id)) == ["PERSISTED_QUERY_NOT_FOUND"]
             learn = {"query": PRODUCTS, "variables": {"first": 1}}

@@ -3,7 +3,6 @@ are, that setting what is already there is no change, and that the stock on a sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,17 +11,11 @@ import pytest
 
 from command.domain.product import NewProduct, Product, ProductChanges
 from command.domain.user import NewUser, User, UserChanges
-from shared.errors import DomainError
 from shared.events import ProductCreated, ProductDeleted, ProductUpdated, UserCreated, UserDeleted, UserUpdated
+from tests.doubles import refused
 
 OPENING = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LATER = OPENING + timedelta(minutes=5)
-
-
-def refused(move: Callable[[], object], **expected: Any) -> None:
-    with pytest.raises(DomainError) as failure:
-        move()
-    assert failure.value.extensions == expected
 
 
 def grace() -> User:

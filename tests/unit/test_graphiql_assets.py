@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from gateway.endpoint import EventshopGraphQL
 from gateway.ide import IMMUTABLE, STATIC_DIR, GraphiQLPage, assets_mount, load_manifest, sha384
-from tests.conftest import make_test_settings
+from tests.conftest import asgi_http, make_test_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = json.loads((ROOT / "gateway" / "graphiql" / "package-lock.json").read_text())
@@ -36,7 +36,7 @@ def test_the_npm_lock_pins_hashes_and_names_no_registry() -> None:
 
 
 async def _get(app: Starlette, path: str, **headers: str) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+    async with asgi_http(app) as http:
         return await http.get(path, headers=headers)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from shared.logging import COORDINATOR_LOGGER, CoordinatorElection, configure_logging
+from tests.doubles import Clock
 
 NOT_AVAILABLE = "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
 
@@ -15,19 +16,19 @@ def record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
 
 
 def test_a_coordinator_election_is_logged_once_at_info_unless_it_lasts() -> None:
-    now = [0.0]
-    election = CoordinatorElection(patience=30.0, clock=lambda: now[0])
+    clock = Clock()
+    election = CoordinatorElection(patience=30.0, clock=clock)
     first = record(NOT_AVAILABLE)
     assert election.filter(first) and first.levelno == logging.INFO and "elect" in first.getMessage()
-    now[0] = 1.0
+    clock.now = 1.0
     assert not election.filter(record(NOT_AVAILABLE))  # the second of the run: not logged
     for second in range(2, 31, 2):
-        now[0] = float(second)
+        clock.now = float(second)
         assert not election.filter(record(NOT_AVAILABLE))
-    now[0] = 31.0
+    clock.now = 31.0
     lasting = record(NOT_AVAILABLE)
     assert election.filter(lasting) and lasting.levelno == logging.ERROR  # it lasts: a failure, as it was
-    now[0] = 100.0  # quiet for longer than the patience: a new election, a new run
+    clock.now = 100.0  # quiet for longer than the patience: a new election, a new run
     again = record(NOT_AVAILABLE)
     assert election.filter(again) and again.levelno == logging.INFO
 

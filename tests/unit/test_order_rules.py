@@ -20,7 +20,6 @@ from command.domain.product import Product
 from command.domain.stock import Expired, Rejected, Reserved
 from command.domain.user import User
 from command.handlers.create_order import CreateOrder, OrderLine
-from shared.errors import DomainError
 from shared.events import (
     OrderCanceled,
     OrderCreated,
@@ -38,6 +37,7 @@ from shared.events import (
     UserSnapshot,
 )
 from shared.settings import Settings
+from tests.doubles import refused
 
 OPENING = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -76,14 +76,6 @@ def asks(*lines: tuple[Any, ...]) -> CreateOrder:
 def placed(request: CreateOrder, products: dict[int, Product], order_id: int = 7) -> tuple[Order, OrderCreated]:
     check_request(request)
     return NewOrder.place(request, customer(), products, minute(0)).created(order_id)
-
-
-def refused(move: Callable[[], object], **expected: Any) -> dict[str, Any]:
-    """The move fails with these extensions (code, field, ...) and nothing else."""
-    with pytest.raises(DomainError) as failure:
-        move()
-    assert failure.value.extensions == expected
-    return failure.value.extensions
 
 
 def statuses(order: Order) -> list[str]:

@@ -13,14 +13,7 @@ from structlog.testing import capture_logs
 
 from command.relay import leadership as module
 from command.relay.leadership import Leadership
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import Clock
 
 
 def standby(clock: Clock) -> Leadership:
@@ -37,7 +30,7 @@ def relay_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]
 
 
 def test_a_relay_refused_a_free_lock_warns_after_a_while_and_again_as_often(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     leadership = standby(clock)
     with relay_logs(monkeypatch) as logs:
         for _ in range(100):  # 100 s of polls, one a second, the lock free each time
@@ -49,7 +42,7 @@ def test_a_relay_refused_a_free_lock_warns_after_a_while_and_again_as_often(monk
 
 
 def test_a_standby_behind_a_live_leader_stays_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     leadership = standby(clock)
     with relay_logs(monkeypatch) as logs:
         for _ in range(100):

@@ -20,6 +20,7 @@ from gateway.verifier import TokenVerifier
 from shared.errors import Unauthenticated
 from shared.settings import Settings
 from tests.conftest import caller_budgets_unset
+from tests.doubles import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
@@ -157,9 +158,9 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_mutation_takes_from_the_budget_of_its_callers_kind_and_its_own_bucket() -> None:
-    now = [0.0]
+    clock = Clock()
     limits = MutationLimits(
-        {Caller.ANONYMOUS: Budget(1.0, 1), Caller.CUSTOMER: Budget(1.0, 2), Caller.SERVICE: None}, lambda: now[0]
+        {Caller.ANONYMOUS: Budget(1.0, 1), Caller.CUSTOMER: Budget(1.0, 2), Caller.SERVICE: None}, clock
     )
     alice = Principal("1", Role.CUSTOMER)
     storefront = Principal("storefront", Role.SERVICE, scopes=STOREFRONT_SCOPES)
@@ -172,12 +173,12 @@ def test_a_mutation_takes_from_the_budget_of_its_callers_kind_and_its_own_bucket
 
 
 def test_a_configured_service_budget_applies_to_admins_and_services_alike() -> None:
-    now = [0.0]
-    limits = MutationLimits(budgets(settings(service_mutation_rate=10.0, service_mutation_burst=2)), lambda: now[0])
+    clock = Clock()
+    limits = MutationLimits(budgets(settings(service_mutation_rate=10.0, service_mutation_burst=2)), clock)
     storefront = Principal("storefront", Role.SERVICE, scopes=STOREFRONT_SCOPES)
     assert [limits.take(storefront, "service:storefront") for _ in range(3)][-1] == pytest.approx(0.1)
     assert limits.take(Principal("ops", Role.ADMIN), "admin:ops") == 0.0  # a bucket of its own
-    now[0] += 0.1
+    clock.now += 0.1
     assert limits.take(storefront, "service:storefront") == 0.0
 
 

@@ -22,6 +22,7 @@ from gateway.verifier import TokenVerifier
 from shared.errors import Unauthenticated
 from shared.settings import DEV_JWT_SECRET, Settings, mask_dsn
 from tests.conftest import eventually
+from tests.doubles import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,26 +124,26 @@ def test_a_key_file_that_cannot_be_read_stops_the_start(tmp_path: Path) -> None:
 
 
 def test_the_token_bucket_allows_a_burst_then_the_rate_and_says_how_long_to_wait() -> None:
-    now = [100.0]
-    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    clock = Clock(100.0)
+    limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.take("a") == pytest.approx(0.5)  # one token every 0.5 s
     assert limiter.take("b") == 0.0  # another client, another bucket
-    now[0] += 0.25
+    clock.now += 0.25
     assert limiter.take("a") == pytest.approx(0.25)
-    now[0] += 0.25
+    clock.now += 0.25
     assert limiter.take("a") == 0.0
-    now[0] += 60
+    clock.now += 60
     assert [limiter.take("a") for _ in range(4)][-1] > 0  # refilled to the burst, never beyond
 
 
 def test_idle_buckets_are_forgotten_so_memory_stays_bounded() -> None:
-    now = [0.0]
-    limiter = RateLimiter(rate=1.0, burst=1, clock=lambda: now[0])
+    clock = Clock()
+    limiter = RateLimiter(rate=1.0, burst=1, clock=clock)
     limiter.MAX_CLIENTS = 10
     for n in range(10):
         limiter.take(f"client-{n}")
-    now[0] += 5  # every bucket is full again
+    clock.now += 5  # every bucket is full again
     limiter.take("newcomer")
     assert len(limiter._buckets) <= 2
 

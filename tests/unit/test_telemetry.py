@@ -6,8 +6,6 @@ The relay's PRODUCER span and the whole chain over Kafka are in tests/integratio
 
 from __future__ import annotations
 
-import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +22,7 @@ from eventshop.runtime import Component, service_name
 from shared import telemetry, tracing
 from shared.settings import Settings
 from shared.telemetry import Telemetry
+from tests.traces import batch_threads, caller, ids
 
 
 @dataclass
@@ -51,15 +50,6 @@ def traced() -> Iterator[Recording]:
     recording.telemetry.shutdown()
 
 
-def ids(traceparent: str) -> tuple[int, int]:
-    _, trace_id, span_id, _ = traceparent.split("-")
-    return int(trace_id, 16), int(span_id, 16)
-
-
-def caller() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
 def record(topic: str, headers: dict[str, str]) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic=topic,
@@ -74,10 +64,6 @@ def record(topic: str, headers: dict[str, str]) -> ConsumerRecord[bytes, bytes]:
         serialized_value_size=2,
         headers=tuple((k, v.encode()) for k, v in headers.items()),
     )
-
-
-def batch_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("OtelBatch")]
 
 
 async def test_off_by_default_and_then_nothing_is_created_or_started() -> None:

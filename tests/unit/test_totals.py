@@ -13,6 +13,7 @@ from gateway.totals import KnownTotals
 from projection.store import Doc
 from shared.events import AggregateType
 from tests.conftest import make_test_settings
+from tests.doubles import Clock
 
 PRODUCT, ORDER = AggregateType.PRODUCT, AggregateType.ORDER
 
@@ -41,16 +42,8 @@ class Collection:
         self.database, self.name, self.full_name = store, "products", "shop.products"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def following(max_age: float = 2.0, **kw: Any) -> tuple[KnownTotals, Store, AsyncCollection[Doc], Clock]:
-    store, clock = Store(), Clock()
+    store, clock = Store(), Clock(100.0)
     totals = KnownTotals(max_age, clock=clock, **kw)
     totals.following = True
     return totals, store, cast(AsyncCollection[Doc], Collection(store)), clock
