@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from shared import tracing
 from shared.money import format_money, parse_money
+from shared.utc import aware
 
 SCHEMA_VERSION = 2
 """The shape every event is written in today. 2: the event-specific fields are only on the events they belong to."""
@@ -89,12 +90,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_utc(value: datetime) -> datetime:
-    """The write model keeps naive UTC; events always say so."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(aware)]
 Money = Annotated[Decimal, BeforeValidator(parse_money), PlainSerializer(format_money, return_type=str)]
 """A Decimal with two places; a string in JSON, so no float ever rounds it."""
 
