@@ -29,12 +29,8 @@ from command.handlers.create_order import CreateOrder, OrderLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from gateway.auth import Role
-from gateway.schema import PRODUCT_SORT
-from gateway.types import ProductOrderBy
 from projection.documents import OrderView, ProductView
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.queries import Page, ReadModel
+from projection.queries import Page, ProductOrder, ReadModel
 from projection.store import connect_read_model
 
 CONCURRENCY = 8
@@ -52,9 +48,9 @@ Request = tuple[str, dict[str, Any], dict[str, str]]  # query, variables, header
 ALL_PRODUCTS: dict[str, Any] = {  # what `products(first: 20)` asks the read model
     "search": None,
     "in_stock": None,
-    "min_price_cents": None,
-    "max_price_cents": None,
-    "sort": PRODUCT_SORT[ProductOrderBy.ID_ASC],
+    "min_price": None,
+    "max_price": None,
+    "order": ProductOrder.ID_ASC,
 }
 
 
@@ -80,8 +76,8 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
         await db.dispose()
     client, read_db = await env.reset_read_model()
     try:
-        product_docs = [product_document(p).stored() for p in made]
-        order_docs = [order_document(s).stored() for s in snapshots]
+        product_docs = [ProductView.of(p).stored() for p in made]
+        order_docs = [OrderView.of(s).stored() for s in snapshots]
         for name, docs in ((ProductView.collection, product_docs), (OrderView.collection, order_docs)):
             for start in range(0, len(docs), 50):
                 await read_db[name].insert_many(docs[start : start + 50])

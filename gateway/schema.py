@@ -59,27 +59,15 @@ from gateway.types import (
     counted_from_start,
 )
 from projection.documents import OrderView
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
-from projection.queries import SortKey, current_user
+from projection.queries import current_user
 from shared.errors import NotFound
 from shared.events import AggregateType, OrderSnapshot
-from shared.money import to_cents
 from shared.settings import Settings
 from shared.telemetry import OFF, Telemetry
 
 QUERY_CACHE_SIZE = 1000
 K = TypeVar("K")
 V = TypeVar("V")
-
-PRODUCT_SORT = {
-    ProductOrderBy.ID_ASC: SortKey("_id", 1),
-    ProductOrderBy.NAME_ASC: SortKey("name_lc", 1),
-    ProductOrderBy.PRICE_ASC: SortKey("price_cents", 1),
-    ProductOrderBy.PRICE_DESC: SortKey("price_cents", -1),
-    ProductOrderBy.NEWEST: SortKey("_id", -1),
-}
 
 
 @strawberry.type
@@ -139,9 +127,9 @@ class Query:
             after,
             search=search,
             in_stock=in_stock,
-            min_price_cents=None if min_price is None else to_cents(min_price),
-            max_price_cents=None if max_price is None else to_cents(max_price),
-            sort=PRODUCT_SORT[order_by],
+            min_price=min_price,
+            max_price=max_price,
+            order=order_by,
             last=last,
             before=before,
             with_total=asks_for_total(info),
@@ -181,9 +169,7 @@ class Query:
 
 def committed(snapshot: OrderSnapshot) -> Order:
     """A mutation's answer: the order as its transaction committed it, its user too (no users view lookup)."""
-    order = Order.from_doc(order_document(snapshot))
-    order.committed = True
-    return order
+    return Order.from_snapshot(snapshot, committed=True)
 
 
 @strawberry.type
@@ -191,7 +177,7 @@ class Mutation:
     @strawberry.mutation
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
         user = await create_user(info.context.write_db, CreateUser(name=input.name, email=input.email))
-        return User.from_doc(user_document(user))
+        return User.from_snapshot(user)
 
     @strawberry.mutation
     async def update_user(
@@ -199,7 +185,7 @@ class Mutation:
     ) -> User:
         command = UpdateUser(parse_id(id), name=input.name, email=input.email, expected_version=expected_version)
         user = await update_user(info.context.write_db, command)
-        return User.from_doc(user_document(user))
+        return User.from_snapshot(user)
 
     @strawberry.mutation
     async def delete_user(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -210,7 +196,7 @@ class Mutation:
     async def create_product(self, info: Info, input: CreateProductInput) -> Product:
         command = CreateProduct(name=input.name, description=input.description, price=input.price, stock=input.stock)
         product = await create_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product))
+        return Product.from_snapshot(product)
 
     @strawberry.mutation
     async def update_product(
@@ -225,7 +211,7 @@ class Mutation:
             expected_version=expected_version,
         )
         product = await update_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product))
+        return Product.from_snapshot(product)
 
     @strawberry.mutation
     async def delete_product(self, info: Info, id: strawberry.ID) -> Deleted:

@@ -31,13 +31,14 @@ def construct(model: type[M], source: Any, **parts: Any) -> M:
     the source does not hold (an order's items, from rows of their own)."""
     values: dict[str, Any] = {}
     for name, convert in _plan(model):
-        value = parts[name] if name in parts else _field(source, name)
+        value = parts[name] if name in parts else field_of(source, name)
         if value is not MISSING:
             values[name] = convert(value)
     return model.model_construct(**values)
 
 
-def _field(source: Any, name: str) -> Any:
+def field_of(source: Any, name: str) -> Any:
+    """The value of `name` in a mapping or an object; MISSING when it holds none."""
     if isinstance(source, Mapping):
         return source.get(name, MISSING)
     return getattr(source, name, MISSING)
@@ -50,11 +51,11 @@ def _plan(model: type[BaseModel]) -> tuple[tuple[str, Convert], ...]:
 
 def converter(field: FieldInfo) -> Convert:
     """How a stored value of this field becomes the field's type (optional fields keep None)."""
-    convert = _of_type(_bare(field.annotation))
+    convert = _of_type(bare(field.annotation))
     return lambda value: None if value is None else convert(value)
 
 
-def _bare(annotation: Any) -> Any:
+def bare(annotation: Any) -> Any:
     """The type without `Annotated` metadata and without `| None`."""
     while True:
         origin = get_origin(annotation)
@@ -69,7 +70,7 @@ def _bare(annotation: Any) -> Any:
 def _of_type(annotation: Any) -> Convert:
     origin = get_origin(annotation)
     if origin in (tuple, list):
-        item = _of_type(_bare(get_args(annotation)[0]))
+        item = _of_type(bare(get_args(annotation)[0]))
         return lambda values: origin(item(value) for value in values)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return lambda value: value if isinstance(value, annotation) else construct(annotation, value)

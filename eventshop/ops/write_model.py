@@ -21,21 +21,21 @@ from command.db import WriteDatabase
 from command.models import OrderItemRow, OrderRow, ProductRow, StatusChangeRow, UserRow
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from projection.documents import VIEW_OF, View
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
 from shared.events import AggregateType, Snapshot
 
 
 @dataclass(frozen=True)
 class ViewKind:
     kind: AggregateType
-    document: Callable[[Any], View]
-    """The projector's pure snapshot -> view document function."""
     model: type[Any]
     """The write model's table of the aggregate."""
     as_of_event: frozenset[str] = frozenset()
     """Fields that hold another aggregate as of this aggregate's newest event (not compared by verify)."""
+
+    @property
+    def document(self) -> Callable[[Snapshot], View]:
+        """The view document of a snapshot, as the projector makes it."""
+        return VIEW_OF[self.kind].of
 
     @property
     def collection(self) -> str:
@@ -44,9 +44,9 @@ class ViewKind:
 
 
 VIEW_KINDS: tuple[ViewKind, ...] = (
-    ViewKind(AggregateType.USER, user_document, UserRow),
-    ViewKind(AggregateType.PRODUCT, product_document, ProductRow),
-    ViewKind(AggregateType.ORDER, order_document, OrderRow, frozenset({"user"})),
+    ViewKind(AggregateType.USER, UserRow),
+    ViewKind(AggregateType.PRODUCT, ProductRow),
+    ViewKind(AggregateType.ORDER, OrderRow, frozenset({"user"})),
 )
 BY_KIND = {v.kind: v for v in VIEW_KINDS}
 
