@@ -25,7 +25,7 @@ import httpx
 from bench.env import BenchEnv, Process, free_port
 from bench.stats import Figure, latency_summary, rate
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from gateway.auth import Role
@@ -70,7 +70,7 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
         rng = random.Random(5)
         snapshots = []
         for i in range(orders):
-            lines = tuple(OrderLine(p.id, 1 + i % 3) for p in rng.sample(made, 3))  # type: ignore[arg-type]
+            lines = tuple(RequestedLine(p.id, 1 + i % 3) for p in rng.sample(made, 3))  # type: ignore[arg-type]
             snapshots.append(await create_order(db, CreateOrder(users[i % len(users)], lines)))  # type: ignore[arg-type]
     finally:
         await db.dispose()

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.env import BenchEnv
 from bench.stats import Figure, latency_summary, rate
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -273,7 +273,7 @@ async def reserved_orders(
     """`count` orders placed by the handler and reserved by the stock worker's own code (as on `order.created`);
     their ids, and the statements each reservation took."""
     placed = [
-        await create_order(db, CreateOrder(users[i % len(users)], tuple(OrderLine(p, q) for p, q in lines())))
+        await create_order(db, CreateOrder(users[i % len(users)], tuple(RequestedLine(p, q) for p, q in lines())))
         for i in range(count)
     ]
     before, _, _ = counter.mark()
@@ -362,7 +362,7 @@ async def run(env: BenchEnv, orders: int = 240) -> list[Figure]:
 
             async def via_handler(i: int) -> None:
                 user = users[i % len(users)]
-                await create_order(db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in lines())))  # type: ignore[arg-type]
+                await create_order(db, CreateOrder(user, tuple(RequestedLine(p, q) for p, q in lines())))  # type: ignore[arg-type]
 
             async def via_sql(i: int) -> None:
                 await raw_create_order(db, users[i % len(users)], lines())  # type: ignore[arg-type]

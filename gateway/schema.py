@@ -15,7 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.delete_order import delete_order
@@ -221,7 +221,7 @@ class Mutation:
     @strawberry.mutation
     async def create_order(self, info: Info, input: CreateOrderInput, idempotency_key: str | None = None) -> Order:
         lines = tuple(
-            OrderLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
+            RequestedLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
             for i, item in enumerate(input.items)
         )
         command = CreateOrder(parse_id(input.user_id, "userId"), lines)
