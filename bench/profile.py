@@ -148,7 +148,7 @@ async def profile_reads(env: BenchEnv) -> None:
 async def profile_writes(env: BenchEnv) -> None:
     from decimal import Decimal
 
-    from command.handlers.create_order import CreateOrder, OrderLine, create_order
+    from command.handlers.create_order import CreateOrder, RequestedLine, create_order
     from command.handlers.create_product import CreateProduct, create_product
     from command.handlers.create_user import CreateUser, create_user
 
@@ -166,7 +166,7 @@ async def profile_writes(env: BenchEnv) -> None:
             assert not r.json().get("errors"), r.text
 
         async def place_directly() -> None:
-            lines = tuple(OrderLine(p, 1) for p in random.sample(products, 2))
+            lines = tuple(RequestedLine(p, 1) for p in random.sample(products, 2))
             await create_order(db, CreateOrder(user, lines))
 
         for name, call in (("writes-create-order", place), ("writes-create-order-handler", place_directly)):

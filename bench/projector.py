@@ -34,9 +34,6 @@ from bench.env import BenchEnv
 from bench.samples import projection_stream
 from bench.stats import Figure, rate
 from projection.documents import OrderView, ProductView, UserView, View
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
 from projection.runner import build_projection_runner
 from projection.store import Doc
 from shared.events import DOMAIN_TOPICS, Event, Snapshot, parse_event
@@ -47,10 +44,10 @@ BULK_BATCH = 50
 TIMEOUT = 180.0
 
 DOCUMENTS: dict[str, tuple[str, Callable[[Any], View]]] = {
-    "user": (UserView.collection, user_document),
-    "product": (ProductView.collection, product_document),
-    "stock": (ProductView.collection, product_document),
-    "order": (OrderView.collection, order_document),
+    "user": (UserView.collection, UserView.of),
+    "product": (ProductView.collection, ProductView.of),
+    "stock": (ProductView.collection, ProductView.of),
+    "order": (OrderView.collection, OrderView.of),
 }
 
 

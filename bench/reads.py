@@ -25,16 +25,12 @@ import httpx
 from bench.env import BenchEnv, Process, free_port
 from bench.stats import Figure, latency_summary, rate
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from gateway.auth import Role
-from gateway.queries import PRODUCT_SORT
-from gateway.types import ProductOrderBy
 from projection.documents import OrderView, ProductView
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.queries import Page, ReadModel
+from projection.queries import Page, ProductOrder, ReadModel
 from projection.store import connect_read_model
 
 CONCURRENCY = 8
@@ -52,9 +48,9 @@ Request = tuple[str, dict[str, Any], dict[str, str]]  # query, variables, header
 ALL_PRODUCTS: dict[str, Any] = {  # what `products(first: 20)` asks the read model
     "search": None,
     "in_stock": None,
-    "min_price_cents": None,
-    "max_price_cents": None,
-    "sort": PRODUCT_SORT[ProductOrderBy.ID_ASC],
+    "min_price": None,
+    "max_price": None,
+    "order": ProductOrder.ID_ASC,
 }
 
 
@@ -74,14 +70,14 @@ async def seed(env: BenchEnv, products: int = 60, orders: int = 50) -> dict[int,
         rng = random.Random(5)
         snapshots = []
         for i in range(orders):
-            lines = tuple(OrderLine(p.id, 1 + i % 3) for p in rng.sample(made, 3))  # type: ignore[arg-type]
+            lines = tuple(RequestedLine(p.id, 1 + i % 3) for p in rng.sample(made, 3))  # type: ignore[arg-type]
             snapshots.append(await create_order(db, CreateOrder(users[i % len(users)], lines)))  # type: ignore[arg-type]
     finally:
         await db.dispose()
     client, read_db = await env.reset_read_model()
     try:
-        product_docs = [product_document(p).stored() for p in made]
-        order_docs = [order_document(s).stored() for s in snapshots]
+        product_docs = [ProductView.of(p).stored() for p in made]
+        order_docs = [OrderView.of(s).stored() for s in snapshots]
         for name, docs in ((ProductView.collection, product_docs), (OrderView.collection, order_docs)):
             for start in range(0, len(docs), 50):
                 await read_db[name].insert_many(docs[start : start + 50])

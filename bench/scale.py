@@ -53,9 +53,6 @@ from bench.stats import Figure, latency_summary, rate
 from gateway.auth import Role
 from gateway.types import ProductOrderBy
 from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserView, ViewDocument
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
 from projection.store import Doc
 from shared.events import AggregateType, Event
 from shared.kafka.producer import make_producer
@@ -237,9 +234,9 @@ class RawViews:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.routes: dict[AggregateType, tuple[AsyncCollection[Doc], Callable[[Any], ViewDocument]]] = {
-            AggregateType.USER: (db[RAW + UserView.collection], user_document),
-            AggregateType.PRODUCT: (db[RAW + ProductView.collection], product_document),
-            AggregateType.ORDER: (db[RAW + OrderView.collection], order_document),
+            AggregateType.USER: (db[RAW + UserView.collection], UserView.of),
+            AggregateType.PRODUCT: (db[RAW + ProductView.collection], ProductView.of),
+            AggregateType.ORDER: (db[RAW + OrderView.collection], OrderView.of),
         }
 
     async def create_indexes(self) -> None:

@@ -27,7 +27,7 @@ from bench.env import BenchEnv
 from bench.stats import Figure, latency_summary, rate
 from bench.writes import concurrently
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -144,7 +144,7 @@ async def measure(shop: Shop, settings: Settings, relay: OutboxRelay, worker: St
     placed: list[OrderCreated] = []
 
     async def place(i: int) -> None:
-        lines = tuple(OrderLine(p, 1) for p in rng.sample(shop.products, 2))
+        lines = tuple(RequestedLine(p, 1) for p in rng.sample(shop.products, 2))
         snapshot = await create_order(shop.db, CreateOrder(shop.customers[i % CUSTOMERS], lines))
         placed.append(OrderCreated.of(snapshot))
 

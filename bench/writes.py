@@ -36,7 +36,7 @@ from sqlmodel import SQLModel
 from bench.env import BenchEnv
 from bench.stats import Figure, latency_summary, rate
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -249,7 +249,7 @@ async def reserved_orders(
     """`count` orders placed by the handler and reserved by the stock worker's own code (as on `order.created`);
     their ids, and the statements each reservation took."""
     placed = [
-        await create_order(db, CreateOrder(users[i % len(users)], tuple(OrderLine(p, q) for p, q in lines())))
+        await create_order(db, CreateOrder(users[i % len(users)], tuple(RequestedLine(p, q) for p, q in lines())))
         for i in range(count)
     ]
     before, _, _ = counter.mark()
@@ -327,7 +327,7 @@ class Paths:
 
     async def via_handler(self, i: int) -> None:
         user = self.users[i % len(self.users)]
-        await create_order(self.db, CreateOrder(user, tuple(OrderLine(p, q) for p, q in self.lines())))
+        await create_order(self.db, CreateOrder(user, tuple(RequestedLine(p, q) for p, q in self.lines())))
 
     async def via_sql(self, i: int) -> None:
         await raw_create_order(self.db, self.users[i % len(self.users)], self.lines())

@@ -23,12 +23,12 @@ from sqlalchemy.exc import OperationalError
 
 from command.db import Transaction, is_deadlock
 from command.models import IdempotencyKey, db_now
+from command.validation import MAX_IDEMPOTENCY_KEY
 from shared.errors import BadUserInput, Conflict
 from shared.events import OrderSnapshot
 
 KEYS: Table = IdempotencyKey.__table__  # type: ignore[attr-defined]
 ATTEMPTS = 3
-MAX_KEY_LENGTH = 255
 T = TypeVar("T")
 
 
@@ -43,8 +43,8 @@ class Idempotency:
     def of(cls, operation: str, key: str | None, request: Any, ttl_seconds: float) -> Idempotency | None:
         if key is None:
             return None
-        if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            raise BadUserInput(f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} characters", field="idempotencyKey")
+        if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise BadUserInput(f"idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} characters", field="idempotencyKey")
         canonical = json.dumps(asdict(request), sort_keys=True, default=str)
         return cls(operation, key, hashlib.sha256(canonical.encode()).hexdigest(), ttl_seconds)
 

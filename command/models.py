@@ -2,7 +2,8 @@
 
 Alembic migrations bring a database to what these say (tests/integration/test_schema_drift.py compares a
 database migrated to head with them: columns, types, defaults, indexes, keys). Timestamps are naive UTC
-`DATETIME(6)`; `shared.events.utcnow()`-style aware values are converted at the edges (snapshots).
+`DATETIME(6)`; aware values are converted at the edges (`shared.utc`). Lengths and ranges come from the input
+rules (`command.validation`), so a limit is stated once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlmodel import Field, SQLModel
 
+from command.validation import MAX_EMAIL, MAX_IDEMPOTENCY_KEY, MAX_NAME, MAX_QUANTITY, MAX_REASON
 from shared.events import OrderStatus, PaymentMethod
 
 TIMESTAMP = DATETIME(fsp=6)
@@ -46,7 +48,7 @@ def db_now() -> datetime:
     return now.replace(microsecond=now.microsecond - now.microsecond % 1000, tzinfo=None)
 
 
-class User(SQLModel, table=True):
+class UserRow(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = (
         Index("uq_users_active_email", "active_email", unique=True),
@@ -54,19 +56,20 @@ class User(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    name: str = Field(sa_column=Column(String(255), nullable=False))
-    email: str = Field(sa_column=Column(String(320), nullable=False))
+    name: str = Field(sa_column=Column(String(MAX_NAME), nullable=False))
+    email: str = Field(sa_column=Column(String(MAX_EMAIL), nullable=False))
     version: int = version_field()
     created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
     updated_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
     deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
     # Unique among live users only: a soft-deleted user frees its email. Computed by the server, never written.
     active_email: str | None = Field(
-        default=None, sa_column=Column(String(320), Computed("IF(deleted_at IS NULL, email, NULL)", persisted=True))
+        default=None,
+        sa_column=Column(String(MAX_EMAIL), Computed("IF(deleted_at IS NULL, email, NULL)", persisted=True)),
     )
 
 
-class Product(SQLModel, table=True):
+class ProductRow(SQLModel, table=True):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("stock >= 0", name="ck_products_stock_not_negative"),
@@ -74,7 +77,7 @@ class Product(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    name: str = Field(sa_column=Column(String(255), nullable=False))
+    name: str = Field(sa_column=Column(String(MAX_NAME), nullable=False))
     description: str = Field(default="", sa_column=Column(Text, nullable=False))
     price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     stock: int = 0
@@ -84,7 +87,7 @@ class Product(SQLModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 
-class Order(SQLModel, table=True):
+class OrderRow(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_user_id", "user_id", "id"),
@@ -102,8 +105,8 @@ class Order(SQLModel, table=True):
     status: OrderStatus = Field(sa_column=Column(String(16), nullable=False))
     total_amount: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     payment_method: PaymentMethod | None = Field(default=None, sa_column=Column(String(32), nullable=True))
-    cancel_reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
-    reject_reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    cancel_reason: str | None = Field(default=None, sa_column=Column(String(MAX_REASON), nullable=True))
+    reject_reason: str | None = Field(default=None, sa_column=Column(String(MAX_REASON), nullable=True))
     stock_held: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     version: int = version_field()
     created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
@@ -114,11 +117,11 @@ class Order(SQLModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_column=Column(TIMESTAMP, nullable=True))
 
 
-class OrderItem(SQLModel, table=True):
+class OrderItemRow(SQLModel, table=True):
     __tablename__ = "order_items"
     __table_args__ = (
         UniqueConstraint("order_id", "product_id", name="uq_items_order_product"),
-        CheckConstraint("quantity BETWEEN 1 AND 10000", name="ck_items_quantity"),
+        CheckConstraint(f"quantity BETWEEN 1 AND {MAX_QUANTITY}", name="ck_items_quantity"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
@@ -126,13 +129,13 @@ class OrderItem(SQLModel, table=True):
     product_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("products.id", name="fk_items_product"), nullable=False)
     )
-    product_name: str = Field(sa_column=Column(String(255), nullable=False))
+    product_name: str = Field(sa_column=Column(String(MAX_NAME), nullable=False))
     quantity: int
     unit_price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     subtotal: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
 
 
-class OrderStatusChange(SQLModel, table=True):
+class StatusChangeRow(SQLModel, table=True):
     __tablename__ = "order_status_history"
     __table_args__ = (CheckConstraint(f"status IN ({STATUSES})", name="ck_history_status"),)
 
@@ -141,7 +144,7 @@ class OrderStatusChange(SQLModel, table=True):
         sa_column=Column(BigInteger, ForeignKey("orders.id", name="fk_history_order"), nullable=False)
     )
     status: OrderStatus = Field(sa_column=Column(String(16), nullable=False))
-    reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(String(MAX_REASON), nullable=True))
     at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))
 
 
@@ -185,7 +188,7 @@ class IdempotencyKey(SQLModel, table=True):
     __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
 
     operation: str = Field(sa_column=Column(String(64), primary_key=True))
-    key: str = Field(sa_column=Column(String(255), primary_key=True))
+    key: str = Field(sa_column=Column(String(MAX_IDEMPOTENCY_KEY), primary_key=True))
     request_hash: str = Field(sa_column=Column(String(64), nullable=False))
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=db_now, sa_column=Column(TIMESTAMP, nullable=False))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
@@ -33,19 +33,20 @@ from command.domain.user import NewUser, User
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from shared.errors import Conflict, NotFound
 from shared.events import OrderStatus, Snapshot, StatusChange
+from shared.utc import aware, naive
 
-USERS: Table = models.User.__table__  # type: ignore[attr-defined]
-PRODUCTS: Table = models.Product.__table__  # type: ignore[attr-defined]
-ORDERS: Table = models.Order.__table__  # type: ignore[attr-defined]
-ORDER_ITEMS: Table = models.OrderItem.__table__  # type: ignore[attr-defined]
-ORDER_HISTORY: Table = models.OrderStatusChange.__table__  # type: ignore[attr-defined]
+USERS: Table = models.UserRow.__table__  # type: ignore[attr-defined]
+PRODUCTS: Table = models.ProductRow.__table__  # type: ignore[attr-defined]
+ORDERS: Table = models.OrderRow.__table__  # type: ignore[attr-defined]
+ORDER_ITEMS: Table = models.OrderItemRow.__table__  # type: ignore[attr-defined]
+ORDER_HISTORY: Table = models.StatusChangeRow.__table__  # type: ignore[attr-defined]
 
 TABLE_OF: dict[type[Aggregate[Any]], Table] = {User: USERS, Product: PRODUCTS, Order: ORDERS}
 
 
 def clock() -> datetime:
     """Now, for the rules: aware UTC to the millisecond, the precision both the write and read models keep."""
-    return models.db_now().replace(tzinfo=UTC)
+    return aware(models.db_now())
 
 
 @cache
@@ -305,8 +306,8 @@ async def _add_history(tx: Transaction, order_id: int, lines: Iterable[StatusCha
 
 def _column(value: Any) -> Any:
     """The write model keeps naive UTC and plain strings; the domain, aware UTC and enums."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, datetime):
+        return naive(value)
     if isinstance(value, Enum):
         return value.value
     return value

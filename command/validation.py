@@ -1,4 +1,6 @@
-"""Input rules of the domain (names, emails, prices, counts); each failure is BAD_USER_INPUT naming the field."""
+"""Input rules of the domain (names, emails, prices, counts); each failure is BAD_USER_INPUT naming the field.
+
+The limits are stated here once; the write model's columns and CHECK constraints are sized from them."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ MAX_STOCK = 2**31 - 1
 MAX_QUANTITY = 10_000
 MAX_ORDER_LINES = 100
 MAX_NAME = 255
+MAX_EMAIL = 320
 MAX_DESCRIPTION = 10_000
 MAX_REASON = 500
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def parse_id(value: object, field: str = "id") -> int:
@@ -43,7 +47,7 @@ def limit_text(value: str | None, field: str, *, max_length: int) -> str:
 
 def normalize_email(value: str | None, field: str = "email") -> str:
     email = (value or "").strip().lower()
-    if not EMAIL.match(email) or len(email) > 320:
+    if not EMAIL.match(email) or len(email) > MAX_EMAIL:
         raise BadUserInput(f"{field} is not a valid email address", field=field)
     return email
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.delete_order import delete_order
@@ -30,17 +30,12 @@ from gateway.inputs import (
 )
 from gateway.policy import acting_customer
 from gateway.types import Deleted, Order, Product, User
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
 from shared.events import OrderSnapshot
 
 
 def committed(snapshot: OrderSnapshot) -> Order:
     """A mutation's answer: the order as its transaction committed it, its user too (no users view lookup)."""
-    order = Order.from_doc(order_document(snapshot))
-    order.committed = True
-    return order
+    return Order.from_snapshot(snapshot, committed=True)
 
 
 @strawberry.type
@@ -48,7 +43,7 @@ class Mutation:
     @strawberry.mutation
     async def create_user(self, info: Info, input: CreateUserInput) -> User:
         user = await create_user(info.context.write_db, CreateUser(name=input.name, email=input.email))
-        return User.from_doc(user_document(user))
+        return User.from_snapshot(user)
 
     @strawberry.mutation
     async def update_user(
@@ -56,7 +51,7 @@ class Mutation:
     ) -> User:
         command = UpdateUser(parse_id(id), name=input.name, email=input.email, expected_version=expected_version)
         user = await update_user(info.context.write_db, command)
-        return User.from_doc(user_document(user))
+        return User.from_snapshot(user)
 
     @strawberry.mutation
     async def delete_user(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -67,7 +62,7 @@ class Mutation:
     async def create_product(self, info: Info, input: CreateProductInput) -> Product:
         command = CreateProduct(name=input.name, description=input.description, price=input.price, stock=input.stock)
         product = await create_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product))
+        return Product.from_snapshot(product)
 
     @strawberry.mutation
     async def update_product(
@@ -82,7 +77,7 @@ class Mutation:
             expected_version=expected_version,
         )
         product = await update_product(info.context.write_db, command)
-        return Product.from_doc(product_document(product))
+        return Product.from_snapshot(product)
 
     @strawberry.mutation
     async def delete_product(self, info: Info, id: strawberry.ID) -> Deleted:
@@ -92,7 +87,7 @@ class Mutation:
     @strawberry.mutation
     async def create_order(self, info: Info, input: CreateOrderInput, idempotency_key: str | None = None) -> Order:
         lines = tuple(
-            OrderLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
+            RequestedLine(parse_id(item.product_id, f"items[{i}].productId"), item.quantity, item.unit_price)
             for i, item in enumerate(input.items)
         )
         command = CreateOrder(parse_id(input.user_id, "userId"), lines)

@@ -31,7 +31,7 @@ from strawberry.schema.name_converter import NameConverter
 
 from command.db import WriteDatabase
 from command.domain.customer import Customer
-from command.models import Order
+from command.models import OrderRow
 from command.validation import parse_id
 from gateway.auth import Principal, Scope
 from gateway.context import GatewayContext, Info
@@ -248,5 +248,5 @@ async def order_owner(write_db: WriteDatabase, order_id: int) -> int | None:
     """The user id of an order (deleted ones included), or None if it never existed. One primary-key read, in
     SQLAlchemy Core: its compiled-statement cache makes it as cheap as the plain SQL it replaced."""
     async with write_db.engine.connect() as conn:
-        owner = await conn.scalar(select(col(Order.user_id)).where(col(Order.id) == order_id))
+        owner = await conn.scalar(select(col(OrderRow.user_id)).where(col(OrderRow.id) == order_id))
     return None if owner is None else int(owner)

@@ -21,17 +21,7 @@ from gateway.types import (
     connection,
     counted_from_start,
 )
-from projection.queries import SortKey
 from shared.events import AggregateType
-from shared.money import to_cents
-
-PRODUCT_SORT = {
-    ProductOrderBy.ID_ASC: SortKey("_id", 1),
-    ProductOrderBy.NAME_ASC: SortKey("name_lc", 1),
-    ProductOrderBy.PRICE_ASC: SortKey("price_cents", 1),
-    ProductOrderBy.PRICE_DESC: SortKey("price_cents", -1),
-    ProductOrderBy.NEWEST: SortKey("_id", -1),
-}
 
 
 @strawberry.type
@@ -91,9 +81,9 @@ class Query:
             after,
             search=search,
             in_stock=in_stock,
-            min_price_cents=None if min_price is None else to_cents(min_price),
-            max_price_cents=None if max_price is None else to_cents(max_price),
-            sort=PRODUCT_SORT[order_by],
+            min_price=min_price,
+            max_price=max_price,
+            order=order_by,
             last=last,
             before=before,
             with_total=asks_for_total(info),

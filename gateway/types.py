@@ -1,34 +1,70 @@
-"""GraphQL object types of the contract, built from the read model's view documents (projection/documents.py)."""
+"""GraphQL object types of the contract, built from aggregate snapshots: a mutation's committed one, or the one a
+read model's view gives back (`ViewDocument.snapshot`). A field is copied from the snapshot's field of the same
+name (`by_name`), so a type declares its fields and nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
-from typing import Generic, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import strawberry
+from strawberry.types.base import StrawberryList, StrawberryOptional, get_object_definition, has_object_definition
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+from strawberry.types.private import is_private
 
 from gateway.context import Info
 from projection import documents
-from projection.queries import D, Page, current_user
+from projection.queries import D, Page, ProductOrder, current_user
+from shared import events
 from shared.events import OrderStatus, PaymentMethod
-from shared.money import from_cents
 
-# The domain's enums are the GraphQL enums (same names, same values).
+# The domain's enums are the GraphQL enums (same names, same values); so is the read model's product ordering.
 strawberry.enum(OrderStatus)
 strawberry.enum(PaymentMethod)
+strawberry.enum(ProductOrder, name="ProductOrderBy")
+ProductOrderBy: TypeAlias = ProductOrder
+
+T = TypeVar("T")
+Convert = Callable[[Any], Any]
 
 
-@strawberry.enum
-class ProductOrderBy(Enum):
-    ID_ASC = "ID_ASC"
-    NAME_ASC = "NAME_ASC"
-    PRICE_ASC = "PRICE_ASC"
-    PRICE_DESC = "PRICE_DESC"
-    NEWEST = "NEWEST"
+def by_name(cls: type[T], source: Any, **given: Any) -> T:
+    """An object of a GraphQL type whose fields are the same-named fields of `source` (a snapshot): ids as
+    strings, nested objects alike; `given` are the fields it does not hold (private ones)."""
+    graphql_type: Any = cls
+    values = {name: convert(getattr(source, name)) for name, convert in _copied(graphql_type) if name not in given}
+    return cls(**values, **given)
+
+
+@cache
+def _copied(cls: Any) -> tuple[tuple[str, Convert], ...]:
+    """The fields of a GraphQL type that are data (not resolvers, not private), and how each is copied."""
+    return tuple(
+        (field.python_name, _copy(field.type))
+        for field in get_object_definition(cls, strict=True).fields
+        if field.base_resolver is None and not is_private(field.type)
+    )
+
+
+def _copy(graphql_type: Any) -> Convert:
+    if graphql_type is strawberry.ID:
+        return lambda value: strawberry.ID(str(value))
+    if isinstance(graphql_type, StrawberryOptional):
+        inner = _copy(graphql_type.of_type)
+        return lambda value: None if value is None else inner(value)
+    if isinstance(graphql_type, StrawberryList):
+        item = _copy(graphql_type.of_type)
+        return lambda values: [item(value) for value in values]
+    if has_object_definition(graphql_type):
+        return lambda value: by_name(graphql_type, value)
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @strawberry.type(description="Where a page of a connection lies (Relay cursor connections).")
@@ -59,15 +95,12 @@ class User:
     updated_at: datetime
 
     @classmethod
+    def from_snapshot(cls, snapshot: events.UserSnapshot) -> User:
+        return by_name(cls, snapshot)
+
+    @classmethod
     def from_doc(cls, view: documents.UserView) -> User:
-        return cls(
-            id=strawberry.ID(str(view.id)),
-            name=view.name,
-            email=view.email,
-            version=view.version,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-        )
+        return cls.from_snapshot(view.snapshot())
 
     @strawberry.field
     async def orders(
@@ -107,17 +140,12 @@ class Product:
     updated_at: datetime
 
     @classmethod
+    def from_snapshot(cls, snapshot: events.ProductSnapshot) -> Product:
+        return by_name(cls, snapshot)
+
+    @classmethod
     def from_doc(cls, view: documents.ProductView) -> Product:
-        return cls(
-            id=strawberry.ID(str(view.id)),
-            name=view.name,
-            description=view.description,
-            price=from_cents(view.price_cents),
-            stock=view.stock,
-            version=view.version,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-        )
+        return cls.from_snapshot(view.snapshot())
 
 
 @strawberry.type
@@ -147,7 +175,7 @@ class StatusChange:
 class Order:
     id: strawberry.ID
     user_id: strawberry.ID
-    placed_by: strawberry.Private[documents.OrderUser]  # the user as of the order's newest event
+    placed_by: strawberry.Private[events.OrderUser]  # the user as of the order's newest event
     items: list[OrderItem]
     total_amount: Decimal
     status: OrderStatus
@@ -178,34 +206,13 @@ class Order:
         return OrderUser(id=self.user_id, name=user.name, email=user.email)
 
     @classmethod
+    def from_snapshot(cls, snapshot: events.OrderSnapshot, *, committed: bool = False) -> Order:
+        """The order of a snapshot; `committed` when it is a mutation's answer (its user shown as committed)."""
+        return by_name(cls, snapshot, placed_by=snapshot.user, committed=committed)
+
+    @classmethod
     def from_doc(cls, view: documents.OrderView) -> Order:
-        return cls(
-            id=strawberry.ID(str(view.id)),
-            user_id=strawberry.ID(str(view.user_id)),
-            placed_by=view.user,
-            items=[
-                OrderItem(
-                    product_id=strawberry.ID(str(item.product_id)),
-                    product_name=item.product_name,
-                    quantity=item.quantity,
-                    unit_price=from_cents(item.unit_price_cents),
-                    subtotal=from_cents(item.subtotal_cents),
-                )
-                for item in view.items
-            ],
-            total_amount=from_cents(view.total_cents),
-            status=view.status,
-            payment_method=view.payment_method,
-            cancel_reason=view.cancel_reason,
-            reject_reason=view.reject_reason,
-            history=[StatusChange(status=h.status, at=h.at, reason=h.reason) for h in view.history],
-            version=view.version,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-            paid_at=view.paid_at,
-            canceled_at=view.canceled_at,
-            reserved_until=view.reserved_until,
-        )
+        return cls.from_snapshot(view.snapshot())
 
 
 NodeT = TypeVar("NodeT")

@@ -1,8 +1,9 @@
 """Read-side queries over the view collections, with keyset (cursor) pagination.
 
 Every answer is a view document (UserView, ProductView, OrderView) or, where a reader needs a few fields, a
-projection model (OrderUser), parsed from one pymongo call on the collections the ReadModel is handed (why not
-Beanie: projection/documents.py).
+projection of one (OrderUser), parsed from one pymongo call on the collections the ReadModel is handed (why not
+Beanie: projection/documents.py). The stored field names stay here and in the documents: callers filter and sort
+by what they mean (`ProductOrder`, prices as Decimal).
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projection.documents import OrderUser, OrderView, ProductView, UserView
+from projection.documents import OrderView, ProductView, UserView
 from projection.store import Doc
+from shared.construct import construct
 from shared.errors import BadUserInput
-from shared.events import AggregateType, OrderStatus
+from shared.events import AggregateType, OrderStatus, OrderUser
+from shared.money import to_cents
 
 MAX_PAGE = 100
 
@@ -97,6 +102,29 @@ class SortKey:
             return {"_id": {op: last_id}}
         last_value, last_id = decode_cursor(cursor, 2, name)
         return {"$or": [{self.field: {op: last_value}}, {self.field: last_value, "_id": {op: last_id}}]}
+
+
+class ProductOrder(StrEnum):
+    """The orderings of the products view (the GraphQL enum `ProductOrderBy`)."""
+
+    ID_ASC = "ID_ASC"
+    NAME_ASC = "NAME_ASC"
+    PRICE_ASC = "PRICE_ASC"
+    PRICE_DESC = "PRICE_DESC"
+    NEWEST = "NEWEST"
+
+
+PRODUCT_SORT = {
+    ProductOrder.ID_ASC: SortKey("_id", 1),
+    ProductOrder.NAME_ASC: SortKey("name_lc", 1),
+    ProductOrder.PRICE_ASC: SortKey("price_cents", 1),
+    ProductOrder.PRICE_DESC: SortKey("price_cents", -1),
+    ProductOrder.NEWEST: SortKey("_id", -1),
+}
+"""Each ordering as the keyset it walks (an index of ProductView's)."""
+
+USER_OF_ORDER = {"_id": 1, "name": 1, "email": 1, "version": 1}
+"""The fields of the users view an order shows (`OrderUser`)."""
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -248,9 +276,9 @@ class ReadModel:
         *,
         search: str | None,
         in_stock: bool | None,
-        min_price_cents: int | None,
-        max_price_cents: int | None,
-        sort: SortKey,
+        min_price: Decimal | None,
+        max_price: Decimal | None,
+        order: ProductOrder,
         last: int | None = None,
         before: str | None = None,
         with_total: bool = True,
@@ -261,13 +289,15 @@ class ReadModel:
         if in_stock is not None:
             query["in_stock"] = in_stock
         price: Doc = {}
-        if min_price_cents is not None:
-            price["$gte"] = min_price_cents
-        if max_price_cents is not None:
-            price["$lte"] = max_price_cents
+        if min_price is not None:
+            price["$gte"] = to_cents(min_price)
+        if max_price is not None:
+            price["$lte"] = to_cents(max_price)
         if price:
             query["price_cents"] = price
-        return await self.products.page(query, sort, first, after, last=last, before=before, with_total=with_total)
+        return await self.products.page(
+            query, PRODUCT_SORT[order], first, after, last=last, before=before, with_total=with_total
+        )
 
     async def list_orders(
         self,
@@ -305,9 +335,9 @@ class ReadModel:
 
     async def users_by_id(self, user_ids: Sequence[int]) -> dict[int, OrderUser]:
         """Who placed orders, from the users view, deleted or not (an order keeps showing who placed it): one
-        `_id` lookup, of the few fields an order shows (the OrderUser projection)."""
-        found = self.users.collection.find({"_id": {"$in": list(user_ids)}}, OrderUser.projection)
-        users = [OrderUser.model_validate(doc) async for doc in found]
+        `_id` lookup, of the few fields an order shows (`USER_OF_ORDER`)."""
+        found = self.users.collection.find({"_id": {"$in": list(user_ids)}}, USER_OF_ORDER)
+        users = [construct(OrderUser, doc, id=doc["_id"]) async for doc in found]
         return {user.id: user for user in users}
 
 

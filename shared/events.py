@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from shared import tracing
 from shared.money import format_money, parse_money
 from shared.upcasting import State, drop_nulls, upcast
+from shared.utc import aware
 
 
 class Topic(StrEnum):
@@ -87,12 +88,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_utc(value: datetime) -> datetime:
-    """The write model keeps naive UTC; events always say so."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(aware)]
 Money = Annotated[Decimal, BeforeValidator(parse_money), PlainSerializer(format_money, return_type=str)]
 """A Decimal with two places; a string in JSON, so no float ever rounds it."""
 

@@ -52,15 +52,13 @@ FULFILMENT_STEPS = {
 """Each fulfilment status and the one it is reached from: one step at a time."""
 
 
-class RequestedLine(Protocol):
+@dataclass(frozen=True)
+class RequestedLine:
     """A line as the customer asks for it: a product, how many, and perhaps the price they saw."""
 
-    @property
-    def product_id(self) -> int: ...
-    @property
-    def quantity(self) -> int: ...
-    @property
-    def unit_price(self) -> Decimal | None: ...
+    product_id: int
+    quantity: int
+    unit_price: Decimal | None = None
 
 
 class OrderRequest(Protocol):

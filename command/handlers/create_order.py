@@ -7,26 +7,18 @@ Lines that already exceed the current stock fail fast with INSUFFICIENT_STOCK.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 from command.db import WriteDatabase
-from command.domain.order import NewOrder, check_request
+from command.domain.order import NewOrder, RequestedLine, check_request
 from command.idempotency import Idempotency, recall, remember, retry_on_key_race
 from command.store import clock, insert_order, read_products, read_user, save
 from shared.events import OrderSnapshot
 
 
 @dataclass(frozen=True)
-class OrderLine:
-    product_id: int
-    quantity: int
-    unit_price: Decimal | None = None
-
-
-@dataclass(frozen=True)
 class CreateOrder:
     user_id: int
-    lines: tuple[OrderLine, ...]
+    lines: tuple[RequestedLine, ...]
 
 
 async def create_order(db: WriteDatabase, command: CreateOrder, idem: Idempotency | None = None) -> OrderSnapshot:

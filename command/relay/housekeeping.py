@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Index, TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from command.models import IdempotencyKey, Order, OutboxRow, ProcessedEvent, db_now
+from command.models import IdempotencyKey, OrderRow, OutboxRow, ProcessedEvent, db_now
 from command.relay.leadership import STATEMENT_TIMEOUT
 from shared.events import OrderStatus
 from shared.logging import get_logger
@@ -43,7 +43,7 @@ MEASURE_EVERY_SECONDS = 1.0
 OUTBOX: Any = OutboxRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY_KEYS: Any = IdempotencyKey.__table__  # type: ignore[attr-defined]
 PROCESSED_EVENTS: Any = ProcessedEvent.__table__  # type: ignore[attr-defined]
-ORDERS: Any = Order.__table__  # type: ignore[attr-defined]
+ORDERS: Any = OrderRow.__table__  # type: ignore[attr-defined]
 
 
 def index_of(table: Any, name: str) -> Index:

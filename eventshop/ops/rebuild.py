@@ -1,7 +1,7 @@
 """Rebuilding the read model into fresh collections, then switching readers over to them.
 
 1. Build: fresh collections `<view>_rebuild_<stamp>` get their indexes first, then documents, either from
-   the write model's current state (bulk inserts of the projectors' pure `*_document` functions) or by
+   the write model's current state (bulk inserts of the views' `ViewDocument.of`, as the projectors make them) or by
    replaying every retained Kafka event through the real projectors aimed at the fresh collections.
 2. Switch: per view, `renameCollection` live -> `<view>_old_<stamp>`, then fresh -> live. FerretDB v1
    implements renameCollection (indexes move with the collection) but not `dropTarget: true`, so a view is

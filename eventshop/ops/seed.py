@@ -34,7 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_r
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -368,7 +368,7 @@ class Seeder:
     async def _place(self, spec: OrderSpec, users: dict[int, int], products: dict[int, int]) -> int:
         if spec.customer not in users or any(p not in products for p, _ in spec.lines):
             raise NotFound(f"order #{spec.index}: its customer or a product was not created")
-        command = CreateOrder(users[spec.customer], tuple(OrderLine(products[p], q) for p, q in spec.lines))
+        command = CreateOrder(users[spec.customer], tuple(RequestedLine(products[p], q) for p, q in spec.lines))
         idem = Idempotency.of("createOrder", self.plan.order_key(spec.index), command, KEY_TTL_SECONDS)
         order = await _retrying(lambda: create_order(self.db, command, idem))
         return order.id

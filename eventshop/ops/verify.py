@@ -1,7 +1,7 @@
 """Write model vs read model, field by field.
 
 For every user, product and order of the write model (live and soft-deleted), the view document the
-projectors should hold is computed with their own pure `*_document` functions and compared, in its stored
+projectors should hold is computed as they compute it (`ViewDocument.of`) and compared, in its stored
 form (`ViewDocument.stored()`, what the projector writes), with the stored document as MongoDB returns it:
 unparsed, so that a missing, extra or mistyped field shows rather than being defaulted or coerced.
 Timestamps are compared at millisecond precision, the most MongoDB keeps. View documents without an

@@ -18,24 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from command.db import WriteDatabase
-from command.models import Order, OrderItem, OrderStatusChange, Product, User
+from command.models import OrderItemRow, OrderRow, ProductRow, StatusChangeRow, UserRow
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from projection.documents import VIEW_OF, View
-from projection.projectors.orders import order_document
-from projection.projectors.products import product_document
-from projection.projectors.users import user_document
 from shared.events import AggregateType, Snapshot
 
 
 @dataclass(frozen=True)
 class ViewKind:
     kind: AggregateType
-    document: Callable[[Any], View]
-    """The projector's pure snapshot -> view document function."""
     model: type[Any]
     """The write model's table of the aggregate."""
     as_of_event: frozenset[str] = frozenset()
     """Fields that hold another aggregate as of this aggregate's newest event (not compared by verify)."""
+
+    @property
+    def document(self) -> Callable[[Snapshot], View]:
+        """The view document of a snapshot, as the projector makes it."""
+        return VIEW_OF[self.kind].of
 
     @property
     def collection(self) -> str:
@@ -44,9 +44,9 @@ class ViewKind:
 
 
 VIEW_KINDS: tuple[ViewKind, ...] = (
-    ViewKind(AggregateType.USER, user_document, User),
-    ViewKind(AggregateType.PRODUCT, product_document, Product),
-    ViewKind(AggregateType.ORDER, order_document, Order, frozenset({"user"})),
+    ViewKind(AggregateType.USER, UserRow),
+    ViewKind(AggregateType.PRODUCT, ProductRow),
+    ViewKind(AggregateType.ORDER, OrderRow, frozenset({"user"})),
 )
 BY_KIND = {v.kind: v for v in VIEW_KINDS}
 
@@ -91,18 +91,19 @@ class WriteModelReader:
             return [product_snapshot(row) for row in rows]
         return await self._order_snapshots(rows)
 
-    async def _order_snapshots(self, orders: list[Order]) -> list[Snapshot]:
+    async def _order_snapshots(self, orders: list[OrderRow]) -> list[Snapshot]:
         ids = [o.id for o in orders]
-        items = (await self.session.execute(select(OrderItem).where(col(OrderItem.order_id).in_(ids)))).scalars()
+        items = (await self.session.execute(select(OrderItemRow).where(col(OrderItemRow.order_id).in_(ids)))).scalars()
         history = (
-            await self.session.execute(select(OrderStatusChange).where(col(OrderStatusChange.order_id).in_(ids)))
+            await self.session.execute(select(StatusChangeRow).where(col(StatusChangeRow.order_id).in_(ids)))
         ).scalars()
         user_ids = sorted({o.user_id for o in orders})
         users = {
-            u.id: u for u in (await self.session.execute(select(User).where(col(User.id).in_(user_ids)))).scalars()
+            u.id: u
+            for u in (await self.session.execute(select(UserRow).where(col(UserRow.id).in_(user_ids)))).scalars()
         }
-        items_of: dict[int, list[OrderItem]] = {i: [] for i in ids}  # type: ignore[misc]
-        history_of: dict[int, list[OrderStatusChange]] = {i: [] for i in ids}  # type: ignore[misc]
+        items_of: dict[int, list[OrderItemRow]] = {i: [] for i in ids}  # type: ignore[misc]
+        history_of: dict[int, list[StatusChangeRow]] = {i: [] for i in ids}  # type: ignore[misc]
         for item in items:
             items_of[item.order_id].append(item)
         for change in history:

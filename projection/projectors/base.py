@@ -36,7 +36,8 @@ class Projector(Generic[E]):
         self.collection: AsyncCollection[Doc] = db[self.view_type.collection]
 
     def view(self, event: E) -> View:
-        raise NotImplementedError
+        """The view of the aggregate the event carries (every event carries the whole aggregate)."""
+        return self.view_type.of(event.data)
 
     async def apply(self, event: E) -> list[ViewChange]:
         """One event: its view written if newer; the change, or none when the event was stale."""

@@ -15,10 +15,10 @@ from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from command.db import WriteDatabase, is_duplicate_key
-from command.models import IdempotencyKey, Product, db_now
+from command.models import IdempotencyKey, ProductRow, db_now
 
 KEYS: Any = IdempotencyKey.__table__  # type: ignore[attr-defined]
-PRODUCTS: Any = Product.__table__  # type: ignore[attr-defined]
+PRODUCTS: Any = ProductRow.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -232,7 +232,7 @@ class Shop:
 
     async def _place(self, rng: random.Random) -> int:
         products = rng.sample(sorted(self.initial_stock), k=rng.choice((1, 2)))
-        lines = tuple(OrderLine(p, rng.randint(1, 3)) for p in products)
+        lines = tuple(RequestedLine(p, rng.randint(1, 3)) for p in products)
         order = await create_order(self.db, CreateOrder(rng.choice(self.users), lines))
         return order.id
 

@@ -26,7 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.delete_product import delete_product
@@ -274,7 +274,7 @@ async def new_product(db: WriteDatabase, name: str, price: str, stock: int) -> i
 
 
 async def new_order(db: WriteDatabase, user_id: int, *lines: tuple[int, int]) -> int:
-    order = await create_order(db, CreateOrder(user_id, tuple(OrderLine(p, q) for p, q in lines)))
+    order = await create_order(db, CreateOrder(user_id, tuple(RequestedLine(p, q) for p, q in lines)))
     return order.id
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import event
 
 from command.db import WriteDatabase
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from projection.documents import OrderUser
@@ -316,7 +316,7 @@ async def test_placing_an_order_reads_the_customer_and_the_shelf_once_and_reads_
     try:
         customer = await create_user(db, CreateUser("Statement Counter", f"{unique('count')}@example.com"))
         shelf = [await create_product(db, CreateProduct(unique("part"), Decimal("2.50"), 10)) for _ in range(3)]
-        lines = tuple(OrderLine(product.id, 2) for product in shelf)
+        lines = tuple(RequestedLine(product.id, 2) for product in shelf)
         await create_order(db, CreateOrder(customer.id, lines))  # the connection is set up outside the count
         event.listen(db.engine.sync_engine, "before_cursor_execute", note)
         placed = await create_order(db, CreateOrder(customer.id, lines))
@@ -398,7 +398,7 @@ async def test_an_order_not_reserved_yet_cannot_be_paid(
     sofa = await stock_product(gql, unique("sofa"), "499.00", 1)
     # The order is placed, but the stock worker has not heard of it yet (its event is held back).
     held = HeldOutbox(write_db)
-    placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(sofa["id"]), 1),)))
+    placed = await create_order(held, CreateOrder(int(customer["id"]), (RequestedLine(int(sofa["id"]), 1),)))
     assert placed.status == "CREATED"
     order_id = str(placed.id)
 
@@ -427,8 +427,8 @@ async def test_an_order_whose_last_line_no_longer_fits_is_rejected_whole(
     # Alice and Bob each order desks and the one lamp left; at the time, both orders fit on the shelf.
     held = HeldOutbox(write_db)
 
-    def desks_and_lamp(desks: int) -> tuple[OrderLine, ...]:
-        return OrderLine(int(desk["id"]), desks), OrderLine(int(lamp["id"]), 1)
+    def desks_and_lamp(desks: int) -> tuple[RequestedLine, ...]:
+        return RequestedLine(int(desk["id"]), desks), RequestedLine(int(lamp["id"]), 1)
 
     first = await create_order(held, CreateOrder(int(alice["id"]), desks_and_lamp(1)))
     second = await create_order(held, CreateOrder(int(bob["id"]), desks_and_lamp(2)))

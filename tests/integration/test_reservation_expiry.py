@@ -21,7 +21,7 @@ import pytest
 
 from command.db import WriteDatabase
 from command.expiry import ReservationExpirer
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
@@ -163,7 +163,9 @@ async def race_db(settings: Settings) -> AsyncIterator[WriteDatabase]:
 
 async def reserve_due(db: WriteDatabase, product_id: int, user_id: int, count: int, quantity: int = 1) -> list[int]:
     """`count` orders reserved with a payment window of nothing: each due at once."""
-    placed = [await create_order(db, CreateOrder(user_id, (OrderLine(product_id, quantity),))) for _ in range(count)]
+    placed = [
+        await create_order(db, CreateOrder(user_id, (RequestedLine(product_id, quantity),))) for _ in range(count)
+    ]
     await handle_order_events(db, [OrderCreated.of(order) for order in placed], payment_window=timedelta(0))
     return [order.id for order in placed]
 
@@ -288,7 +290,7 @@ def _expired_total() -> float:
 
 async def test_an_order_not_yet_due_is_left_alone_by_the_expirer(race_db: WriteDatabase, settings: Settings) -> None:
     user, product = await new_shelf(race_db, 10)
-    order = await create_order(race_db, CreateOrder(user, (OrderLine(product, 1),)))
+    order = await create_order(race_db, CreateOrder(user, (RequestedLine(product, 1),)))
     await handle_order_events(race_db, [OrderCreated.of(order)], payment_window=timedelta(minutes=15))
     assert await ReservationExpirer(race_db, settings).expire_once() == 0
     assert await scalar(race_db, "SELECT status FROM orders WHERE id = %s", order.id) == "RESERVED"

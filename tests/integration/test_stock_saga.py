@@ -14,7 +14,7 @@ import pytest
 
 from command.db import WriteDatabase
 from command.handlers.cancel_order import CancelOrder, cancel_order
-from command.handlers.create_order import CreateOrder, OrderLine, create_order
+from command.handlers.create_order import CreateOrder, RequestedLine, create_order
 from command.stock_worker import CONSUMER, AlreadyHandled, StockWorker, handle_order_events, move_stock
 from command.store import clock
 from projection.projectors.products import ProductProjector
@@ -179,7 +179,7 @@ async def test_a_cancel_waits_for_a_reservation_in_flight_and_then_gives_the_sto
     customer = await register_customer(gql)
     piano = await stock_product(gql, unique("piano"), "7500.00", 2)
     held = HeldOutbox(write_db)  # the live stock worker does not hear of this order: the test reserves it
-    placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(piano["id"]), 2),)))
+    placed = await create_order(held, CreateOrder(int(customer["id"]), (RequestedLine(int(piano["id"]), 2),)))
     order_id = str(placed.id)
 
     # The stock worker is half-way through the reservation (order row locked) when the customer cancels.
@@ -212,7 +212,7 @@ async def test_an_order_canceled_before_the_stock_worker_hears_of_it_never_holds
 
     # The order is placed and canceled at once, before the stock worker has seen either event.
     held = HeldOutbox(write_db)
-    placed = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(guitar["id"]), 2),)))
+    placed = await create_order(held, CreateOrder(int(customer["id"]), (RequestedLine(int(guitar["id"]), 2),)))
     canceled = await cancel_order(held, CancelOrder(placed.id, "ordered by mistake"))
     assert canceled.status == "CANCELED" and [h.status for h in canceled.history] == ["CREATED", "CANCELED"]
     created_event = held.last(Topic.ORDER_CREATED, placed.id)
@@ -348,7 +348,8 @@ async def test_a_poll_of_orders_for_the_last_units_is_decided_in_turn_all_lines_
     lamp = await stock_product(gql, unique("lamp"), "40.00", 5)
     held = HeldOutbox(write_db)  # the live stock worker does not hear of these orders: the test delivers them
     placed = [
-        await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(lamp["id"]), 2),))) for _ in range(3)
+        await create_order(held, CreateOrder(int(customer["id"]), (RequestedLine(int(lamp["id"]), 2),)))
+        for _ in range(3)
     ]
     events = [held.last(Topic.ORDER_CREATED, order.id) for order in placed]
     before = await probe.high_water()
@@ -362,7 +363,7 @@ async def test_a_poll_of_orders_for_the_last_units_is_decided_in_turn_all_lines_
     await handle_order_events(write_db, events)  # redelivered: every event claimed before
     assert await write_stock(probe, lamp["id"]) == 1 and await stocks_reserved(probe, before, lamp["id"]) == [3, 1]
 
-    late = await create_order(held, CreateOrder(int(customer["id"]), (OrderLine(int(lamp["id"]), 1),)))
+    late = await create_order(held, CreateOrder(int(customer["id"]), (RequestedLine(int(lamp["id"]), 1),)))
     late_event = held.last(Topic.ORDER_CREATED, late.id)
     with pytest.raises(AlreadyHandled):
         await handle_order_events(write_db, [events[0], late_event])

@@ -19,7 +19,7 @@ from command.domain.order import NewOrder, Order, check_request
 from command.domain.product import Product
 from command.domain.stock import Expired, Rejected, Reserved
 from command.domain.user import User
-from command.handlers.create_order import CreateOrder, OrderLine
+from command.handlers.create_order import CreateOrder, RequestedLine
 from shared.events import (
     OrderCanceled,
     OrderCreated,
@@ -70,7 +70,7 @@ def shelf(*products: tuple[int, str, str, int]) -> dict[int, Product]:
 
 def asks(*lines: tuple[Any, ...]) -> CreateOrder:
     """Ada's request: (product id, quantity[, the unit price she saw])."""
-    return CreateOrder(1, tuple(OrderLine(*line) for line in lines))
+    return CreateOrder(1, tuple(RequestedLine(*line) for line in lines))
 
 
 def placed(request: CreateOrder, products: dict[int, Product], order_id: int = 7) -> tuple[Order, OrderCreated]:
