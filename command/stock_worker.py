@@ -43,14 +43,16 @@ def decide(
     products: Mapping[int, Product],
     now: datetime,
     payment_window: timedelta | None = None,
-) -> tuple[Event, ...]:
+) -> None:
     """What one order event does to its order and products (the caller holds their locks): `order.created`
     reserves all lines or none (RESERVED until paid or `payment_window` has passed, or REJECTED with the reason);
     `order.canceled` gives back what the order held. An order already decided, canceled before it was reserved,
     or holding nothing changes nothing."""
     if action is Topic.ORDER_CREATED:
-        return stock.reserve(order, products, now, payment_window).events if order.awaits_stock else ()
-    return stock.release(order, products, now) if order.owes_stock else ()
+        if order.awaits_stock:
+            stock.reserve(order, products, now, payment_window)
+    elif order.owes_stock:
+        stock.release(order, products, now)
 
 
 async def handle_order_events(
