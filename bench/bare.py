@@ -22,8 +22,9 @@ from strawberry.asgi import GraphQL
 from strawberry.dataloader import DataLoader
 from strawberry.schema.config import StrawberryConfig
 
+from gateway.connections import Connection, connection
 from gateway.scalars import DecimalScalar
-from gateway.types import Connection, Order, Product, connection
+from gateway.types import Order, Product
 from projection.documents import OrderUser, OrderView, ProductView
 from projection.queries import Page, ReadModel, encode_cursor, known
 from projection.store import connect_read_model

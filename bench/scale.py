@@ -51,7 +51,7 @@ from bench.reads import ORDER
 from bench.shop import FIRST_NAMES, Shop
 from bench.stats import Figure, latency_summary, rate
 from gateway.auth import Role
-from gateway.types import ProductOrderBy
+from gateway.enums import ProductOrderBy
 from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserView, ViewDocument
 from projection.store import Doc
 from shared.events import AggregateType, Event

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import strawberry
 
-from gateway.types import OrderStatus, PaymentMethod
+from gateway.enums import OrderStatus, PaymentMethod
 
 
 @strawberry.input

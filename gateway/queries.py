@@ -7,20 +7,12 @@ from decimal import Decimal
 import strawberry
 
 from command.validation import parse_id
+from gateway.connections import Connection, asks_for_total, connection, counted_from_start
 from gateway.context import Info
+from gateway.enums import OrderStatus, ProductOrderBy
 from gateway.policy import owner_scope
 from gateway.reads import wait_for_version
-from gateway.types import (
-    Connection,
-    Order,
-    OrderStatus,
-    Product,
-    ProductOrderBy,
-    User,
-    asks_for_total,
-    connection,
-    counted_from_start,
-)
+from gateway.types import Order, Product, User
 from shared.events import AggregateType
 
 
