@@ -50,8 +50,6 @@ RULES = [
         *("eventshop", "devstack", "migrations", "command.models", "command.store", "command.snapshots"),
         *("command.outbox", "command.relay", "command.stock_worker", "command.expiry", "command.driver"),
         *("projection.stored", "projection.projectors", "projection.runner"),
-        # order_owner reads the orders table (OrderRow.user_id) itself: a read that belongs to command/, not here.
-        known=frozenset({("gateway.policy", "command.models")}),
     ),
     production("devstack", "command", "projection", "gateway", "eventshop", "migrations"),
     production("migrations", "projection", "gateway", "eventshop", "devstack"),
