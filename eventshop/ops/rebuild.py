@@ -33,25 +33,14 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from command.db import WriteDatabase
 from command.models import db_now
+from eventshop.kinds import KINDS
 from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
-from eventshop.ops.write_model import VIEW_KINDS, consistent_snapshot
-from projection.documents import VIEW_DOCUMENTS
-from projection.projectors.base import Projector
-from projection.projectors.orders import OrderProjector
-from projection.projectors.products import ProductProjector
-from projection.projectors.users import UserProjector
+from eventshop.ops.write_model import consistent_snapshot
+from projection.kinds import VIEW_DOCUMENTS, projectors
+from projection.projectors.base import Projector, by_topic
 from projection.store import Doc
-from shared.events import (
-    DOMAIN_TOPICS,
-    AggregateType,
-    Event,
-    OrderUpdated,
-    ProductUpdated,
-    Topic,
-    UserUpdated,
-    parse_event,
-)
+from shared.events import DOMAIN_TOPICS, AggregateType, Event, Topic, parse_event
 from shared.settings import Settings
 
 NAMESPACE_NOT_FOUND = 26
@@ -91,12 +80,7 @@ class RenamedDatabase:
 
 def projectors_for(db: AsyncDatabase[Doc] | RenamedDatabase) -> dict[Topic, Projector[Any]]:
     """The real projectors (as the projection runner builds them), by topic."""
-    target = cast(AsyncDatabase[Doc], db)
-    routes: dict[Topic, Projector[Any]] = {}
-    for projector in (UserProjector(target), ProductProjector(target), OrderProjector(target)):
-        for topic in projector.topics:
-            routes[topic] = projector
-    return routes
+    return by_topic(projectors(cast(AsyncDatabase[Doc], db)))
 
 
 @dataclass(frozen=True)
@@ -134,7 +118,7 @@ async def load_write_model(
     """Bulk-insert the view document of every aggregate, as of one consistent snapshot."""
     loaded: dict[str, int] = {}
     async with consistent_snapshot(write_db) as source:
-        for view in VIEW_KINDS:
+        for view in KINDS:
             progress.start(view.collection, await source.count(view.kind))
             target = db[fresh.names[view.collection]]
             loaded[view.collection] = 0
@@ -292,20 +276,14 @@ async def catch_up_write_model(
     write_db: WriteDatabase, db: AsyncDatabase[Doc], since: datetime, progress: Progress
 ) -> int:
     """Apply every aggregate changed since `since` through the real projectors, as its latest event would."""
-    routes = projectors_for(db)
-    event_of: dict[AggregateType, type[Event]] = {
-        AggregateType.USER: UserUpdated,
-        AggregateType.PRODUCT: ProductUpdated,
-        AggregateType.ORDER: OrderUpdated,
-    }
     applied = 0
     progress.start("catch-up", None)
     async with consistent_snapshot(write_db) as source:
-        for view in VIEW_KINDS:
-            async for snapshots in source.snapshots(view.kind, changed_since=since):
+        for kind in KINDS:
+            projector = kind.projector(db)
+            async for snapshots in source.snapshots(kind.kind, changed_since=since):
                 for snapshot in snapshots:
-                    event = event_of[view.kind].of(snapshot)
-                    await routes[event.event_type].apply(event)
+                    await projector.restate(snapshot)
                 applied += len(snapshots)
                 progress.advance("catch-up", len(snapshots))
     return applied
