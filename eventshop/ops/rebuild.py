@@ -118,14 +118,14 @@ async def load_write_model(
     """Bulk-insert the view document of every aggregate, as of one consistent snapshot."""
     loaded: dict[str, int] = {}
     async with consistent_snapshot(write_db) as source:
-        for view in KINDS:
-            progress.start(view.collection, await source.count(view.kind))
-            target = db[fresh.names[view.collection]]
-            loaded[view.collection] = 0
-            async for documents in source.documents(view.kind):
+        for kind in KINDS:
+            progress.start(kind.collection, await source.count(kind.kind))
+            target = db[fresh.names[kind.collection]]
+            loaded[kind.collection] = 0
+            async for documents in source.documents(kind.kind):
                 await target.insert_many([document.stored() for document in documents], ordered=False)
-                loaded[view.collection] += len(documents)
-                progress.advance(view.collection, len(documents))
+                loaded[kind.collection] += len(documents)
+                progress.advance(kind.collection, len(documents))
     return loaded
 
 
