@@ -51,7 +51,7 @@ test: up browser js-clients
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy command shared projection gateway eventshop devstack migrations
+	$(BIN)/mypy command shared projection gateway eventshop devstack migrations bench
 
 # The documentation site (docs/, mkdocs.yml) into site/, offline; tests/unit/test_docs.py builds it in `make test`.
 docs: venv

@@ -52,7 +52,8 @@ from bench.shop import FIRST_NAMES, Shop
 from bench.stats import Figure, latency_summary, rate
 from gateway.auth import Role
 from gateway.enums import ProductOrderBy
-from projection.documents import VIEW_DOCUMENTS, OrderView, ProductView, UserView, ViewDocument
+from projection.documents import OrderView, ProductView, UserView, ViewDocument
+from projection.kinds import VIEW_DOCUMENTS
 from projection.store import Doc
 from shared.events import AggregateType, Event
 from shared.kafka.producer import make_producer

@@ -40,7 +40,7 @@ from command.handlers.create_order import CreateOrder, RequestedLine, create_ord
 from command.handlers.create_product import CreateProduct, create_product
 from command.handlers.create_user import CreateUser, create_user
 from command.handlers.pay_order import PayOrder, pay_order
-from command.models import Order, OrderItem, OrderStatusChange, db_now
+from command.models import OrderItemRow, OrderRow, StatusChangeRow, db_now
 from command.stock_worker import handle_order_events
 from gateway.app import create_app
 from gateway.auth import Role
@@ -79,9 +79,9 @@ def columns_of(table: type[SQLModel], *keys: str) -> tuple[str, ...]:
     return tuple(name for name in table.__table__.columns.keys() if name not in keys)  # type: ignore[attr-defined]
 
 
-ORDER_COLUMNS = columns_of(Order)
-LINE_COLUMNS = columns_of(OrderItem, "id", "order_id")
-HISTORY_COLUMNS = columns_of(OrderStatusChange, "id", "order_id")
+ORDER_COLUMNS = columns_of(OrderRow)
+LINE_COLUMNS = columns_of(OrderItemRow, "id", "order_id")
+HISTORY_COLUMNS = columns_of(StatusChangeRow, "id", "order_id")
 USER_COLUMNS = tuple(OrderUser.model_fields)  # the user as an order's event carries it
 Row = Mapping[str, Any]
 

@@ -30,6 +30,7 @@ from command.domain.customer import Customer
 from command.domain.order import NewOrder, Order
 from command.domain.product import NewProduct, Product
 from command.domain.user import NewUser, User
+from command.kinds import TABLE_OF
 from command.snapshots import order_snapshot, product_snapshot, user_snapshot
 from shared.errors import Conflict, NotFound
 from shared.events import OrderStatus, Snapshot, StatusChange
@@ -40,8 +41,6 @@ PRODUCTS: Table = models.ProductRow.__table__  # type: ignore[attr-defined]
 ORDERS: Table = models.OrderRow.__table__  # type: ignore[attr-defined]
 ORDER_ITEMS: Table = models.OrderItemRow.__table__  # type: ignore[attr-defined]
 ORDER_HISTORY: Table = models.StatusChangeRow.__table__  # type: ignore[attr-defined]
-
-TABLE_OF: dict[type[Aggregate[Any]], Table] = {User: USERS, Product: PRODUCTS, Order: ORDERS}
 
 
 def clock() -> datetime:

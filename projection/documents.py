@@ -31,6 +31,10 @@ from shared.events import AggregateType, OrderSnapshot, OrderStatus, OrderUser, 
 
 S = TypeVar("S", bound=Snapshot)
 
+Doc = dict[str, Any]
+"""A document as pymongo reads and writes it: a view's stored form (`ViewDocument.stored()`), a filter, a reply.
+The one definition; everything typed is a view document."""
+
 
 class ViewDocument(BaseModel, Generic[S]):
     """What every view is: its aggregate's id as `_id`, the aggregate's version (which gates every write), whether
@@ -47,6 +51,8 @@ class ViewDocument(BaseModel, Generic[S]):
     """Money fields stored under another name than `<name>_cents`."""
     derived: ClassVar[dict[str, tuple[str, Callable[[Any], Any]]]] = {}
     """Fields the view adds, each stored after the field it is derived from: source -> (name, how)."""
+    as_of_event: ClassVar[frozenset[str]] = frozenset()
+    """Fields that hold another aggregate as of this aggregate's newest event (verify does not compare them)."""
 
     id: int = Field(alias="_id")
     version: int
@@ -78,7 +84,7 @@ class ViewDocument(BaseModel, Generic[S]):
         base = {"id": self.id, "version": self.version, "created_at": self.created_at, "updated_at": self.updated_at}
         return construct(self.snapshot_type, values, **base)  # type: ignore[no-any-return]
 
-    def stored(self) -> dict[str, Any]:
+    def stored(self) -> Doc:
         """The document as MongoDB stores it (`_id`, BSON types): what is written and announced, in the order of its
         snapshot's fields."""
         dumped = self.model_dump(by_alias=True)
@@ -150,6 +156,7 @@ class OrderView(ViewDocument[OrderSnapshot]):
     kind = AggregateType.ORDER
     snapshot_type = OrderSnapshot
     cents_names = {"total_amount": "total_cents"}
+    as_of_event = frozenset({"user"})
 
     user_id: int
     user: OrderUser
@@ -165,8 +172,5 @@ class OrderView(ViewDocument[OrderSnapshot]):
     ]
 
 
-View = UserView | ProductView | OrderView
-
-VIEW_DOCUMENTS: list[type[View]] = [UserView, ProductView, OrderView]
-VIEW_OF: dict[AggregateType, type[View]] = {view.kind: view for view in VIEW_DOCUMENTS}
-"""The view of each kind of aggregate."""
+View = ViewDocument[Any]
+"""Any view document (the registry of kinds, `projection/kinds.py`, lists them)."""

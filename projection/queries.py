@@ -22,8 +22,8 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projection.documents import OrderView, ProductView, UserView
-from projection.store import Doc
+from projection.documents import Doc, OrderView, ProductView, UserView, View
+from projection.kinds import VIEW_DOCUMENTS
 from shared.construct import construct
 from shared.errors import BadUserInput
 from shared.events import AggregateType, OrderStatus, OrderUser
@@ -40,7 +40,7 @@ class Keyed(Protocol):
 
 
 D = TypeVar("D", bound=Keyed)
-V = TypeVar("V", UserView, ProductView, OrderView)
+V = TypeVar("V", bound=View)
 
 
 def id_cursor(document: Keyed) -> str:
@@ -234,9 +234,7 @@ class ReadModel:
         self.products = ViewCollection(self.db, ProductView, totals)
         self.orders = ViewCollection(self.db, OrderView, totals)
         self._by_kind: dict[AggregateType, ViewCollection[Any]] = {
-            AggregateType.USER: self.users,
-            AggregateType.PRODUCT: self.products,
-            AggregateType.ORDER: self.orders,
+            view.kind: ViewCollection(self.db, view, totals) for view in VIEW_DOCUMENTS
         }
 
     async def user(self, user_id: int) -> UserView | None:

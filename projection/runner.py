@@ -9,10 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from projection.projectors.base import Projector, ViewChange, apply_many_if_newer
-from projection.projectors.orders import OrderProjector
-from projection.projectors.products import ProductProjector
-from projection.projectors.users import UserProjector
+from projection.kinds import projectors
+from projection.projectors.base import Projector, ViewChange, apply_many_if_newer, by_topic
 from shared.events import Event, Topic, encode_view_change, utcnow
 from shared.kafka.consumer import ConsumerLoop, PoisonMessage, decode_event
 from shared.metrics import PROJECTION_LAG
@@ -64,10 +62,7 @@ class ProjectionRunner:
         auto_offset_reset: str = "earliest",
         telemetry: Telemetry = OFF,
     ) -> None:
-        self.routes: dict[Topic, Projector[Any]] = {}
-        for projector in projectors:
-            for topic in projector.topics:
-                self.routes[topic] = projector
+        self.routes: dict[Topic, Projector[Any]] = by_topic(projectors)
         self.producer = producer
         self.settings = settings
         self.views_changed = settings.topic(Topic.VIEWS_CHANGED)
@@ -156,6 +151,5 @@ class ProjectionRunner:
 def build_projection_runner(
     db: Any, producer: AIOKafkaProducer, settings: Settings, **options: Any
 ) -> ProjectionRunner:
-    """One projector per aggregate, all fed by one consumer group."""
-    projectors: list[Projector[Any]] = [UserProjector(db), ProductProjector(db), OrderProjector(db)]
-    return ProjectionRunner(projectors, producer, settings, **options)
+    """One projector per kind of aggregate, all fed by one consumer group."""
+    return ProjectionRunner(projectors(db), producer, settings, **options)

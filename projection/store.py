@@ -1,20 +1,15 @@
-"""Read-model connection and the version-gated write every projector relies on."""
+"""Read-model connection: the client, and the indexes of every view ensured before anything reads or writes."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pymongo import AsyncMongoClient, ReplaceOne
-from pymongo.asynchronous.collection import AsyncCollection
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
-from projection.documents import VIEW_DOCUMENTS
+from projection.documents import Doc
+from projection.kinds import VIEW_DOCUMENTS
 from shared.store_metrics import MongoMetrics
 
-Doc = dict[str, Any]
-"""A document as pymongo reads and writes it: a view's stored form (`ViewDocument.stored()`), a filter, a reply.
-The one definition; everything typed is a view document (projection/documents.py)."""
+__all__ = ["Doc", "connect_read_model"]
 
 
 async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[Doc], AsyncDatabase[Doc]]:
@@ -35,27 +30,3 @@ async def connect_read_model(uri: str, database: str) -> tuple[AsyncMongoClient[
         await client.close()
         raise
     return client, db
-
-
-DUPLICATE_KEY = 11000
-
-
-async def upsert_many_if_newer(collection: AsyncCollection[Doc], documents: list[Doc]) -> list[bool]:
-    """Replace each view with its `document` (a view's stored form, `_id`s distinct) only when its `version` is newer
-    than the stored one, all in one round trip (one unordered `update` command); for each, whether it was written.
-
-    Each is found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored version is the
-    same or newer the filter misses, the upsert collides on `_id`, and that update's duplicate-key error means
-    "stale event, skip" (False). Any other error raises."""
-    if not documents:
-        return []
-    requests = [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True) for d in documents]
-    try:
-        await collection.bulk_write(requests, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        stale = {error["index"] for error in errors}
-        return [i not in stale for i in range(len(documents))]
-    return [True] * len(documents)

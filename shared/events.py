@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 
 import bson
 from bson.codec_options import CodecOptions
@@ -389,6 +389,16 @@ EVENT_TYPES: dict[Topic, type[Event]] = {
     )
 }
 """The model of each domain topic: what `parse_event` builds."""
+
+TOPICS_OF: dict[AggregateType, frozenset[Topic]] = {
+    kind: frozenset(topic for topic, cls in EVENT_TYPES.items() if cls.aggregate is kind) for kind in AggregateType
+}
+"""The topics of each kind of aggregate's events (a product's include `stock.*`): what its projector consumes."""
+
+SNAPSHOT_OF: dict[AggregateType, type[Snapshot]] = {
+    cls.aggregate: cast(type[Snapshot], cls.model_fields["data"].annotation) for cls in EVENT_TYPES.values()
+}
+"""The snapshot every event of a kind of aggregate carries."""
 
 
 def parse_event(raw: bytes | str | dict[str, Any] | None) -> Event:

@@ -33,25 +33,14 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from command.db import WriteDatabase
 from command.models import db_now
+from eventshop.kinds import KINDS
 from eventshop.ops.progress import NoProgress, Progress
 from eventshop.ops.topics import OffsetRange, current_range, partitions, read_range, reader
-from eventshop.ops.write_model import VIEW_KINDS, consistent_snapshot
-from projection.documents import VIEW_DOCUMENTS
-from projection.projectors.base import Projector
-from projection.projectors.orders import OrderProjector
-from projection.projectors.products import ProductProjector
-from projection.projectors.users import UserProjector
+from eventshop.ops.write_model import consistent_snapshot
+from projection.kinds import VIEW_DOCUMENTS, projectors
+from projection.projectors.base import Projector, by_topic
 from projection.store import Doc
-from shared.events import (
-    DOMAIN_TOPICS,
-    AggregateType,
-    Event,
-    OrderUpdated,
-    ProductUpdated,
-    Topic,
-    UserUpdated,
-    parse_event,
-)
+from shared.events import DOMAIN_TOPICS, AggregateType, Event, Topic, parse_event
 from shared.settings import Settings
 
 NAMESPACE_NOT_FOUND = 26
@@ -91,12 +80,7 @@ class RenamedDatabase:
 
 def projectors_for(db: AsyncDatabase[Doc] | RenamedDatabase) -> dict[Topic, Projector[Any]]:
     """The real projectors (as the projection runner builds them), by topic."""
-    target = cast(AsyncDatabase[Doc], db)
-    routes: dict[Topic, Projector[Any]] = {}
-    for projector in (UserProjector(target), ProductProjector(target), OrderProjector(target)):
-        for topic in projector.topics:
-            routes[topic] = projector
-    return routes
+    return by_topic(projectors(cast(AsyncDatabase[Doc], db)))
 
 
 @dataclass(frozen=True)
@@ -134,14 +118,14 @@ async def load_write_model(
     """Bulk-insert the view document of every aggregate, as of one consistent snapshot."""
     loaded: dict[str, int] = {}
     async with consistent_snapshot(write_db) as source:
-        for view in VIEW_KINDS:
-            progress.start(view.collection, await source.count(view.kind))
-            target = db[fresh.names[view.collection]]
-            loaded[view.collection] = 0
-            async for documents in source.documents(view.kind):
+        for kind in KINDS:
+            progress.start(kind.collection, await source.count(kind.kind))
+            target = db[fresh.names[kind.collection]]
+            loaded[kind.collection] = 0
+            async for documents in source.documents(kind.kind):
                 await target.insert_many([document.stored() for document in documents], ordered=False)
-                loaded[view.collection] += len(documents)
-                progress.advance(view.collection, len(documents))
+                loaded[kind.collection] += len(documents)
+                progress.advance(kind.collection, len(documents))
     return loaded
 
 
@@ -292,20 +276,14 @@ async def catch_up_write_model(
     write_db: WriteDatabase, db: AsyncDatabase[Doc], since: datetime, progress: Progress
 ) -> int:
     """Apply every aggregate changed since `since` through the real projectors, as its latest event would."""
-    routes = projectors_for(db)
-    event_of: dict[AggregateType, type[Event]] = {
-        AggregateType.USER: UserUpdated,
-        AggregateType.PRODUCT: ProductUpdated,
-        AggregateType.ORDER: OrderUpdated,
-    }
     applied = 0
     progress.start("catch-up", None)
     async with consistent_snapshot(write_db) as source:
-        for view in VIEW_KINDS:
-            async for snapshots in source.snapshots(view.kind, changed_since=since):
+        for kind in KINDS:
+            projector = kind.projector(db)
+            async for snapshots in source.snapshots(kind.kind, changed_since=since):
                 for snapshot in snapshots:
-                    event = event_of[view.kind].of(snapshot)
-                    await routes[event.event_type].apply(event)
+                    await projector.restate(snapshot)
                 applied += len(snapshots)
                 progress.advance("catch-up", len(snapshots))
     return applied
@@ -347,17 +325,9 @@ async def rebuild(
     progress = progress or NoProgress()
     fresh = CollectionSet.fresh(new_stamp())
     await prepare(read_db, fresh)
-    began, built, skipped = db_now(), OffsetRange({}, {}), 0
+    began = db_now()
     try:
-        if source is Source.WRITE_MODEL:
-            await load_write_model(write_db, read_db, fresh, progress)
-        else:
-            topics = await partitions(settings, (settings.topic(t) for t in DOMAIN_TOPICS))
-            async with reader(settings) as consumer:
-                built = await current_range(consumer, topics)
-            renamed = RenamedDatabase(read_db, fresh.names)
-            replayed = await replay(settings, renamed, built, progress)
-            skipped = replayed.skipped
+        built = await _build(source, settings, write_db, read_db, fresh, progress)
         documents = await _count(read_db, fresh.names.items())
         previous = await _count(read_db, ((live, live) for live in fresh.names))
         if before_switch is not None:
@@ -367,23 +337,69 @@ async def rebuild(
         for name in fresh.names.values():
             await read_db.drop_collection(name)
         raise
+    caught_up, skipped = await _catch_up(source, settings, write_db, read_db, began, built, switch, progress)
+    dropped = [] if keep_old else await _drop_retired(read_db, switch)
+    return RebuildReport(source, fresh.stamp, documents, previous, switch, caught_up, skipped, dropped)
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the build of the fresh collections read: from Kafka, up to which offsets, and how many messages it
+    skipped (none from the write model)."""
+
+    offsets: OffsetRange = field(default_factory=lambda: OffsetRange({}, {}))
+    skipped: int = 0
+
+
+async def _build(
+    source: Source,
+    settings: Settings,
+    write_db: WriteDatabase,
+    read_db: AsyncDatabase[Doc],
+    fresh: CollectionSet,
+    progress: Progress,
+) -> Built:
+    """Fill the fresh collections from the write model, or from every event Kafka holds now."""
+    if source is Source.WRITE_MODEL:
+        await load_write_model(write_db, read_db, fresh, progress)
+        return Built()
+    topics = await partitions(settings, (settings.topic(t) for t in DOMAIN_TOPICS))
+    async with reader(settings) as consumer:
+        offsets = await current_range(consumer, topics)
+    replayed = await replay(settings, RenamedDatabase(read_db, fresh.names), offsets, progress)
+    return Built(offsets, replayed.skipped)
+
+
+async def _catch_up(
+    source: Source,
+    settings: Settings,
+    write_db: WriteDatabase,
+    read_db: AsyncDatabase[Doc],
+    began: datetime,
+    built: Built,
+    switch: Switch,
+    progress: Progress,
+) -> tuple[int, int]:
+    """Re-apply, onto the switched collections, what changed while the build ran: how many aggregates or events
+    were applied, and how many messages were skipped in all."""
     try:
         if source is Source.WRITE_MODEL:
-            caught_up = await catch_up_write_model(write_db, read_db, began - CATCH_UP_GRACE, progress)
-        else:
-            caught_up, skipped = await _catch_up_kafka(settings, read_db, built.end, progress, skipped)
+            return await catch_up_write_model(write_db, read_db, began - CATCH_UP_GRACE, progress), built.skipped
+        return await _catch_up_kafka(settings, read_db, built.offsets.end, progress, built.skipped)
     except Exception as exc:
         kept = ", ".join((*switch.retired.values(), *switch.strays)) or "-"
         raise CatchUpFailed(
             f"readers use the rebuilt views, but changes made during the rebuild were not all re-applied ({exc!r}); "
             f"run the rebuild again; the replaced collections are kept: {kept}"
         ) from exc
-    dropped: list[str] = []
-    if not keep_old:
-        for name in (*switch.retired.values(), *switch.strays):
-            await read_db.drop_collection(name)
-            dropped.append(name)
-    return RebuildReport(source, fresh.stamp, documents, previous, switch, caught_up, skipped, dropped)
+
+
+async def _drop_retired(db: AsyncDatabase[Doc], switch: Switch) -> list[str]:
+    """Drop the collections the switch replaced (and the strays it renamed away); their names."""
+    dropped = [*switch.retired.values(), *switch.strays]
+    for name in dropped:
+        await db.drop_collection(name)
+    return dropped
 
 
 async def _catch_up_kafka(

@@ -25,7 +25,9 @@ from sqlalchemy import and_, or_, select
 from command.db import WriteDatabase
 from command.models import db_now
 from command.store import ORDERS
-from eventshop.ops.write_model import BY_KIND, VIEW_KINDS, consistent_snapshot
+from eventshop.kinds import KINDS
+from eventshop.ops.write_model import consistent_snapshot
+from projection.kinds import VIEW_OF
 from projection.store import Doc
 from shared.events import AggregateType, OrderStatus
 
@@ -83,7 +85,7 @@ def diff_documents(expected: Any, actual: Any, path: str = "") -> list[tuple[str
 def compare(kind: AggregateType, expected: Doc | None, actual: Doc | None, doc_id: int) -> list[Difference]:
     if expected is None and actual is None:
         return []
-    ignored = BY_KIND[kind].as_of_event
+    ignored = VIEW_OF[kind].as_of_event
     expected = None if expected is None else {k: v for k, v in expected.items() if k not in ignored}
     actual = None if actual is None else {k: v for k, v in actual.items() if k not in ignored}
     if expected is None:
@@ -105,7 +107,7 @@ async def differences(
     """Every difference between the write model and the views, or only for `ids` (per kind) when given."""
     found: list[Difference] = []
     async with consistent_snapshot(write_db) as reader:
-        for view in VIEW_KINDS:
+        for view in KINDS:
             if ids is not None and view.kind not in ids:
                 continue
             scope = None if ids is None else ids[view.kind]

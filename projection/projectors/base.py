@@ -1,16 +1,18 @@
-"""What every projector is: the topics it owns and how one event changes its view."""
+"""What every projector is: the topics of its aggregate's events, and how one event changes its view."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
-from projection.documents import View
-from projection.store import Doc, upsert_many_if_newer
-from shared.events import AggregateType, Event, Topic
+from projection.documents import Doc, View
+from shared.events import TOPICS_OF, AggregateType, Event, Snapshot, Topic
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,17 @@ E = TypeVar("E", bound=Event)
 
 
 class Projector(Generic[E]):
-    """One per aggregate: the topics of its events, its view's collection, and the view an event makes (every event
-    carries the whole aggregate, so the view is made from the event alone)."""
+    """One per aggregate: its view's collection, and the view an event makes (every event carries the whole
+    aggregate, so the view is made from the event alone). It consumes every topic of its aggregate's events."""
 
-    topics: ClassVar[frozenset[Topic]]
     view_type: ClassVar[type[View]]
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.collection: AsyncCollection[Doc] = db[self.view_type.collection]
+
+    @property
+    def topics(self) -> frozenset[Topic]:
+        return TOPICS_OF[self.view_type.kind]
 
     def view(self, event: E) -> View:
         """The view of the aggregate the event carries (every event carries the whole aggregate)."""
@@ -41,7 +46,20 @@ class Projector(Generic[E]):
 
     async def apply(self, event: E) -> list[ViewChange]:
         """One event: its view written if newer; the change, or none when the event was stale."""
-        return [change for change in await apply_many_if_newer(self.collection, [self.view(event)]) if change]
+        return await self._write(self.view(event))
+
+    async def restate(self, snapshot: Snapshot) -> list[ViewChange]:
+        """The aggregate as the write model holds it now, written as any of its events carrying `snapshot` would
+        write it (rebuild's catch-up from the write model)."""
+        return await self._write(self.view_type.of(snapshot))
+
+    async def _write(self, view: View) -> list[ViewChange]:
+        return [change for change in await apply_many_if_newer(self.collection, [view]) if change]
+
+
+def by_topic(projectors: Iterable[Projector[Any]]) -> dict[Topic, Projector[Any]]:
+    """Which projector applies the events of each topic."""
+    return {topic: projector for projector in projectors for topic in projector.topics}
 
 
 async def apply_many_if_newer(collection: AsyncCollection[Doc], views: list[View]) -> list[ViewChange | None]:
@@ -61,3 +79,27 @@ async def apply_many_if_newer(collection: AsyncCollection[Doc], views: list[View
         ViewChange(view.kind, document) if ok else None
         for view, document, ok in zip(views, documents, written, strict=True)
     ]
+
+
+DUPLICATE_KEY = 11000
+
+
+async def upsert_many_if_newer(collection: AsyncCollection[Doc], documents: list[Doc]) -> list[bool]:
+    """Replace each view with its `document` (a view's stored form, `_id`s distinct) only when its `version` is newer
+    than the stored one, all in one round trip (one unordered `update` command); for each, whether it was written.
+
+    Each is found by `_id` (an index lookup on MongoDB and on the patched FerretDB). When the stored version is the
+    same or newer the filter misses, the upsert collides on `_id`, and that update's duplicate-key error means
+    "stale event, skip" (False). Any other error raises."""
+    if not documents:
+        return []
+    requests = [ReplaceOne({"_id": d["_id"], "version": {"$lt": d["version"]}}, d, upsert=True) for d in documents]
+    try:
+        await collection.bulk_write(requests, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        stale = {error["index"] for error in errors}
+        return [i not in stale for i in range(len(documents))]
+    return [True] * len(documents)

@@ -10,21 +10,8 @@ from __future__ import annotations
 
 from projection.documents import OrderView
 from projection.projectors.base import Projector
-from shared.events import OrderEvent, Topic
+from shared.events import OrderEvent
 
 
 class OrderProjector(Projector[OrderEvent]):
     view_type = OrderView
-
-    topics = frozenset(
-        {
-            Topic.ORDER_CREATED,
-            Topic.ORDER_RESERVED,
-            Topic.ORDER_REJECTED,
-            Topic.ORDER_PAID,
-            Topic.ORDER_UPDATED,
-            Topic.ORDER_CANCELED,
-            Topic.ORDER_EXPIRED,
-            Topic.ORDER_DELETED,
-        }
-    )

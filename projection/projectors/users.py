@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from projection.documents import UserView
 from projection.projectors.base import Projector
-from shared.events import Topic, UserEvent
+from shared.events import UserEvent
 
 
 class UserProjector(Projector[UserEvent]):
     view_type = UserView
-
-    topics = frozenset({Topic.USER_CREATED, Topic.USER_UPDATED, Topic.USER_DELETED})

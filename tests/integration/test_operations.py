@@ -37,8 +37,8 @@ from eventshop.ops.dlq import DeadLetter, DeadLetters, RedriveLog, redrive
 from eventshop.ops.rebuild import CollectionSet, RebuildReport, Source, rebuild
 from eventshop.ops.topics import reader
 from eventshop.ops.verify import comparable, differences
-from eventshop.ops.write_model import VIEW_KINDS
-from projection.documents import VIEW_DOCUMENTS, UserView
+from projection.documents import UserView
+from projection.kinds import VIEW_DOCUMENTS
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
 from projection.runner import ProjectionRunner
@@ -324,7 +324,7 @@ async def all_documents(mongo: AsyncDatabase[Any], names: dict[str, str] | None 
     """Every view document, per view, read from the collections `names` gives (the live ones by default),
     without what a view holds of another aggregate as of its own newest event (which a rebuild renews)."""
     found = {}
-    for view in VIEW_KINDS:
+    for view in VIEW_DOCUMENTS:
         collection = mongo[(names or {}).get(view.collection, view.collection)]
         found[view.collection] = [
             comparable({k: v for k, v in doc.items() if k not in view.as_of_event})

@@ -6,9 +6,9 @@ import json
 import random
 from typing import Any
 
+from projection.projectors.base import upsert_many_if_newer
 from projection.projectors.users import UserProjector
 from projection.queries import ReadModel
-from projection.store import upsert_many_if_newer
 from shared.events import AggregateType, Event, Topic, decode_view_change, dlq_topic
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
