@@ -55,8 +55,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_user(self, info: Info, id: strawberry.ID) -> Deleted:
-        user = await delete_user(info.context.write_db, parse_id(id))
-        return Deleted(id=strawberry.ID(str(user.id)), version=user.version)
+        return Deleted.of(await delete_user(info.context.write_db, parse_id(id)))
 
     @strawberry.mutation
     async def create_product(self, info: Info, input: CreateProductInput) -> Product:
@@ -81,8 +80,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_product(self, info: Info, id: strawberry.ID) -> Deleted:
-        product = await delete_product(info.context.write_db, parse_id(id))
-        return Deleted(id=strawberry.ID(str(product.id)), version=product.version)
+        return Deleted.of(await delete_product(info.context.write_db, parse_id(id)))
 
     @strawberry.mutation
     async def create_order(self, info: Info, input: CreateOrderInput, idempotency_key: str | None = None) -> Order:
@@ -119,5 +117,4 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_order(self, info: Info, id: strawberry.ID) -> Deleted:
-        snapshot = await delete_order(info.context.write_db, parse_id(id), acting_customer(info))
-        return Deleted(id=strawberry.ID(str(snapshot.id)), version=snapshot.version)
+        return Deleted.of(await delete_order(info.context.write_db, parse_id(id), acting_customer(info)))

@@ -22,6 +22,11 @@ class Deleted:
     id: strawberry.ID
     version: int
 
+    @classmethod
+    def of(cls, snapshot: events.Snapshot) -> Deleted:
+        """The answer of a delete: which aggregate, at the version its deletion committed."""
+        return cls(id=strawberry.ID(str(snapshot.id)), version=snapshot.version)
+
 
 @strawberry.type
 class User:
