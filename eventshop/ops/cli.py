@@ -318,7 +318,10 @@ def verify(
 @topics_app.command("check")
 def topics_check() -> None:
     """Describe every catalog topic from the cluster against the settings; exit 1 when one is missing or differs."""
-    report = _run(describe_topics)
+    _check(_run(describe_topics))
+
+
+def _check(report: TopicReport) -> None:
     Console().print(_topics_table(report))
     if report.differing:
         typer.echo(
@@ -333,11 +336,13 @@ def topics_check() -> None:
 def topics_create() -> None:
     """Create the catalog topics that are missing (as the settings say), then check them all."""
     try:
-        _run(ensure_topics)
+        wanted = _run(ensure_topics)
     except RuntimeError as exc:  # e.g. more replicas asked for than the cluster has brokers
         typer.echo(f"topics not created: {exc}", err=True)
         raise typer.Exit(1) from None
-    topics_check()
+    # Every broker learns of new topics from the controller in its own time: the check's admin client may ask one
+    # that does not show them yet, and is then asked again.
+    _check(_run(lambda settings: describe_topics(settings, expected=wanted)))
 
 
 def _topics_table(report: TopicReport) -> Table:

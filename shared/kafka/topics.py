@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -144,11 +144,13 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return wanted
 
 
-async def describe_topics(settings: Settings, attempts: int = 10) -> TopicReport:
+async def describe_topics(
+    settings: Settings, attempts: int = 10, expected: Collection[str] = frozenset()
+) -> TopicReport:
     """The catalog topics as the cluster has them, and the spec the settings give for it. Asked again (every
     0.5 s, `attempts` times at most) when a broker is not ready for the admin client yet (a broker just started or
-    just gone), or does not know yet the configuration of a topic just created (the broker that answered had not
-    caught up with the controller's metadata); the last answer stands after that."""
+    just gone), or does not know yet a topic just created (`expected`) or its configuration (the broker that
+    answered had not caught up with the controller's metadata); the last answer stands after that."""
     for attempt in range(1, attempts + 1):
         try:
             report = await _describe_topics(settings)
@@ -156,14 +158,15 @@ async def describe_topics(settings: Settings, attempts: int = 10) -> TopicReport
             if attempt == attempts:
                 raise
         else:
-            if attempt == attempts or not _configs_pending(report):
+            if attempt == attempts or not _pending(report, expected):
                 return report
         await asyncio.sleep(0.5)
     raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
 
 
-def _configs_pending(report: TopicReport) -> bool:
-    return any(t.partitions and t.min_insync_replicas is None for t in report.topics)
+def _pending(report: TopicReport, expected: Collection[str]) -> bool:
+    """A topic known to exist that the answering broker does not show yet, or shows without its configuration."""
+    return any((t.min_insync_replicas is None) if t.partitions else (t.name in expected) for t in report.topics)
 
 
 async def _describe_topics(settings: Settings) -> TopicReport:

@@ -95,3 +95,34 @@ def test_a_devstack_cluster_refuses_addresses_it_cannot_run(count: int, addresse
 def test_a_broker_of_a_cluster_is_named_by_its_node() -> None:
     assert Broker(2, 3).name == "kafka-2"
     assert Broker(1, 1).name == "kafka"
+
+
+def _report(*topics: TopicState) -> TopicReport:
+    return TopicReport(3, TopicSpec(12, 3, 2), list(topics))
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected", "asked"),
+    [
+        # A topic just created that the answering broker does not show yet: asked again until it does.
+        ([TopicState("t", 0, 0, None), TopicState("t", 12, 3, 2)], {"t"}, 2),
+        # Shown, but without its configuration yet: asked again.
+        ([TopicState("t", 12, 3, None), TopicState("t", 12, 3, 2)], set(), 2),
+        # Missing and not known to exist: that is the answer (`topics check` reports it missing).
+        ([TopicState("t", 0, 0, None), TopicState("t", 12, 3, 2)], set(), 1),
+    ],
+)
+async def test_a_topic_the_answering_broker_does_not_know_yet_is_asked_about_again(
+    monkeypatch: pytest.MonkeyPatch, answers: list[TopicState], expected: set[str], asked: int
+) -> None:
+    from shared.kafka import topics
+
+    calls: list[int] = []
+
+    async def answer(_: Settings) -> TopicReport:
+        calls.append(1)
+        return _report(answers[min(len(calls), len(answers)) - 1])
+
+    monkeypatch.setattr(topics, "_describe_topics", answer)
+    report = await topics.describe_topics(settings(), expected=expected)
+    assert len(calls) == asked and report.topics == [answers[asked - 1]]
