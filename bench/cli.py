@@ -8,7 +8,6 @@ ports, against `<db>_bench` databases and topics of its own.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import uvloop
 from rich.console import Console
 
 from bench import latency, pipeline, projector, reads, relay, scale, workers, write_scale, writes
@@ -111,5 +111,5 @@ def main(argv: list[str] | None = None) -> int:
     # aiokafka logs at ERROR while a just-created topic's metadata propagates (it retries and succeeds).
     for noisy in ("aiokafka", "asyncmy", "alembic"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    # The default event loop, as `eventshop` itself runs (asyncio.run): in-process components measure the same.
-    return asyncio.run(run(args, Console(width=None if sys.stdout.isatty() else 160)))
+    # uvloop, as `eventshop` itself runs: in-process components measure the same.
+    return uvloop.run(run(args, Console(width=None if sys.stdout.isatty() else 160)))

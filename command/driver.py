@@ -5,15 +5,16 @@ models' tables. Executed through SQLAlchemy's asyncio layer (the greenlet bridge
 execution context and a `Result` per statement), a primary-key SELECT cost about 200 us of CPU against 60-80 us
 for the same round trip on the driver (measured in-process under the pipeline bench's load; 7 statements per
 createOrder), and the CPU per order is what bounds the pipeline on two cores. So a `Transaction` (command/db.py)
-sends its statements here, on the connection SQLAlchemy checked out and whose transaction it still commits:
+sends its statements here, on the connection it checked out of SQLAlchemy's pool, and ends its transaction here:
 - the SQL text, the order of its parameters and their type conversions (bind and result processors) come from
   SQLAlchemy's compiler, once per statement shape (its cache key and the names of the parameters given);
 - values embedded in a statement (`update(...).values({...})`, `case(...)`) are taken from each statement as
   SQLAlchemy does (the cache key's bound parameters), IN lists expand per call, scalar column defaults of an
   INSERT are filled in;
-- the engine's `before_cursor_execute`/`after_cursor_execute` listeners see every statement (store metrics, the
-  statement counts of tests and benchmarks), errors are raised as SQLAlchemy's (`IntegrityError`,
-  `OperationalError`, with `.orig`), and a connection the server dropped is invalidated, as SQLAlchemy does.
+- the engine's `before_cursor_execute`/`after_cursor_execute` listeners see every statement and its `commit`
+  listeners every commit (store metrics, the statement counts of tests and benchmarks), errors are raised as
+  SQLAlchemy's (`IntegrityError`, `OperationalError`, with `.orig`), and a connection the server dropped is
+  invalidated, as SQLAlchemy does.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 
 from shared.store_metrics import statement_failed
@@ -35,6 +36,17 @@ CACHE_SIZE = 500
 expand per call)."""
 
 Processor = Callable[[Any], Any] | None
+
+
+class Session(Protocol):
+    """What a statement runs on (a `Transaction`, command/db.py)."""
+
+    pooled: PoolProxiedConnection
+    driver: Any  # asyncmy's connection
+    engine: Engine
+    invalidated: bool
+
+    async def invalidate(self, exc: BaseException | None = None) -> None: ...
 
 
 class DriverResult:
@@ -91,9 +103,29 @@ class _Shape:
     defaults: Mapping[str, Any]  # scalar column defaults of an INSERT's missing columns
     result_names: tuple[str, ...]
     result_types: tuple[Any, ...]
+    binds: tuple[tuple[str, Processor], ...] | None
+    """Each positional value's parameter and conversion, when the parameters given are all the statement takes
+    (no IN list, no default, no value embedded in the statement): the values are then read straight from them."""
+    result_processors: dict[tuple[Any, ...], list[Processor]]  # by the driver's column types
 
 
 _shapes: dict[tuple[Any, ...], _Shape] = {}
+_keys: dict[int, tuple[ClauseElement, Any]] = {}
+"""The cache key of each statement object seen lately (kept, so its id is not reused meanwhile): the handlers'
+statements are built once, and their key is the same on every call."""
+
+
+def _cache_key(statement: ClauseElement) -> Any:
+    known = _keys.get(id(statement))
+    if known is not None and known[0] is statement:
+        return known[1]
+    key = statement._generate_cache_key()  # type: ignore[attr-defined]
+    if key is None:
+        raise NotImplementedError(f"an uncacheable statement cannot run on the driver path: {statement}")
+    if len(_keys) >= CACHE_SIZE:
+        _keys.clear()
+    _keys[id(statement)] = (statement, key)
+    return key
 
 
 def _shape(statement: ClauseElement, dialect: Dialect, key: Any, names: tuple[str, ...], many: bool) -> _Shape:
@@ -109,12 +141,17 @@ def _shape(statement: ClauseElement, dialect: Dialect, key: Any, names: tuple[st
             if default is None or not default.is_scalar:
                 raise NotImplementedError(f"{column}: only scalar column defaults run on the driver path")
             defaults[column.key] = default.arg
+        expands = bool(compiled.post_compile_params or compiled.literal_execute_params)
+        order = compiled.positiontup or ()
+        direct = not expands and not defaults and set(order) <= set(names)
         shape = _Shape(
             compiled=compiled,
-            expands=bool(compiled.post_compile_params or compiled.literal_execute_params),
+            expands=expands,
             defaults=defaults,
             result_names=tuple(c[0] for c in compiled._result_columns),
             result_types=tuple(c[3] for c in compiled._result_columns),
+            binds=tuple((name, compiled._bind_processors.get(name)) for name in order) if direct else None,
+            result_processors={},
         )
         if len(_shapes) >= CACHE_SIZE:
             _shapes.clear()
@@ -125,6 +162,8 @@ def _shape(statement: ClauseElement, dialect: Dialect, key: Any, names: tuple[st
 def _positional(shape: _Shape, given: Mapping[str, Any], extracted: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
     """The SQL and its positional values for one parameter set (IN lists expanded, conversions applied)."""
     compiled = shape.compiled
+    if shape.binds is not None:
+        return compiled.string, tuple(given[name] if p is None else p(given[name]) for name, p in shape.binds)
     values = compiled.construct_params(given, extracted_parameters=extracted, escape_names=False, _check=False)
     for name, default in shape.defaults.items():
         if name not in given:
@@ -142,28 +181,22 @@ def _positional(shape: _Shape, given: Mapping[str, Any], extracted: Sequence[Any
     return sql, tuple(processors[name](values[name]) if name in processors else values[name] for name in order)
 
 
-async def run(
-    owner: AsyncConnection, driver: Any, statement: ClauseElement, params: Mapping[str, Any] | list[Any] | None
-) -> DriverResult:
-    """`statement` with `params` (a list: one executemany, a multi-row INSERT) on `driver`, the asyncmy
-    connection behind `owner` (SQLAlchemy's connection, in its transaction)."""
-    connection = owner.sync_connection
-    assert connection is not None, "the connection is closed"
-    dialect = connection.dialect
+async def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | list[Any] | None) -> DriverResult:
+    """`statement` with `params` (a list: one executemany, a multi-row INSERT) on the session's connection."""
+    engine = session.engine
+    dialect = engine.dialect
     many = isinstance(params, list)
     sets: list[Mapping[str, Any]] = params if isinstance(params, list) else [params or {}]
-    key = statement._generate_cache_key()  # type: ignore[attr-defined]
-    if key is None:
-        raise NotImplementedError(f"an uncacheable statement cannot run on the driver path: {statement}")
+    key = _cache_key(statement)
     shape = _shape(statement, dialect, key, tuple(sorted(sets[0])), many)
     positional = [_positional(shape, given, key.bindparams) for given in sets]
     sql = positional[0][0]
     args: Any = [p[1] for p in positional] if many else positional[0][1]
-    events = connection._has_events or connection.engine._has_events  # type: ignore[attr-defined]
-    cursor = driver.cursor()
+    events = engine._has_events  # type: ignore[attr-defined]
+    cursor = session.driver.cursor()
     try:
         if events:
-            connection.dispatch.before_cursor_execute(connection, cursor, sql, args, None, many)
+            engine.dispatch.before_cursor_execute(session.pooled, cursor, sql, args, None, many)  # type: ignore[arg-type]
         try:
             if many:
                 await cursor.executemany(sql, args)
@@ -172,15 +205,48 @@ async def run(
             rows = await cursor.fetchall() if cursor.description else []
         except Exception as exc:
             statement_failed("mysql", sql)
-            raise await _translated(owner, driver, cursor, exc, sql, args) from exc
+            raise await _translated(session, exc, sql, args, cursor) from exc
         except BaseException:  # cancelled mid-statement: the session's state is unknown, it is not used again
-            await owner.invalidate()
+            await session.invalidate()
             raise
         if events:
-            connection.dispatch.after_cursor_execute(connection, cursor, sql, args, None, many)
+            engine.dispatch.after_cursor_execute(session.pooled, cursor, sql, args, None, many)  # type: ignore[arg-type]
         return DriverResult(_rows(shape, dialect, cursor.description, rows), cursor.rowcount, cursor.lastrowid)
     finally:
         await cursor.close()
+
+
+async def commit(session: Session) -> None:
+    """COMMIT, seen by the engine's `commit` listeners. A commit that failed leaves nothing open: rolled back, or
+    the connection dropped."""
+    if session.engine._has_events:  # type: ignore[attr-defined]
+        session.engine.dispatch.commit(session.pooled)  # type: ignore[arg-type]
+    try:
+        await session.driver.commit()
+    except Exception as exc:
+        statement_failed("mysql", "COMMIT")
+        error = await _translated(session, exc, "COMMIT", ())
+        await rollback(session)
+        if error is exc:
+            raise
+        raise error from exc
+    except BaseException:  # cancelled mid-commit: whether it committed is unknown, the session is not used again
+        await session.invalidate()
+        raise
+
+
+async def rollback(session: Session) -> None:
+    """ROLLBACK what is open. A connection that cannot roll back is dropped (so no pooled session keeps an open
+    transaction or its locks), and the caller's own error stays the one raised."""
+    if session.invalidated:
+        return
+    try:
+        await session.driver.rollback()
+    except Exception:
+        await session.invalidate()
+    except BaseException:
+        await session.invalidate()
+        raise
 
 
 def _rows(shape: _Shape, dialect: Dialect, description: Any, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -188,10 +254,13 @@ def _rows(shape: _Shape, dialect: Dialect, description: Any, rows: Sequence[tupl
         return []
     if shape.result_names:
         names = shape.result_names
-        processors: list[Processor] = [
-            kind._cached_result_processor(dialect, column[1])
-            for kind, column in zip(shape.result_types, description, strict=True)
-        ]
+        types = tuple(column[1] for column in description)
+        processors = shape.result_processors.get(types)
+        if processors is None:
+            processors = shape.result_processors[types] = [
+                kind._cached_result_processor(dialect, type_code)
+                for kind, type_code in zip(shape.result_types, types, strict=True)
+            ]
     else:  # a text statement: the driver's names and values
         names, processors = tuple(column[0] for column in description), []
     row = _row_type(names)
@@ -200,16 +269,14 @@ def _rows(shape: _Shape, dialect: Dialect, description: Any, rows: Sequence[tupl
     return [row._make(p(v) if p else v for p, v in zip(processors, r, strict=True)) for r in rows]
 
 
-async def _translated(
-    owner: AsyncConnection, driver: Any, cursor: Any, exc: Exception, sql: str, args: Any
-) -> Exception:
+async def _translated(session: Session, exc: Exception, sql: str, args: Any, cursor: Any = None) -> Exception:
     """The driver's error as SQLAlchemy raises it (IntegrityError, OperationalError, ... with `.orig`); a
     connection the server dropped is invalidated, so the pool replaces it."""
-    dialect: Any = owner.dialect
+    dialect: Any = session.engine.dialect
     dbapi = dialect.loaded_dbapi
     if not isinstance(exc, dbapi.Error):
         return exc
-    disconnect = dialect.is_disconnect(exc, driver, cursor)
+    disconnect = dialect.is_disconnect(exc, session.driver, cursor)
     if disconnect:
-        await owner.invalidate(exc)
+        await session.invalidate(exc)
     return DBAPIError.instance(sql, args, exc, dbapi.Error, connection_invalidated=disconnect, dialect=dialect)

@@ -17,6 +17,8 @@ from pymongo import monitoring
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+STATEMENTS_KEPT = 1000
+"""Statement texts whose histogram a listener remembers (the code sends a few dozen; IN lists make more)."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 STORE_COMMANDS = Histogram(
@@ -46,6 +48,7 @@ def instrument_engine(engine: Engine, store: str = "mysql") -> None:
     """Statement latency and pool use of a (sync, or an async engine's `sync_engine`) SQLAlchemy engine."""
     in_use = STORE_CONNECTIONS.labels(store=store, state="in_use")
     STORE_CONNECTIONS.labels(store=store, state="waiting")  # shown at 0 from the start
+    by_statement: dict[str, Any] = {}  # the histogram of each statement's verb, found once per statement text
 
     @event.listens_for(engine, "before_cursor_execute")
     def _started(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
@@ -55,7 +58,12 @@ def instrument_engine(engine: Engine, store: str = "mysql") -> None:
     def _done(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
         started = conn.info.pop("eventshop.started", None)
         if started is not None:
-            STORE_COMMANDS.labels(store, _verb(statement)).observe(time.perf_counter() - started)
+            histogram = by_statement.get(statement)
+            if histogram is None:
+                if len(by_statement) >= STATEMENTS_KEPT:
+                    by_statement.clear()
+                histogram = by_statement[statement] = STORE_COMMANDS.labels(store, _verb(statement))
+            histogram.observe(time.perf_counter() - started)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:

@@ -245,8 +245,7 @@ class HeldOutbox:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.db.engine.begin() as connection:
-            tx = HeldTransaction(connection)
+        async with self.db.transaction(HeldTransaction) as tx:
             yield tx
         self.events.extend(tx.events)
 

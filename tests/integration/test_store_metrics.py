@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from command.db import WriteDatabase
@@ -26,12 +27,12 @@ async def test_mysql_statements_and_pooled_connections_are_counted(settings: Set
     try:
         async with db.transaction() as tx:
             assert sample("eventshop_store_connections", store="mysql", state="in_use") >= 1
-            await tx.connection.exec_driver_sql("DO 1")
-            await tx.connection.exec_driver_sql("DO 2")
+            await tx.execute(text("DO 1"))
+            await tx.execute(text("DO 2"))
         assert sample("eventshop_store_command_duration_seconds_count", store="mysql", command="DO") == done + 2
         with pytest.raises(DBAPIError):
             async with db.transaction() as tx:
-                await tx.connection.exec_driver_sql("DO no_such_function()")
+                await tx.execute(text("DO no_such_function()"))
         assert sample("eventshop_store_command_errors_total", store="mysql", command="DO") == failed + 1
     finally:
         await db.dispose()

@@ -16,7 +16,7 @@ from tests.conftest import eventually
 
 async def session_id(db: WriteDatabase) -> int:
     async with db.transaction() as tx:
-        return int((await tx.connection.exec_driver_sql("SELECT CONNECTION_ID()")).scalar_one())
+        return int((await tx.execute(text("SELECT CONNECTION_ID() AS session_id"))).scalar_one())
 
 
 async def kill(settings: Settings, session: int) -> None:
@@ -57,7 +57,7 @@ async def test_without_the_idle_ping_the_dead_session_fails_the_next_transaction
 async def rollbacks(db: WriteDatabase) -> int:
     """ROLLBACKs the (one) pooled session has received so far, as MariaDB counts them."""
     async with db.transaction() as tx:
-        row = (await tx.connection.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'")).one()
+        row = (await tx.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
         return int(row[1])
 
 
