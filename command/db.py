@@ -123,7 +123,7 @@ class WriteDatabase:
         every command and every stock decision. The pool, its events (store metrics, the idle ping) and the
         engine's statement and commit listeners are SQLAlchemy's as before."""
         with waiting_for_connection("mysql"):
-            pooled = await greenlet_spawn(self.engine.sync_engine.raw_connection)
+            pooled = await driver.checkout(self.engine.sync_engine)
         tx = kind(pooled, self.engine.sync_engine)
         try:
             try:

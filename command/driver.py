@@ -28,6 +28,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 from shared.store_metrics import statement_failed
 
@@ -179,6 +180,22 @@ def _positional(shape: _Shape, given: Mapping[str, Any], extracted: Sequence[Any
     else:
         sql, order, processors = compiled.string, compiled.positiontup, compiled._bind_processors
     return sql, tuple(processors[name](values[name]) if name in processors else values[name] for name in order)
+
+
+async def checkout(engine: Engine) -> PoolProxiedConnection:
+    """A connection of the engine's pool (its events fire: store metrics, the idle ping); a failure to connect is
+    raised as SQLAlchemy's `Engine.connect` raises it (`OperationalError`, with `.orig`)."""
+    try:
+        return await greenlet_spawn(engine.raw_connection)
+    except Exception as exc:
+        dialect: Any = engine.dialect
+        dbapi = dialect.loaded_dbapi
+        if not isinstance(exc, dbapi.Error):
+            raise
+        disconnect = dialect.is_disconnect(exc, None, None)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, connection_invalidated=disconnect, dialect=dialect
+        ) from exc
 
 
 async def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | list[Any] | None) -> DriverResult:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncmy.errors
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from command.db import WriteDatabase
+from shared.outages import is_infrastructure_outage
 from shared.settings import Settings
 from tests.conftest import eventually
 
@@ -129,3 +132,18 @@ async def test_a_transaction_cancelled_mid_statement_leaves_a_working_pool(setti
     finally:
         await db.dispose()
         await watcher.dispose()
+
+
+async def test_a_transaction_that_cannot_connect_raises_sqlalchemys_operational_error(settings: Settings) -> None:
+    """Connecting goes through the pool, not `Engine.connect`: the driver's refusal is still raised as SQLAlchemy
+    raises it, which the outage handling (shared/outages.py) recognises."""
+    closed_port = make_url(settings.mysql_dsn).set(port=1)
+    db = WriteDatabase(closed_port.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with pytest.raises(OperationalError) as refused:
+            async with db.transaction():
+                pass
+        assert isinstance(refused.value.orig, asyncmy.errors.OperationalError)
+        assert is_infrastructure_outage(refused.value)
+    finally:
+        await db.dispose()
