@@ -1,6 +1,6 @@
 """Relay throughput: committed outbox rows -> acked in Kafka, vs a raw aiokafka producer with the same acks.
 
-The outbox of `<db>_bench` is filled with N order events (as the write side writes them, via `outbox_row`);
+The outbox of `<db>_bench` is filled with N order events (as the write side writes them: `inserting_outbox`);
 `OutboxRelay.publish_batch()` (holding leadership, as the running relay does) is then called until it
 returns 0, once with each OUTBOX_COMPLETION (`mark`, the default, and `delete`). The baselines send the
 same (topic, key, value, headers) from memory with a bare AIOKafkaProducer (acks=all, idempotence, the
@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from bench.env import BenchEnv
 from bench.samples import relay_payloads
 from bench.stats import Figure, rate
 from command.db import WriteDatabase
-from command.models import OutboxRow
-from command.outbox import outbox_row
+from command.outbox import inserting_outbox, outbox_values
 from command.relay import OutboxRelay
 from shared.kafka.producer import make_producer
 from shared.settings import Settings
@@ -47,12 +45,9 @@ async def fill_outbox(db: WriteDatabase, rows: int) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(text("DELETE FROM outbox"))
     events = relay_payloads(rows)
-    table: Any = OutboxRow.__table__  # type: ignore[attr-defined]
-    columns = [c.name for c in table.columns if c.name not in ("id", "published_at")]
     for start in range(0, rows, 2000):
-        chunk = [outbox_row(e) for e in events[start : start + 2000]]
         async with db.engine.begin() as conn:
-            await conn.execute(insert(table), [{c: getattr(r, c) for c in columns} for r in chunk])
+            await conn.execute(inserting_outbox(), [outbox_values(e) for e in events[start : start + 2000]])
 
 
 async def outbox_messages(db: WriteDatabase, settings: Settings) -> list[Message]:

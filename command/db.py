@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -17,8 +17,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from command import driver
 from command.driver import DriverResult
-from command.models import OutboxRow
-from command.outbox import OutboxSignal, outbox_values
+from command.outbox import OutboxSignal, inserting_outbox, outbox_values
 from shared.events import Event
 from shared.store_metrics import instrument_engine, waiting_for_connection
 
@@ -68,7 +67,7 @@ class Transaction:
         commit order. The relay is woken when the transaction commits."""
         if events:
             self.events.extend(events)
-            await self.execute(insert(OutboxRow.__table__), [outbox_values(event) for event in events])  # type: ignore[attr-defined]
+            await self.execute(inserting_outbox(), [outbox_values(event) for event in events])
 
 
 def _ping_when_idle(pool: Pool, idle_seconds: float) -> None:
