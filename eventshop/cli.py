@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 import typer
-import uvloop  # every process's event loop: about 15% less CPU per order than asyncio's (docs/benchmarks.md)
+import uvloop  # every process's event loop: about 5% less CPU per order than asyncio's (docs/benchmarks.md)
 
 from eventshop import workers
 from eventshop.ops.cli import dlq_app, projection_app, seed, topics_app, verify
