@@ -147,3 +147,34 @@ async def test_a_transaction_that_cannot_connect_raises_sqlalchemys_operational_
         assert is_infrastructure_outage(refused.value)
     finally:
         await db.dispose()
+
+
+async def test_a_commit_that_fails_raises_sqlalchemys_error_and_the_pool_opens_a_new_session(
+    settings: Settings,
+) -> None:
+    """The driver commits: a session killed before its COMMIT fails the transaction as SQLAlchemy would have
+    (OperationalError), and the dead connection is dropped rather than pooled again."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1, idle_before_ping=3600.0)  # no ping: the commit meets it
+    try:
+        with pytest.raises(OperationalError):
+            async with db.transaction() as tx:
+                doomed = int((await tx.execute(text("SELECT CONNECTION_ID() AS session_id"))).scalar_one())
+                await kill(settings, doomed)
+        assert await session_id(db) != doomed
+    finally:
+        await db.dispose()
+
+
+async def test_a_failed_transaction_whose_rollback_fails_raises_its_own_error(settings: Settings) -> None:
+    """The command's error is the one raised, not the ROLLBACK's; the session that could not roll back is
+    dropped, so no pooled session keeps an open transaction."""
+    db = WriteDatabase(settings.mysql_dsn, pool_size=1, idle_before_ping=3600.0)
+    try:
+        with pytest.raises(RuntimeError, match="the command failed"):
+            async with db.transaction() as tx:
+                doomed = int((await tx.execute(text("SELECT CONNECTION_ID() AS session_id"))).scalar_one())
+                await kill(settings, doomed)
+                raise RuntimeError("the command failed")
+        assert await session_id(db) != doomed
+    finally:
+        await db.dispose()
