@@ -189,13 +189,9 @@ async def checkout(engine: Engine) -> PoolProxiedConnection:
         return await greenlet_spawn(engine.raw_connection)
     except Exception as exc:
         dialect: Any = engine.dialect
-        dbapi = dialect.loaded_dbapi
-        if not isinstance(exc, dbapi.Error):
+        if not isinstance(exc, dialect.loaded_dbapi.Error):
             raise
-        disconnect = dialect.is_disconnect(exc, None, None)
-        raise DBAPIError.instance(
-            None, None, exc, dbapi.Error, connection_invalidated=disconnect, dialect=dialect
-        ) from exc
+        raise _wrapped(dialect, exc, None, None, disconnect=dialect.is_disconnect(exc, None, None)) from exc
 
 
 async def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | list[Any] | None) -> DriverResult:
@@ -290,10 +286,15 @@ async def _translated(session: Session, exc: Exception, sql: str, args: Any, cur
     """The driver's error as SQLAlchemy raises it (IntegrityError, OperationalError, ... with `.orig`); a
     connection the server dropped is invalidated, so the pool replaces it."""
     dialect: Any = session.engine.dialect
-    dbapi = dialect.loaded_dbapi
-    if not isinstance(exc, dbapi.Error):
+    if not isinstance(exc, dialect.loaded_dbapi.Error):
         return exc
     disconnect = dialect.is_disconnect(exc, session.driver, cursor)
     if disconnect:
         await session.invalidate(exc)
-    return DBAPIError.instance(sql, args, exc, dbapi.Error, connection_invalidated=disconnect, dialect=dialect)
+    return _wrapped(dialect, exc, sql, args, disconnect=disconnect)
+
+
+def _wrapped(dialect: Any, exc: Exception, sql: str | None, args: Any, *, disconnect: bool) -> Exception:
+    return DBAPIError.instance(
+        sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnect, dialect=dialect
+    )
