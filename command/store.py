@@ -48,14 +48,22 @@ def clock() -> datetime:
     return aware(models.db_now())
 
 
+class Locking(Enum):
+    NONE = "none"
+    SHARE = "share"  # LOCK IN SHARE MODE: read by others, changed by none until this transaction ends
+    UPDATE = "update"  # FOR UPDATE
+
+
 @cache
-def _by_id(table: Table, *, many: bool, locking: bool) -> Select[Any]:
+def _by_id(table: Table, *, many: bool, locking: Locking) -> Select[Any]:
     """The rows of `table` with one id (`:id`, a plain equality, as a waiting lock shows in the process list) or
-    several (`:ids`), in id order; `FOR UPDATE` when locking."""
+    several (`:ids`), in id order, locked in that order."""
     key = table.c.id
     stmt = select(table).where(key.in_(bindparam("ids", expanding=True)) if many else key == bindparam("id"))
     stmt = stmt.order_by(key)
-    return stmt.with_for_update() if locking else stmt
+    if locking is Locking.NONE:
+        return stmt
+    return stmt.with_for_update(read=locking is Locking.SHARE)
 
 
 @cache
@@ -64,7 +72,7 @@ def _of_orders(table: Table) -> Select[Any]:
     return select(table).where(table.c.order_id.in_(bindparam("order_ids", expanding=True))).order_by(table.c.id)
 
 
-async def _rows(tx: Transaction, table: Table, ids: Iterable[int], *, locking: bool) -> dict[int, Row[Any]]:
+async def _rows(tx: Transaction, table: Table, ids: Iterable[int], *, locking: Locking) -> dict[int, Row[Any]]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}  # nothing to lock is no statement
@@ -78,7 +86,7 @@ async def lock(tx: Transaction, table: Table, ids: Iterable[int]) -> dict[int, R
     """SELECT ... FOR UPDATE of the rows with these ids that exist, deleted or not, in id order: every
     transaction takes its locks in the same order, so two of them never wait on each other. The save writes
     back what changed since."""
-    rows = await _rows(tx, table, ids, locking=True)
+    rows = await _rows(tx, table, ids, locking=Locking.UPDATE)
     tx.rows.update(((table.name, row_id), dict(row._mapping)) for row_id, row in rows.items())
     return rows
 
@@ -106,13 +114,15 @@ async def lock_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Produc
 
 async def read_user(tx: Transaction, user_id: int) -> User | None:
     """The user as committed, without a lock (an order only copies its name and email)."""
-    row = (await _rows(tx, USERS, (user_id,), locking=False)).get(user_id)
+    row = (await _rows(tx, USERS, (user_id,), locking=Locking.NONE)).get(user_id)
     return None if row is None else User(user_snapshot(row))
 
 
 async def read_products(tx: Transaction, ids: Iterable[int]) -> dict[int, Product]:
-    """The products as committed, without a lock: placing an order only reads them (the stock worker reserves)."""
-    rows = await _rows(tx, PRODUCTS, ids, locking=False)
+    """The products as committed, share-locked in id order: placing an order only reads them (the stock worker
+    reserves), but its items' foreign keys lock them too, and taken in the order of the request's lines those locks
+    deadlocked with a reservation locking the same products in id order (tests/integration/test_lock_order.py)."""
+    rows = await _rows(tx, PRODUCTS, ids, locking=Locking.SHARE)
     return {pid: Product(product_snapshot(row)) for pid, row in rows.items()}
 
 
@@ -147,7 +157,7 @@ async def find_orders(tx: Transaction, order_ids: Iterable[int]) -> dict[int, Or
         items[line.order_id].append(line)
     for line in await tx.execute(_of_orders(ORDER_HISTORY), ids):
         history[line.order_id].append(line)
-    users = await _rows(tx, USERS, {row.user_id for row in rows.values()}, locking=False)
+    users = await _rows(tx, USERS, {row.user_id for row in rows.values()}, locking=Locking.NONE)
     return {
         order_id: Order(
             order_snapshot(row, items[order_id], history[order_id], users[row.user_id]),
